@@ -1,0 +1,102 @@
+"""Harness overhead: optbench's training loop versus a minimal hand-written PyTorch loop.
+
+Same model, same in-memory data tensors, same optimizer class and settings, same batch size;
+the two are interleaved in one process (A, B, A, B, ...) so that machine noise hits both.
+Both are timed from outside over the whole call (model and optimizer construction included).
+optbench's evaluation is given one-example validation/test splits so that it costs ~nothing:
+this measures the training loop, which is what the target is about.
+
+Target (DESIGN.md section 9): optbench samples/s >= 0.97 x the hand-written loop's.
+
+Usage: python bench/harness_overhead.py [--rounds 5] [--train-size 8192] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from optbench.optim import create_optimizer
+from optbench.spec import Recipe, Split, TaskData
+from optbench.tasks import get_task
+from optbench.train import train
+
+
+def hand_loop(make_model, x, y, optimizer_name: str, lr: float, batch_size: int, seed: int) -> float:
+    """The minimal loop: shuffle indices, gather, forward, cross-entropy, backward, step. Returns seconds."""
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    model = make_model()
+    # same optimizer class and flags as optbench picks (e.g. fused=True)
+    reference = create_optimizer(optimizer_name, [nn.Parameter(torch.zeros(1))], lr=lr)
+    optimizer = type(reference)(model.parameters(), **reference.defaults)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for index in torch.randperm(x.shape[0], generator=generator).split(batch_size):
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x[index]), y[index])
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - t0
+
+
+def optbench_loop(task, x, y, optimizer_name: str, lr: float, batch_size: int, seed: int) -> float:
+    """optbench's :func:`train` for one epoch on the same tensors. Returns seconds."""
+    tiny = Split(x[:1], y[:1])
+    data = TaskData(Split(x, y), tiny, tiny)
+    recipe = Recipe(optimizer=optimizer_name, hyperparams={"lr": lr}, batch_size=batch_size, epochs=1)
+    t0 = time.perf_counter()
+    result = train(task, data, recipe, seed, device=torch.device("cpu"))
+    elapsed = time.perf_counter() - t0
+    assert result.status.value == "finished", result.error
+    return elapsed
+
+
+def bench(task_name: str, input_shape: tuple[int, ...], n: int, batch_size: int, optimizer: str,
+          rounds: int) -> tuple[float, float]:
+    task = get_task(task_name)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((n, *input_shape), generator=generator)
+    y = torch.randint(0, 10, (n,), generator=generator)
+    hand, ours = [], []
+    for r in range(rounds + 1):  # round 0 warms up both
+        h = hand_loop(task.make_model, x, y, optimizer, 1e-3, batch_size, seed=r)
+        o = optbench_loop(task, x, y, optimizer, 1e-3, batch_size, seed=r)
+        if r:
+            hand.append(n / h)
+            ours.append(n / o)
+    return statistics.median(hand), statistics.median(ours)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cases = [  # (task whose model is used, input shape, examples, batch size, optimizer)
+        ("fmnist_cnn3", (1, 28, 28), 8192, 128, "adam"),
+        ("fmnist_cnn3", (1, 28, 28), 8192, 128, "sgd"),
+        ("mnist1d_mlp", (40,), 32768, 128, "adam"),  # tiny model: per-step overhead shows most
+        ("mnist1d_cnn", (40,), 32768, 128, "momentum"),
+    ]
+    print(f"threads={args.threads} rounds={args.rounds} (median samples/s over rounds, interleaved)")
+    print(f"{'model':<12} {'optimizer':<9} {'batch':>5} {'hand samples/s':>15} {'optbench samples/s':>19} "
+          f"{'ratio':>6}  target >= 0.97")
+    worst = float("inf")
+    for task_name, shape, n, batch_size, optimizer in cases:
+        hand, ours = bench(task_name, shape, n, batch_size, optimizer, args.rounds)
+        ratio = ours / hand
+        worst = min(worst, ratio)
+        print(f"{task_name:<12} {optimizer:<9} {batch_size:>5} {hand:>15,.0f} {ours:>19,.0f} {ratio:>6.3f}  "
+              f"{'ok' if ratio >= 0.97 else 'BELOW TARGET'}")
+    print(f"worst ratio: {worst:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""`optbench compare`: the reference protocol (``seed004``) as a function.
+
+Several optimizers are trained with the *same* hyperparameters (one shared learning rate and
+batch size) on one task over several seeds; the answer is a ranking with 95% confidence
+intervals over seeds, learning curves and a summary. This is the protocol of the reference
+experiment (seven optimizers, same hyperparameters, a 3-conv CNN); tuned protocols come with
+the studies issue.
+
+Runs are identified by content hash, so running the same comparison again (after an
+interruption, say) executes only the runs that are not finished yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from optbench.errors import ConfigError, require_positive
+from optbench.spec import RunResult, Recipe, Task
+from optbench.study.executor import EventCallback, _RunContext, execute
+from optbench.study.plan import RunSpec, plan_runs
+
+from optbench.study.reference import (DEFAULT_EPOCHS, DEFAULT_SEEDS, DEFAULT_TRAIN_SIZE,  # noqa: F401
+                                      FULL_PROTOCOL_EPOCHS, REFERENCE_BATCH_SIZE, REFERENCE_LR,
+                                      REFERENCE_OPTIMIZERS, REFERENCE_TASK)
+
+#: Stored metric keys reported by the ranking.
+FINAL_KEY = "test_accuracy"
+BEST_KEY = "valid_accuracy"
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """A comparison: the same hyperparameters for every optimizer, several seeds.
+
+    Args:
+        task: task registry name or ``module:factory``.
+        optimizers: optimizer registry names.
+        seeds: number of seeds (seeds are 0 .. seeds-1).
+        epochs: epochs per run.
+        batch_size: examples per step, shared by all optimizers.
+        lr: learning rate shared by all optimizers.
+        train_size: training examples used (a seeded subset), None for all, ``"auto"`` for
+            :data:`DEFAULT_TRAIN_SIZE` or all when the task has fewer (resolved once the data
+            are loaded; the resolved number is what the runs record).
+        target: validation target for time-to-target, None for the task's own.
+        workers: parallel runs in separate processes.
+        study: study name in the store; None derives one from the configuration.
+
+    Raises:
+        ConfigError: for empty optimizer lists, repeated optimizers, non-positive numbers.
+    """
+
+    task: str = REFERENCE_TASK
+    optimizers: tuple[str, ...] = REFERENCE_OPTIMIZERS
+    seeds: int = DEFAULT_SEEDS
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = REFERENCE_BATCH_SIZE
+    lr: float = REFERENCE_LR
+    train_size: int | None | Literal["auto"] = "auto"
+    target: float | None = None
+    workers: int = 1
+    study: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.optimizers:
+            raise ConfigError("optimizers", "", "a comma-separated list of optimizer names")
+        if len(set(self.optimizers)) != len(self.optimizers):
+            raise ConfigError("optimizers", ",".join(self.optimizers), "a list without repeated names")
+        require_positive("seeds", self.seeds, integer=True)
+        require_positive("workers", self.workers, integer=True)
+        if self.target is not None and not math.isfinite(self.target):
+            raise ConfigError("target", self.target, "a finite number")
+
+    def recipes(self) -> list[Recipe]:
+        """One recipe per optimizer, all with the shared hyperparameters."""
+        return [Recipe(optimizer=name, hyperparams={"lr": self.lr}, batch_size=self.batch_size,
+                       epochs=self.epochs, train_size=self.train_size) for name in self.optimizers]
+
+    def study_name(self, task_name: str) -> str:
+        """The given study name, or ``compare-<task>-<hash of the configuration>``."""
+        if self.study:
+            return self.study
+        payload = {k: v for k, v in asdict(self).items() if k not in ("workers", "study")}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+        return f"compare-{task_name}-{digest}"
+
+
+@dataclass
+class CompareOutcome:
+    """What a comparison produced: the study name, its task, every run and the written files."""
+
+    study: str
+    task: Task
+    config: CompareConfig
+    results: list[RunResult]
+    executed: int
+    skipped: int
+    summaries: list = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def validate(config: CompareConfig) -> Task:
+    """Check every name and number of ``config`` without side effects; return the task.
+
+    Raises:
+        UnknownNameError: unknown task or optimizer (lists the known names).
+        ConfigError: unknown hyperparameter or a value out of range.
+    """
+    from optbench.optim import optimizers, resolved_hyperparams
+    from optbench.tasks import get_task
+
+    task = get_task(config.task)
+    for recipe in config.recipes():  # Recipe validates sizes and lr
+        optimizers.canonical(recipe.optimizer)
+        resolved_hyperparams(recipe.optimizer, **recipe.hyperparams)
+    return task
+
+
+def resolve_train_size(config: CompareConfig, task: Task, pool: int) -> CompareConfig:
+    """``config`` with ``train_size`` resolved against the training pool of ``pool`` examples.
+
+    Raises:
+        ConfigError: when more training examples are asked for than the pool has after the
+            validation split.
+    """
+    available = pool - task.valid_size
+    size = config.train_size
+    if size == "auto":
+        size = DEFAULT_TRAIN_SIZE if DEFAULT_TRAIN_SIZE < available else None
+    elif size is not None and size > available:
+        raise ConfigError("train_size", size, f"an integer in [1, {available}] or 'all'")
+    return replace(config, train_size=size)
+
+
+def metric_directions(task: Task) -> dict:
+    """Direction of every stored metric key of ``task`` (``"test_accuracy"`` -> maximize ...)."""
+    return {f"{split}_{m.name}": m.direction for split in ("train", "valid", "test") for m in task.metrics}
+
+
+def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.device | None = None,
+                on_event: EventCallback | None = None,
+                on_result: Callable[[RunResult, bool], None] | None = None,
+                create_store_dir: bool = False) -> CompareOutcome:
+    """Run (or resume) a comparison and return its runs, in plan order.
+
+    Everything is validated before anything is written: names, numbers, the data (fetched if
+    needed), the training-set size and the store path. Finished runs in the store are not
+    executed again; each new run is stored, in one transaction, as soon as it ends.
+
+    Args:
+        config: the comparison.
+        store_path: SQLite file path or SQLAlchemy URL.
+        device: training device (CUDA when available by default).
+        on_event: progress events (run started, epoch done).
+        on_result: called with ``(result, skipped)`` for every run, finished before or now.
+        create_store_dir: create the store file's directory (after validation) if missing.
+
+    Raises:
+        ConfigError / UnknownNameError: bad input (nothing written).
+        DataUnavailableError: the task's data cannot be obtained.
+    """
+    from optbench.store import open_store
+
+    task = validate(config)
+    context = _RunContext()
+    context.tasks[config.task] = task
+    dataset = context.dataset(config.task)  # fetches and checks the data before anything is stored
+    config = resolve_train_size(config, task, len(dataset.train))
+    specs = plan_runs(config.task, task.name, config.recipes(), range(config.seeds))
+    study = config.study_name(task.name)
+    if create_store_dir:
+        Path(store_path).parent.mkdir(parents=True, exist_ok=True)
+    with open_store(store_path) as store:
+        store.ensure_study(study, {"protocol": "seed004", **asdict(config), "optimizers": list(config.optimizers)})
+        store.add_runs_to_study(study, [s.run_id for s in specs])
+        done = store.completed_run_ids([s.run_id for s in specs])
+        for spec in specs:
+            if spec.run_id in done and on_result is not None:
+                on_result(store.get_run(spec.run_id), True)
+        pending = [s for s in specs if s.run_id not in done]
+        if config.workers > 1:
+            context = None  # workers load their own copy
+        for result in execute(pending, workers=config.workers, device=device, on_event=on_event,
+                              context=context):
+            store.save_run(result, study=study)
+            if on_result is not None:
+                on_result(result, False)
+        results = [store.get_run(s.run_id) for s in specs]
+    return CompareOutcome(study=study, task=task, config=config, results=results,
+                          executed=len(pending), skipped=len(specs) - len(pending))
+
+
+def target_of(config: CompareConfig, task: Task) -> tuple[str, float]:
+    """The (metric key, value) used for time-to-target."""
+    return task.target.key, (config.target if config.target is not None else task.target.value)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def parse_optimizers(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"adam, sgd"`` -> ``("adam", "sgd")``."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return tuple(name.strip() for name in items if name.strip())

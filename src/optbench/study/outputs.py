@@ -1,0 +1,57 @@
+"""The files a comparison writes: ``curves.png`` and ``summary.md`` (the store is written as it runs)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from optbench.study.compare import (BEST_KEY, FINAL_KEY, FULL_PROTOCOL_EPOCHS, CompareOutcome,
+                                    metric_directions, target_of, write_text_atomic)
+
+
+def summarize(outcome: CompareOutcome) -> list:
+    """The ranked :class:`~optbench.analysis.RecipeSummary` list of ``outcome``'s runs."""
+    from optbench.analysis import summarize_runs
+
+    return summarize_runs(outcome.results, metric_directions(outcome.task), final_key=FINAL_KEY,
+                          best_key=BEST_KEY, target=target_of(outcome.config, outcome.task))
+
+
+def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str, str]:
+    """Key -> value lines that say what ran, for the summary and the terminal."""
+    c = outcome.config
+    key, value = target_of(c, outcome.task)
+    train = "all" if c.train_size is None else f"{c.train_size:,} examples (seeded subset)"
+    return {
+        "task": f"{outcome.task.name}: {outcome.task.description}",
+        "protocol": "seed004: the same hyperparameters for every optimizer, results over seeds",
+        "shared hyperparameters": f"learning rate {c.lr:g}, batch size {c.batch_size}, other values at each "
+                                  "optimizer's defaults",
+        "budget": f"{c.epochs} epochs, training set: {train}",
+        "seeds": f"{c.seeds} (0..{c.seeds - 1})",
+        "time-to-target": f"first epoch with {key} >= {value:g}",
+        "runs": f"{len(outcome.results)} ({outcome.executed} executed now, {outcome.skipped} already in the store)",
+        "study": f"{outcome.study} in {store}",
+        "reproduce": command,
+        "full protocol": full_protocol_command(outcome),
+    }
+
+
+def full_protocol_command(outcome: CompareOutcome) -> str:
+    """The command of the full 150-epoch protocol on all training data."""
+    c = outcome.config
+    return (f"optbench compare --task {shlex.quote(c.task)} --optimizers {','.join(c.optimizers)} "
+            f"--seeds {c.seeds} --epochs {FULL_PROTOCOL_EPOCHS} --train-size all --lr {c.lr:g} "
+            f"--batch-size {c.batch_size}")
+
+
+def write_outputs(outcome: CompareOutcome, summaries: list, out: Path, context: dict[str, str]) -> dict[str, Path]:
+    """Write ``curves.png`` and ``summary.md`` into ``out`` (atomically); return their paths."""
+    from optbench.report import plot_curves, save_figure, summary_markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    curves = out / "curves.png"
+    save_figure(plot_curves(outcome.results), curves)
+    summary = out / "summary.md"
+    write_text_atomic(summary, summary_markdown(summaries, context=context))
+    return {"curves": curves, "summary": summary}

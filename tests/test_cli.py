@@ -1,0 +1,109 @@
+"""`optbench compare` end to end on tiny configurations, resume, parallel workers, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from optbench.cli import main
+from optbench.spec import RunStatus
+from optbench.store import open_store
+from optbench.study.compare import CompareConfig, run_compare
+
+TINY = ["compare", "--task", "digits_mlp", "--optimizers", "adam,sgd", "--seeds", "2", "--epochs", "2",
+        "--lr", "0.01", "--batch-size", "64", "--quiet"]
+
+
+def test_compare_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*TINY, "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "adam" in stdout and "sgd" in stdout and "±" in stdout
+    assert stdout.index("adam") < stdout.index("sgd")  # adam at lr 0.01 beats plain SGD in 2 epochs
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (out / "summary.md").read_text()
+    assert "adam" in summary and "learning rate 0.01" in summary and "--epochs 150" in summary
+    with open_store(out / "optbench.db") as store:
+        runs = store.load_runs()
+        assert len(runs) == 4 and all(r.status is RunStatus.FINISHED for r in runs)
+        assert {r.recipe.optimizer for r in runs} == {"adam", "sgd"} and {r.seed for r in runs} == {0, 1}
+        assert all(len(r.epochs) == 2 and r.epochs[-1].metrics["test_accuracy"] > 0 for r in runs)
+        assert len(store.studies()) == 1
+
+
+def test_resume_skips_finished_runs_and_keeps_numbers(tmp_path):
+    db = tmp_path / "s.db"
+    base = dict(task="digits_mlp", optimizers=("adam", "momentum"), epochs=1, lr=0.01, batch_size=64)
+    first = run_compare(CompareConfig(seeds=1, **base), db)
+    assert (first.executed, first.skipped) == (2, 0)
+    skipped = []
+    second = run_compare(CompareConfig(seeds=2, **base), db, on_result=lambda r, s: skipped.append(s))
+    assert (second.executed, second.skipped) == (2, 2) and sorted(skipped) == [False, False, True, True]
+    old = {r.run_id: r.epochs[0].metrics for r in first.results}
+    for r in second.results:
+        if r.run_id in old:
+            assert r.epochs[0].metrics == old[r.run_id]
+    third = run_compare(CompareConfig(seeds=2, **base), db)
+    assert (third.executed, third.skipped) == (0, 4)
+
+
+def test_parallel_workers_give_the_same_numbers_as_one_process(tmp_path):
+    base = dict(task="digits_mlp", optimizers=("adam", "sgd"), seeds=2, epochs=1, lr=0.01, batch_size=64)
+    serial = run_compare(CompareConfig(**base), tmp_path / "a.db")
+    parallel = run_compare(CompareConfig(workers=2, **base), tmp_path / "b.db")
+    assert parallel.executed == 4
+    assert [r.run_id for r in serial.results] == [r.run_id for r in parallel.results]
+    # workers run with fewer threads each: allow float differences from thread-count-dependent reductions
+    for a, b in zip(serial.results, parallel.results, strict=True):
+        assert a.final("test_accuracy") == pytest.approx(b.final("test_accuracy"), abs=0.02)
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--task", "imagenet"], "task"),
+    (["--optimizers", "adam,nosuchopt"], "optimizer"),
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "-1"], "--batch-size"),
+    (["--lr", "0"], "--lr"),
+    (["--seeds", "0"], "--seeds"),
+    (["--train-size", "many"], "--train-size"),
+    (["--train-size", "100000"], "train_size"),
+    (["--workers", "0"], "--workers"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, args, field):
+    out = tmp_path / "out"
+    db = tmp_path / "store.db"
+    code = main([*TINY, "--out", str(out), "--store", str(db), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("optbench: error: invalid") and field in err and "allowed" in err
+    assert "\n" not in err and "Traceback" not in err
+    assert not db.exists() and not out.exists()
+
+
+def test_unreadable_store_path(tmp_path, capsys):
+    code = main([*TINY, "--out", str(tmp_path / "o"), "--store", str(tmp_path / "missing" / "dir" / "x.db")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "store" in err and "\n" not in err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_unknown_dataset_and_list_commands(capsys):
+    assert main(["data", "fetch", "imagenet"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset" in err and "fashion_mnist" in err
+    assert main(["list", "tasks"]) == 0
+    assert "fmnist_cnn3" in capsys.readouterr().out.split()
+    assert main(["list", "optimizers"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"sgd", "momentum", "nesterov", "rmsprop", "adam", "adagrad", "nadam"} <= set(names)
+    assert main(["data", "list"]) == 0
+    assert "mnist1d" in capsys.readouterr().out
+
+
+def test_python_dash_m_help():
+    proc = subprocess.run([sys.executable, "-m", "optbench", "compare", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "--optimizers" in proc.stdout and "--workers" in proc.stdout and "--quiet" in proc.stdout

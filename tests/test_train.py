@@ -1,0 +1,63 @@
+"""The training loop: metrics, determinism, divergence, failure."""
+
+from __future__ import annotations
+
+import torch
+
+from optbench.spec import Recipe, RunStatus
+from optbench.tasks import get_task
+from optbench.train import split_data, train
+
+
+def _digits(train_size=400):
+    task = get_task("digits_mlp")
+    return task, split_data(task.load_data(), task.valid_size, seed=0, train_size=train_size)
+
+
+def test_metrics_timings_and_learning():
+    task, data = _digits()
+    seen = []
+    result = train(task, data, Recipe("adam", {"lr": 1e-2}, batch_size=64, epochs=3), seed=0, on_epoch=seen.append)
+    assert result.status is RunStatus.FINISHED
+    assert [r.epoch for r in result.epochs] == [1, 2, 3] and seen == result.epochs
+    assert result.steps == 3 * 7 and result.epochs[-1].step == 21  # ceil(400 / 64) = 7
+    first, last = result.epochs[0].metrics, result.epochs[-1].metrics
+    assert last["train_loss"] < first["train_loss"]
+    assert last["valid_accuracy"] > 0.8
+    for r in result.epochs:
+        assert r.train_seconds > 0 and r.eval_seconds > 0 and r.lr == 1e-2
+        assert abs(r.samples_per_second - 400 / r.train_seconds) < 1e-6 * r.samples_per_second
+    assert result.hyperparams["lr"] == 1e-2 and "betas" in result.hyperparams
+    assert result.environment["threads"] == torch.get_num_threads() and result.environment["torch"]
+
+
+def test_same_seed_same_numbers_different_seed_different():
+    task, data = _digits(200)
+    recipe = Recipe("momentum", {"lr": 0.05}, batch_size=32, epochs=2)
+    a, b, c = (train(task, data, recipe, seed=s) for s in (1, 1, 2))
+    assert [e.metrics for e in a.epochs] == [e.metrics for e in b.epochs]  # bitwise equal floats
+    assert [e.metrics for e in a.epochs] != [e.metrics for e in c.epochs]
+
+
+def test_caller_rng_state_is_restored():
+    task, data = _digits(64)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(task, data, Recipe("sgd", {"lr": 0.1}, batch_size=32, epochs=1), seed=5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_huge_learning_rate_is_recorded_as_diverged():
+    task, data = _digits()
+    result = train(task, data, Recipe("sgd", {"lr": 1e12}, batch_size=64, epochs=3), seed=0)
+    assert result.status is RunStatus.DIVERGED
+    assert "non-finite" in result.error
+    assert len(result.epochs) < 3
+
+
+def test_exception_is_recorded_as_failed():
+    task, data = _digits(64)
+    result = train(task, data, Recipe("adam", {"lr": 1e-3, "no_such_hyperparameter": 1}, batch_size=32), seed=0)
+    assert result.status is RunStatus.FAILED
+    assert "no_such_hyperparameter" in result.error
