@@ -7,12 +7,13 @@ nothing is written. Data that cannot be obtained exits with code 1 and says how 
 
 from __future__ import annotations
 
+import functools
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-import click
 import typer
 from rich.console import Console
 
@@ -24,6 +25,32 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Compare neural-network training methods fairly and fast.")
 data_app = typer.Typer(help="Datasets: list them, fetch them into the cache.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
+    return typer.Exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """Turn optbench's errors into one line on stderr and an exit code: 2 for bad input
+    (:class:`ConfigError`), 1 for unavailable data or other failures, 130 when interrupted."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            raise _fail(f"optbench: error: {exc}", 2) from None
+        except DataUnavailableError as exc:
+            raise _fail(f"optbench: data unavailable: {exc}", 1) from None
+        except OptbenchError as exc:
+            raise _fail(f"optbench: error: {exc}", 1) from None
+        except KeyboardInterrupt:
+            raise _fail("optbench: interrupted; finished runs are stored, the same command resumes.", 130) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _parse_train_size(text: str) -> int | None | str:
@@ -47,6 +74,7 @@ def _check_count(field: str, value: int) -> None:
 
 
 @app.command()
+@handle_errors
 def compare(
     task: Annotated[str, typer.Option(help="Task name, or 'module:factory' / 'file.py:factory' for your own.")]
     = REFERENCE_TASK,
@@ -76,7 +104,7 @@ def compare(
     are kept, not repeated.
     """
     from optbench.report import ranking_table
-    from optbench.study.compare import CompareConfig, parse_optimizers, run_compare
+    from optbench.study.compare import CompareConfig, parse_optimizers, run_compare, validate
     from optbench.study.outputs import context_lines, full_protocol_command, summarize, write_outputs
 
     for field, value in (("--seeds", seeds), ("--epochs", epochs), ("--batch-size", batch_size),
@@ -87,6 +115,7 @@ def compare(
     config = CompareConfig(task=task, optimizers=parse_optimizers(optimizers), seeds=seeds, epochs=epochs,
                            batch_size=batch_size, lr=lr, train_size=_parse_train_size(train_size),
                            target=target, workers=workers, study=study)
+    validate(config)  # names and hyperparameters, before any output
     store_url = store or str(out / "optbench.db")
     console = Console(stderr=True, quiet=quiet)
     console.print(f"[bold]optbench compare[/] task={config.task} optimizers={','.join(config.optimizers)} "
@@ -113,6 +142,7 @@ def compare(
 
 
 @app.command("list")
+@handle_errors
 def list_names(
     kind: Annotated[str, typer.Argument(help="What to list: optimizers, tasks or datasets.")],
 ) -> None:
@@ -131,6 +161,7 @@ def list_names(
 
 
 @data_app.command("list")
+@handle_errors
 def data_list() -> None:
     """List the datasets, their sizes, whether they need a download and whether they are cached."""
     from rich.table import Table
@@ -148,6 +179,7 @@ def data_list() -> None:
 
 
 @data_app.command("fetch")
+@handle_errors
 def data_fetch(name: Annotated[str, typer.Argument(help="Dataset name (see `optbench data list`).")]) -> None:
     """Download a dataset into the cache and verify its checksums."""
     from optbench.data import datasets, fetch
@@ -160,26 +192,10 @@ def data_fetch(name: Annotated[str, typer.Argument(help="Dataset name (see `optb
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``optbench`` console script; returns the exit code."""
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        app(args=argv, standalone_mode=False, prog_name="optbench")
-    except ConfigError as exc:
-        err.print(f"optbench: error: {exc}", markup=False)
-        return 2
-    except DataUnavailableError as exc:
-        err.print(f"optbench: data unavailable: {exc}", markup=False)
-        return 1
-    except OptbenchError as exc:
-        err.print(f"optbench: error: {exc}", markup=False)
-        return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("optbench: interrupted; finished runs are stored, the same command resumes.")
-        return 130
+        app(args=argv, prog_name="optbench")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 

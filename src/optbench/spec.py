@@ -230,7 +230,9 @@ class Recipe:
     train_size: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hyperparams", dict(sorted(dict(self.hyperparams).items())))
+        # canonical JSON form: sorted keys, tuples as lists (so a stored recipe compares equal)
+        hyperparams = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(dict(self.hyperparams).items())}
+        object.__setattr__(self, "hyperparams", hyperparams)
         require_positive("batch_size", self.batch_size, integer=True)
         require_positive("epochs", self.epochs, integer=True)
         if self.train_size is not None:

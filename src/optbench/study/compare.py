@@ -82,7 +82,9 @@ class CompareConfig:
             raise ConfigError("target", self.target, "a finite number")
 
     def recipes(self) -> list[Recipe]:
-        """One recipe per optimizer, all with the shared hyperparameters."""
+        """One recipe per optimizer, all with the shared hyperparameters (``train_size`` resolved)."""
+        if self.train_size == "auto":
+            raise ValueError("train_size 'auto' must be resolved first (resolve_train_size)")
         return [Recipe(optimizer=name, hyperparams={"lr": self.lr}, batch_size=self.batch_size,
                        epochs=self.epochs, train_size=self.train_size) for name in self.optimizers]
 
@@ -120,7 +122,8 @@ def validate(config: CompareConfig) -> Task:
     from optbench.tasks import get_task
 
     task = get_task(config.task)
-    for recipe in config.recipes():  # Recipe validates sizes and lr
+    unresolved = config.train_size == "auto"  # resolved once the data are loaded
+    for recipe in replace(config, train_size=None).recipes() if unresolved else config.recipes():
         optimizers.canonical(recipe.optimizer)
         resolved_hyperparams(recipe.optimizer, **recipe.hyperparams)
     return task

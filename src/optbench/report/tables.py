@@ -1,0 +1,192 @@
+"""The ranking table, rendered for the terminal (rich) and as GitHub Markdown.
+
+Both renderings show the same columns, built once by :func:`ranking_cells`:
+rank, optimizer, final metric (mean ± std over seeds and its bootstrap CI), best
+validation metric, epochs to target (mean ± std over the runs that reached it, and
+"k/n reached"), training samples/s, comparison with the best recipe, diverged and failed
+counts. Missing numbers (no value, or a std from one seed) render as "—".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from optbench.analysis.stats import Summary
+from optbench.analysis.summary import RecipeSummary
+from optbench.spec import Direction
+
+DASH = "—"
+
+
+def _num(value: float, percent: bool) -> str:
+    if math.isnan(value):
+        return DASH
+    return f"{100.0 * value:.2f}" if percent else f"{value:.4g}"
+
+
+def _mean_std(s: Summary, percent: bool) -> str:
+    if math.isnan(s.mean):
+        return DASH
+    if math.isnan(s.std):
+        return _num(s.mean, percent)
+    return f"{_num(s.mean, percent)} ± {_num(s.std, percent)}"
+
+
+def _ci(s: Summary, percent: bool) -> str:
+    if math.isnan(s.ci_low):
+        return DASH
+    return f"[{_num(s.ci_low, percent)}, {_num(s.ci_high, percent)}]"
+
+
+def _epochs(r: RecipeSummary) -> str:
+    s = r.epochs_to_target
+    reached = f"({r.n_reached}/{r.n_reached + r.n_censored})"
+    if math.isnan(s.mean):
+        return f"{DASH} {reached}"
+    spread = "" if math.isnan(s.std) else f" ± {s.std:.1f}"
+    return f"{s.mean:.1f}{spread} {reached}"
+
+
+def _throughput(s: Summary) -> str:
+    if math.isnan(s.mean):
+        return DASH
+    return f"{s.mean:,.0f}" + ("" if math.isnan(s.std) else f" ± {s.std:,.0f}")
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return f"p={DASH}"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _vs_best(r: RecipeSummary, is_best: bool) -> str:
+    if is_best:
+        return "best"
+    if math.isnan(r.final_test.mean):
+        return DASH
+    return ("≈ " if r.tied_with_best else "") + _p(r.p_vs_best)
+
+
+def _target_header(summaries: Sequence[RecipeSummary]) -> str:
+    if not summaries:
+        return "epochs to target"
+    r = summaries[0]
+    sign = "≥" if r.target_direction is Direction.MAXIMIZE else "≤"
+    return f"epochs to {r.target_key} {sign} {r.target_value:g}"
+
+
+def _best_index(summaries: Sequence[RecipeSummary]) -> int | None:
+    for i, r in enumerate(summaries):
+        if r.rank == 1 and not math.isnan(r.final_test.mean):
+            return i
+    return None
+
+
+def ranking_cells(summaries: Sequence[RecipeSummary], *, final_label: str = "final test acc",
+                  best_label: str = "best valid acc", final_as_percent: bool = True,
+                  best_as_percent: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows (strings) of the ranking table, in the order given.
+
+    Args:
+        summaries: from :func:`optbench.analysis.summarize_runs` (already ranked).
+        final_label / best_label: names of the final and best metrics in the headers.
+        final_as_percent / best_as_percent: show those metrics x 100 with "(%)" in the
+            header (for accuracies in [0, 1]); otherwise 4 significant digits.
+
+    Returns:
+        ``(headers, rows)``; every row has ``len(headers)`` cells.
+    """
+    confidence = summaries[0].final_test.confidence if summaries else 0.95
+    unit_final = " (%)" if final_as_percent else ""
+    unit_best = " (%)" if best_as_percent else ""
+    headers = ["#", "optimizer", f"{final_label}{unit_final}", f"{confidence:.0%} CI{unit_final}",
+               f"{best_label}{unit_best}", _target_header(summaries), "samples/s", "vs best",
+               "diverged", "failed"]
+    best = _best_index(summaries)
+    rows = [
+        [str(r.rank), r.label, _mean_std(r.final_test, final_as_percent),
+         _ci(r.final_test, final_as_percent), _mean_std(r.best_valid, best_as_percent),
+         _epochs(r), _throughput(r.samples_per_second), _vs_best(r, i == best),
+         f"{r.n_diverged}/{r.n_runs}", f"{r.n_failed}/{r.n_runs}"]
+        for i, r in enumerate(summaries)
+    ]
+    return headers, rows
+
+
+def ranking_legend(summaries: Sequence[RecipeSummary]) -> str:
+    """One paragraph explaining the table's columns and markers (plain text)."""
+    if not summaries:
+        return "No runs."
+    r = summaries[0]
+    m = max(len(summaries) - 1, 0)
+    return (
+        f"Mean ± std over seeds; CI: bootstrap percentile {r.final_test.confidence:.0%} interval "
+        f"of the mean. Final values are {r.final_key} at each run's last recorded epoch (a "
+        f"diverged run counts with its last epoch before divergence; failed runs are left out); "
+        f"best is the best {r.best_key} over epochs. Epochs to target: mean over the runs that "
+        f"reached it, (reached/runs); runs that never reached it are censored, not dropped. "
+        f"vs best: ≈ marks a CI overlapping the best's (a marker, not a test); p is Welch's "
+        f"t-test against the best, Holm-corrected over {m} comparison{'s' if m != 1 else ''}."
+    )
+
+
+def ranking_table(summaries: Sequence[RecipeSummary], *, title: str,
+                  final_label: str = "final test acc", best_label: str = "best valid acc",
+                  final_as_percent: bool = True, best_as_percent: bool = True,
+                  legend: bool = True) -> Table:
+    """The ranking as a :class:`rich.table.Table` (print it with a rich ``Console``).
+
+    Args:
+        summaries: ranked summaries, best first.
+        title: shown above the table.
+        final_label, best_label, final_as_percent, best_as_percent: see :func:`ranking_cells`.
+        legend: put :func:`ranking_legend` in the table's caption.
+
+    Returns:
+        The table; the best row is bold, rows with diverged or failed runs are yellow.
+    """
+    headers, rows = ranking_cells(summaries, final_label=final_label, best_label=best_label,
+                                  final_as_percent=final_as_percent,
+                                  best_as_percent=best_as_percent)
+    table = Table(title=title, caption=ranking_legend(summaries) if legend else None,
+                  caption_justify="left")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 1 else "right",
+                         no_wrap=i in (0, 1, 3))
+    best = _best_index(summaries)
+    for i, (r, row) in enumerate(zip(summaries, rows, strict=True)):
+        style = "bold" if i == best else ("yellow" if r.n_diverged or r.n_failed else None)
+        table.add_row(*row, style=style)
+    return table
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def ranking_markdown(summaries: Sequence[RecipeSummary], *, final_label: str = "final test acc",
+                     best_label: str = "best valid acc", final_as_percent: bool = True,
+                     best_as_percent: bool = True, legend: bool = True) -> str:
+    """The ranking as a GitHub Markdown table (same columns as :func:`ranking_table`).
+
+    Args:
+        summaries, final_label, best_label, final_as_percent, best_as_percent: see
+            :func:`ranking_cells`.
+        legend: append :func:`ranking_legend` as a paragraph after the table.
+
+    Returns:
+        Markdown text ending with a newline; ``|`` in labels is escaped.
+    """
+    headers, rows = ranking_cells(summaries, final_label=final_label, best_label=best_label,
+                                  final_as_percent=final_as_percent,
+                                  best_as_percent=best_as_percent)
+    align = [":---" if i == 1 else "---:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(_md_cell(c) for c in cells) + " |"
+             for cells in (headers, align, *rows)]
+    text = "\n".join(lines) + "\n"
+    if legend:
+        text += "\n" + ranking_legend(summaries) + "\n"
+    return text

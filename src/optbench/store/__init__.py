@@ -1,0 +1,20 @@
+"""The results database: studies, runs, per-epoch metrics (DESIGN.md sections 2 and 9).
+
+A SQLite file by default, any SQLAlchemy URL (PostgreSQL) otherwise::
+
+    from optbench.store import open_store
+    with open_store("results.db") as store:
+        store.ensure_study("seed004", {"tasks": ["fmnist_cnn3"]})
+        todo = [r for r in planned if r not in store.completed_run_ids(planned)]
+        store.save_run(result, study="seed004")   # one transaction: all of the run or nothing
+        runs = store.load_runs(study="seed004")
+
+The tables are described in :mod:`optbench.store.schema`.
+"""
+
+from __future__ import annotations
+
+from optbench.store.schema import SCHEMA_VERSION
+from optbench.store.sql import Store, StudyInfo, open_store
+
+__all__ = ["SCHEMA_VERSION", "Store", "StudyInfo", "open_store"]
