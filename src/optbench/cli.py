@@ -117,7 +117,7 @@ def compare(
                            target=target, workers=workers, study=study)
     validate(config)  # names and hyperparameters, before any output
     store_url = store or str(out / "optbench.db")
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet, log_path=False)
     console.print(f"[bold]optbench compare[/] task={config.task} optimizers={','.join(config.optimizers)} "
                   f"lr={config.lr:g} batch_size={config.batch_size} epochs={config.epochs} "
                   f"train_size={train_size} seeds={config.seeds} workers={config.workers}")
@@ -130,7 +130,7 @@ def compare(
     command = "optbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "optbench compare"
     context = context_lines(outcome, store_url, command)
     files = write_outputs(outcome, summaries, out, context)
-    stdout = Console()
+    stdout = Console() if sys.stdout.isatty() else Console(width=160)  # files get the whole table
     stdout.print(ranking_table(summaries, title=f"{outcome.task.name}: ranked by final test accuracy "
                                                 f"(lr {config.lr:g}, batch {config.batch_size}, "
                                                 f"{config.epochs} epochs, {config.seeds} seeds)"))

@@ -40,11 +40,26 @@ def split_data(dataset: Dataset, valid_size: int, seed: int, train_size: int | N
     return TaskData(dataset.train.subset(train_idx), dataset.train.subset(valid_idx), dataset.test)
 
 
-def to_device(data: TaskData, device: torch.device) -> TaskData:
-    """The splits moved to ``device`` once (so that batching never copies host to device)."""
-    if device.type == "cpu":
+def memory_format(data: TaskData) -> torch.memory_format:
+    """``channels_last`` for image batches ``(N, C, H, W)``, else the default layout.
+
+    Rule, measured on the reference CNN (2 CPU threads, torch 2.13): channels_last made
+    training 1.5x and evaluation 1.6x faster (oneDNN convolutions prefer NHWC); it is
+    also the layout CUDA tensor cores prefer. Results are the same up to float rounding.
+    """
+    return torch.channels_last if data.train.x.dim() == 4 else torch.contiguous_format
+
+
+def to_device(data: TaskData, device: torch.device, layout: torch.memory_format) -> TaskData:
+    """The splits moved to ``device`` once (so that batching never copies host to device),
+    inputs in ``layout``."""
+
+    def move(split: Split) -> Split:
+        x = split.x.to(device, non_blocking=True).contiguous(memory_format=layout)
+        return Split(x, split.y.to(device, non_blocking=True))
+
+    if device.type == "cpu" and layout is torch.contiguous_format:
         return data
-    move = lambda s: Split(s.x.to(device, non_blocking=True), s.y.to(device, non_blocking=True))  # noqa: E731
     return TaskData(move(data.train), move(data.valid), move(data.test))
 
 
