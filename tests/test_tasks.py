@@ -109,3 +109,27 @@ def test_user_task_from_file(tmp_path):
     result = train(task, data, Recipe("adam", {"lr": 0.05}, batch_size=16, epochs=5), seed=0)
     assert result.final("valid_accuracy") > 0.9
     sys.modules.pop("optbench_user_task_my_task", None)
+
+
+def test_task_parameters_change_the_architecture_and_the_name():
+    base = get_task("fmnist_cnn3")
+    task = get_task("fmnist_cnn3[norm=batch,width=0.5,dropout=0.25]")
+    assert task.name == "fmnist_cnn3[dropout=0.25,norm=batch,width=0.5]"
+    model = task.make_model()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == [16, 32, 64]
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.25]
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in base.make_model().parameters())
+    for norm, layer in (("layer", torch.nn.LayerNorm), ("group", torch.nn.GroupNorm)):
+        mlp = get_task(f"digits_mlp[norm={norm}]").make_model()
+        assert any(isinstance(m, layer) for m in mlp.modules())
+
+
+@pytest.mark.parametrize("ref,field", [("fmnist_cnn3[depth=3]", "parameter of task fmnist_cnn3"),
+                                       ("fmnist_cnn3[norm=instance]", "normalization"),
+                                       ("digits_mlp[dropout=1.5]", "dropout"), ("digits_mlp[width=0]", "width"),
+                                       ("digits_mlp[norm]", "task parameter")])
+def test_bad_task_parameters(ref, field):
+    with pytest.raises(ConfigError) as info:
+        get_task(ref)
+    assert info.value.field == field

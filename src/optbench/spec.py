@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -205,22 +205,53 @@ def _check_jsonable(field_name: str, value: Any) -> None:
     raise ConfigError(field_name, value, "a number, string, boolean or list of those")
 
 
+#: Recipe fields that hold a mapping of parameters (canonicalised like ``hyperparams``).
+_MAPPING_FIELDS = ("hyperparams", "schedule_params", "penalty_params", "augmentation", "averaging_params",
+                   "early_stopping")
+#: Fields always present in :meth:`Recipe.to_dict`; the others only when not at their default,
+#: so that adding a technique never changes the id of runs stored before it existed.
+_BASE_FIELDS = ("optimizer", "hyperparams", "batch_size", "epochs", "train_size")
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """How to train: an optimizer by registry name with hyperparameters, and a budget.
+    """How to train: an optimizer by registry name with hyperparameters, a budget, and the
+    training techniques (each a registry entry, validated by name when a study is planned).
 
     Args:
-        optimizer: optimizer registry name (``"adam"``, ``"momentum"``, ``"torch.rprop"``).
-        hyperparams: keyword arguments of the optimizer (``lr`` in 1/gradient units,
-            ``momentum``, ``betas``, ``weight_decay`` ...); unknown names are rejected when
-            the optimizer is built.
-        batch_size: examples per step.
+        optimizer: optimizer registry name (``"adam"``, ``"momentum"``, ``"sam:adam"``).
+        hyperparams: keyword arguments of the optimizer (``lr``, ``momentum``, ``betas``,
+            ``weight_decay`` ...); unknown names are rejected when the optimizer is built.
+        batch_size: examples per optimizer step (with accumulation: per step, not per micro-batch).
         epochs: passes over the training split.
         train_size: use only this many training examples (a seeded subset), or all.
+        schedule / schedule_params: learning-rate schedule name (``constant``, ``cosine`` ...)
+            and its parameters (see :mod:`optbench.schedules`).
+        warmup_steps: linear warmup steps in front of the schedule (0: none).
+        penalty / penalty_params: loss penalty ``none``, ``l1``, ``l2``, ``elastic_net`` and strengths.
+        label_smoothing: epsilon in [0, 1) of label smoothing (classification).
+        early_stopping: ``{"patience": int, "min_delta": float}`` on the task's target metric on
+            the validation split, or empty for none.
+        augmentation: ``{name: params}`` of batched augmentations (``crop``, ``flip``, ``noise``).
+        averaging / averaging_params: weight averaging ``none``, ``swa``, ``ema``.
+        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + gradient scaler, CUDA).
+        clip_norm / clip_value: gradient clipping by global norm / by value (None: off).
+        accumulation_steps: micro-batches accumulated per optimizer step.
+        batch_rule / base_batch_size: learning-rate scaling with batch size: ``none``,
+            ``linear`` (Goyal et al. 2017) or ``sqrt``, relative to ``base_batch_size``.
+        decay_bias_and_norm: apply weight decay to biases and normalization weights too.
 
     Raises:
         ConfigError: for a non-positive batch size, epoch count, train size or learning rate,
-            or a hyperparameter that is not a plain number/string/bool/list.
+            a value out of range, or a parameter that is not a plain number/string/bool/list.
     """
 
     optimizer: str
@@ -228,36 +259,82 @@ class Recipe:
     batch_size: int = 128
     epochs: int = 1
     train_size: int | None = None
+    schedule: str = "constant"
+    schedule_params: Mapping[str, Any] = field(default_factory=dict)
+    warmup_steps: int = 0
+    penalty: str = "none"
+    penalty_params: Mapping[str, Any] = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    early_stopping: Mapping[str, Any] = field(default_factory=dict)
+    augmentation: Mapping[str, Any] = field(default_factory=dict)
+    averaging: str = "none"
+    averaging_params: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    accumulation_steps: int = 1
+    batch_rule: str = "none"
+    base_batch_size: int = 128
+    decay_bias_and_norm: bool = True
 
     def __post_init__(self) -> None:
         # canonical JSON form: sorted keys, tuples as lists (so a stored recipe compares equal)
-        hyperparams = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(dict(self.hyperparams).items())}
-        object.__setattr__(self, "hyperparams", hyperparams)
+        for name in _MAPPING_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise ConfigError(name, value, "a mapping of names to values")
+            object.__setattr__(self, name, _canonical(value))
+            prefix = "hyperparameter" if name == "hyperparams" else name
+            for key, item in getattr(self, name).items():
+                _check_jsonable(f"{prefix} {key}", list(self._flatten(item)))
         require_positive("batch_size", self.batch_size, integer=True)
         require_positive("epochs", self.epochs, integer=True)
+        require_positive("accumulation_steps", self.accumulation_steps, integer=True)
+        require_positive("base_batch_size", self.base_batch_size, integer=True)
         if self.train_size is not None:
             require_positive("train_size", self.train_size, integer=True)
-        for key, value in self.hyperparams.items():
-            _check_jsonable(f"hyperparameter {key}", value)
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError("warmup_steps", self.warmup_steps, "an integer >= 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError("label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        for name in ("clip_norm", "clip_value"):
+            value = getattr(self, name)
+            if value is not None:
+                require_positive(name, value)
+        if self.batch_size % self.accumulation_steps:
+            raise ConfigError("accumulation_steps", self.accumulation_steps,
+                              f"a divisor of batch_size {self.batch_size}")
         if "lr" in self.hyperparams:
             lr = self.hyperparams["lr"]
             if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
                 raise ConfigError("lr", lr, "a number > 0")
 
+    @staticmethod
+    def _flatten(value: Any):
+        if isinstance(value, Mapping):
+            for v in value.values():
+                yield from Recipe._flatten(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from Recipe._flatten(v)
+        else:
+            yield value
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict with sorted keys; the inverse of :meth:`from_dict`."""
-        return {
-            "optimizer": self.optimizer,
-            "hyperparams": dict(self.hyperparams),
-            "batch_size": self.batch_size,
-            "epochs": self.epochs,
-            "train_size": self.train_size,
-        }
+        """A JSON-ready dict; the inverse of :meth:`from_dict`. Technique fields at their
+        default are left out, so run ids of recipes without them never change."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            if f.name in _BASE_FIELDS or value != default:
+                out[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
         """Build from :meth:`to_dict` output. Unknown keys raise :class:`ConfigError`."""
-        allowed = {"optimizer", "hyperparams", "batch_size", "epochs", "train_size"}
+        allowed = {f.name for f in fields(cls)}
         unknown = set(data) - allowed
         if unknown:
             raise ConfigError("recipe key", sorted(unknown)[0], allowed)

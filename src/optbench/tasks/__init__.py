@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,18 +48,68 @@ def _load_factory(ref: str) -> Callable[[], Task]:
     return factory
 
 
+def _parse_value(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_task_ref(ref: str) -> tuple[str, dict[str, object]]:
+    """``"fmnist_cnn3[norm=batch,dropout=0.3]"`` -> ``("fmnist_cnn3", {"norm": "batch", "dropout": 0.3})``.
+
+    Raises:
+        ConfigError: for a malformed parameter list.
+    """
+    ref = ref.strip()
+    if not ref.endswith("]") or "[" not in ref:
+        return ref, {}
+    base, _, inner = ref[:-1].partition("[")
+    params: dict[str, object] = {}
+    for item in filter(None, (p.strip() for p in inner.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError("task parameter", item, "key=value pairs, e.g. fmnist_cnn3[norm=batch,dropout=0.3]")
+        params[key.strip()] = _parse_value(value.strip())
+    return base, params
+
+
+def task_name(base: str, params: dict[str, object]) -> str:
+    """The canonical name of a parameterised task: ``base[k1=v1,k2=v2]`` with sorted keys."""
+    if not params:
+        return base
+    return base + "[" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + "]"
+
+
 def get_task(ref: str) -> Task:
-    """The Task named ``ref`` (registry name or user factory reference).
+    """The Task named ``ref``: a registry name, optionally with parameters of its factory
+    (``"fmnist_cnn3[norm=batch,dropout=0.3]"``: normalization, dropout, width where the task has
+    them), or a user factory reference ``module:factory`` / ``file.py:factory``.
+
+    A parameterised task's name lists its parameters, so runs with different architectures
+    are different experiments in the store.
 
     Raises:
         UnknownNameError: for an unknown registry name (lists the known names).
-        ConfigError: when a user factory cannot be imported or does not return a Task.
+        ConfigError: for an unknown task parameter (lists the allowed ones), or when a user
+            factory cannot be imported or does not return a Task.
     """
-    factory = _load_factory(ref) if ":" in ref else tasks.get(ref)
-    task = factory()
+    base, params = parse_task_ref(ref)
+    factory = _load_factory(base) if ":" in base else tasks.get(base)
+    if params:
+        allowed = [p.name for p in inspect.signature(factory).parameters.values()
+                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in params:
+            if key not in allowed:
+                raise ConfigError(f"parameter of task {base}", key, allowed or "none (this task has no parameters)")
+    task = factory(**params)
     if not isinstance(task, Task):
         raise ConfigError("task", ref, f"a factory returning optbench.spec.Task, got {type(task).__name__}")
+    if params:
+        task = dataclasses.replace(task, name=task_name(task.name, params))
     return task
 
 
-__all__ = ["get_task", "tasks"]
+__all__ = ["get_task", "parse_task_ref", "task_name", "tasks"]
