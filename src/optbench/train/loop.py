@@ -1,7 +1,10 @@
 """The one training loop: every task, every optimizer, every seed goes through :func:`train`.
 
 The harness owns data order, evaluation, RNG and timing; the optimizer sees only the model's
-parameters and their gradients.
+parameters and their gradients. Techniques of the recipe (schedule, warmup, penalties, label
+smoothing, augmentation, precision, clipping, accumulation, weight averaging, early stopping,
+batch-size rules) are composed here from their registries; the per-batch work is
+:class:`~optbench.train.step.TrainStep`.
 """
 
 from __future__ import annotations
@@ -10,23 +13,22 @@ import math
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from optbench.spec import EpochRecord, RunResult, RunStatus, Split, Task, TaskData, Recipe, run_id
+from optbench.spec import EpochRecord, Recipe, RunResult, RunStatus, Split, Task, TaskData, run_id
 from optbench.train.data import memory_format, ordered_batches, shuffled_batches, to_device
 from optbench.train.environment import environment
+from optbench.train.metrics import Diverged, TrainMetrics
 
 EpochCallback = Callable[[EpochRecord], None]
 
 #: Examples per evaluation batch (256 measured fastest on the reference CNN on 2 CPU threads: 2,976
 #: samples/s versus 2,223 at 1024, where large activations thrash the allocator).
 EVAL_BATCH_SIZE = 256
-
-
-class _Diverged(Exception):
-    """The training loss became NaN or infinite."""
 
 
 def _sync(device: torch.device) -> None:
@@ -41,89 +43,85 @@ def evaluate(model: nn.Module, task: Task, split: Split, prefix: str) -> dict[st
         ``{f"{prefix}_{metric}": value}``; each value is the metric's sum over the split
         divided by ``task.count`` of all targets (exact, independent of batch size).
     """
+    was_training = model.training
     model.eval()
     sums = {m.name: torch.zeros((), dtype=torch.float64, device=split.x.device) for m in task.metrics}
     count = 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for x, y in ordered_batches(split, EVAL_BATCH_SIZE):
             output = model(x)
             for m in task.metrics:
                 sums[m.name] += m.batch_sum(output, y).double()
             count += task.count(y)
+    model.train(was_training)
     return {f"{prefix}_{name}": float(total) / count for name, total in sums.items()}
 
 
-class _TrainMetrics:
-    """Sums of a task's metrics over one epoch's training batches, computed in groups.
+@dataclass
+class _Setup:
+    """Everything one run builds before its first step."""
 
-    Per step this only keeps references to the detached loss and output (no kernel launch);
-    every ``group`` steps (or once ``max_elements`` output values are held) the group is
-    concatenated and each metric is computed once, so a tiny model's step is not slowed by
-    several small metric kernels. Sums are float64 and exact per group.
-    """
-
-    def __init__(self, task: Task, device: torch.device, group: int, max_elements: int = 1 << 22) -> None:
-        self.task = task
-        self.extra = [m for m in task.metrics if m.name != "loss"]
-        self.sums = {m.name: torch.zeros((), dtype=torch.float64, device=device) for m in task.metrics}
-        self.group, self.max_elements = group, max_elements
-        self.losses: list[torch.Tensor] = []
-        self.counts: list[int] = []
-        self.outputs: list[torch.Tensor] = []
-        self.targets: list[torch.Tensor] = []
-        self.held = 0
-        self.count = 0
-
-    def add(self, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
-        """Record one step's mean ``loss``, ``output`` and targets ``y``; may flush and raise
-        :class:`_Diverged` when the loss so far is not finite."""
-        self.losses.append(loss.detach())
-        self.counts.append(self.task.count(y))
-        if self.extra:
-            self.outputs.append(output.detach())
-            self.targets.append(y)
-            self.held += output.numel()
-        if len(self.counts) >= self.group or self.held >= self.max_elements:
-            self.flush()
-
-    def flush(self) -> None:
-        """Compute the held group's metric sums; raise :class:`_Diverged` on a non-finite loss."""
-        if not self.losses:
-            return
-        self.count += sum(self.counts)
-        with torch.no_grad():
-            weights = torch.tensor(self.counts, dtype=torch.float64, device=self.losses[0].device)
-            self.sums["loss"] += torch.stack(self.losses).double() @ weights  # mean * count per step
-            if self.extra:
-                output, y = torch.cat(self.outputs), torch.cat(self.targets)
-                for m in self.extra:
-                    self.sums[m.name] += m.batch_sum(output, y).double()
-        self.losses, self.counts, self.outputs, self.targets, self.held = [], [], [], [], 0
-        if not math.isfinite(self.sums["loss"].item()):  # NaN/inf stays in the running sum
-            raise _Diverged("non-finite training loss")
-
-    def result(self) -> dict[str, float]:
-        """``{"train_<metric>": average}`` over the epoch (flushes first)."""
-        self.flush()
-        return {f"train_{name}": float(total) / self.count for name, total in self.sums.items()}
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    step: Any  # TrainStep
+    batch_size: int
+    steps_per_epoch: int
+    controller: Any  # LRController | None
+    averager: Any  # Averager | None
+    stopper: Any  # EarlyStopping | None
 
 
-def _train_epoch(model: nn.Module, task: Task, split: Split, optimizer: torch.optim.Optimizer,
-                 batch_size: int, generator: torch.Generator, check_every: int) -> tuple[dict[str, float], int]:
+def _build(task: Task, data: TaskData, recipe: Recipe, device: torch.device, generator: torch.Generator,
+           hyperparams: dict[str, Any]) -> _Setup:
+    from optbench.optim import capabilities, create_optimizer
+    from optbench.regularization import EarlyStopping, decay_groups, make_averager, scaled_lr
+    from optbench.schedules import LRController, make_schedule
+    from optbench.train.step import TrainStep
+
+    caps = capabilities(recipe.optimizer)
+    batch_size = len(data.train) if caps.full_batch_only else recipe.batch_size
+    steps_per_epoch = math.ceil(len(data.train) / batch_size)
+    layout = memory_format(data)
+    model = task.make_model().to(device, memory_format=layout)
+    user_hp = dict(recipe.hyperparams)
+    base_lr = hyperparams.get("lr")
+    if recipe.batch_rule != "none" and base_lr is not None:  # Goyal et al. 2017: lr grows with batch
+        base_lr = user_hp["lr"] = scaled_lr(base_lr, recipe.base_batch_size, batch_size, recipe.batch_rule)
+    params: Any = model.parameters()
+    if not recipe.decay_bias_and_norm and hyperparams.get("weight_decay"):
+        params = decay_groups(model, float(hyperparams["weight_decay"]), exclude_bias_and_norm=True)
+    optimizer = create_optimizer(recipe.optimizer, params, device=device, **user_hp)
+    controller = None
+    if (recipe.schedule != "constant" or recipe.warmup_steps or recipe.schedule_params) and base_lr is not None:
+        schedule = make_schedule(recipe.schedule, float(base_lr), total_steps=recipe.epochs * steps_per_epoch,
+                                 steps_per_epoch=steps_per_epoch, direction_of=task.direction,
+                                 **({"warmup_steps": recipe.warmup_steps} if recipe.warmup_steps else {}),
+                                 **recipe.schedule_params)
+        controller = LRController(optimizer, schedule)
+    averager = make_averager(recipe.averaging, model, **recipe.averaging_params)
+    stopper = None
+    if recipe.early_stopping:
+        stopper = EarlyStopping(direction=task.direction(task.target.key), **recipe.early_stopping)
+    step = TrainStep(task, recipe, model, optimizer, device, generator)
+    return _Setup(model, optimizer, step, batch_size, steps_per_epoch, controller, averager, stopper)
+
+
+def _train_epoch(setup: _Setup, task: Task, split: Split, generator: torch.Generator, first_step: int,
+                 check_every: int, average_every_step: bool) -> tuple[dict[str, float], int]:
     """One pass over ``split``; returns averaged train metrics and the number of steps.
 
     Divergence (a NaN/inf loss) is detected within ``check_every`` steps."""
-    model.train()
-    metrics = _TrainMetrics(task, split.x.device, group=check_every)
+    setup.model.train()
+    metrics = TrainMetrics(task, split.x.device, group=check_every, loss_is_task_loss=setup.step.loss_is_task_loss)
     steps = 0
-    for x, y in shuffled_batches(split, batch_size, generator):
-        optimizer.zero_grad(set_to_none=True)
-        output = model(x)
-        loss = task.loss(output, y)
-        loss.backward()
-        optimizer.step()
+    controller, averager, step = setup.controller, setup.averager, setup.step
+    for x, y in shuffled_batches(split, setup.batch_size, generator):
+        if controller is not None:
+            controller.apply(first_step + steps)
+        step(x, y, metrics)
         steps += 1
-        metrics.add(loss, output, y)
+        if average_every_step:
+            averager.update(setup.model)
     return metrics.result(), steps
 
 
@@ -131,30 +129,34 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
           on_epoch: EpochCallback | None = None) -> RunResult:
     """Train ``task``'s model with ``recipe`` from ``seed`` and measure every epoch.
 
-    Per epoch: train loss/metrics (averaged over the epoch's steps), validation and test
-    loss/metrics (after the epoch), train and eval wall time (seconds) and samples/s.
+    Per epoch: train loss/metrics (averaged over the epoch's steps, always the task's own
+    loss even when label smoothing or a penalty changes the objective), validation and test
+    loss/metrics after the epoch (of the averaged weights when SWA/EMA is on), train and eval
+    wall time (seconds), samples/s and the learning rate of the epoch's last step.
 
     Reproducibility: the model is initialized and trained under ``torch.manual_seed(seed)``
-    inside :func:`torch.random.fork_rng` (the caller's RNG state is restored), data order comes
-    from a generator seeded with ``seed``; on CPU with the same thread count two runs are
-    bitwise identical.
+    inside :func:`torch.random.fork_rng` (the caller's RNG state is restored), data order and
+    augmentation come from generators seeded with ``seed``; on CPU with the same thread count
+    two runs are bitwise identical.
 
     A NaN/inf training loss ends the run with status ``diverged``; any other exception ends it
-    with status ``failed`` and the message (the caller's study goes on either way).
+    with status ``failed`` and the message (the caller's study goes on either way). Early
+    stopping ends a run with status ``finished`` before its epoch budget (recorded in
+    ``environment["early_stopping"]``).
 
     Args:
         task: the test problem.
         data: train/valid/test splits (see :func:`optbench.train.data.split_data`).
-        recipe: optimizer, hyperparameters, batch size, epochs. ``recipe.train_size`` is
-            expected to be applied already when the splits were made.
-        seed: integer seed of initialization, dropout and data order.
+        recipe: how to train. ``recipe.train_size`` is expected to be applied already when
+            the splits were made.
+        seed: integer seed of initialization, dropout, data order and augmentation.
         device: where to train; CUDA when available by default.
         on_epoch: called with each :class:`EpochRecord` as soon as it is measured.
 
     Returns:
         the :class:`RunResult` (never raises for a failing run).
     """
-    from optbench.optim import create_optimizer, resolved_hyperparams
+    from optbench.optim import resolved_hyperparams
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result = RunResult(run_id=run_id(task.name, recipe, seed), task=task.name, recipe=recipe, seed=seed,
@@ -165,18 +167,25 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
         torch.manual_seed(seed)
         try:
             result.hyperparams = resolved_hyperparams(recipe.optimizer, **recipe.hyperparams)
-            layout = memory_format(data)
-            data = to_device(data, device, layout)
-            model = task.make_model().to(device, memory_format=layout)
-            optimizer = create_optimizer(recipe.optimizer, model.parameters(), device=device, **recipe.hyperparams)
+            data = to_device(data, device, memory_format(data))
             generator = torch.Generator().manual_seed(seed)
+            setup = _build(task, data, recipe, device, torch.Generator().manual_seed(seed + 1),
+                           result.hyperparams)
+            if recipe.batch_rule != "none":  # record the learning rate the rule chose
+                result.hyperparams["lr"] = float(setup.optimizer.param_groups[0]["lr"])
             check_every = 32 if device.type == "cpu" else 64  # each check is a host sync
+            per_step = setup.averager is not None and recipe.averaging == "ema"
             for epoch in range(1, recipe.epochs + 1):
                 t0 = time.perf_counter()
-                train_metrics, steps = _train_epoch(model, task, data.train, optimizer, recipe.batch_size,
-                                                    generator, check_every)
+                train_metrics, steps = _train_epoch(setup, task, data.train, generator, result.steps,
+                                                    check_every, per_step)
+                if setup.averager is not None and not per_step:
+                    setup.averager.update(setup.model)
                 _sync(device)
                 t1 = time.perf_counter()
+                model = setup.model
+                if setup.averager is not None and setup.averager.ready:
+                    model = setup.averager.finalize(x for x, _ in ordered_batches(data.train, EVAL_BATCH_SIZE))
                 metrics = train_metrics | evaluate(model, task, data.valid, "valid") \
                     | evaluate(model, task, data.test, "test")
                 _sync(device)
@@ -186,12 +195,18 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                 result.eval_seconds += t2 - t1
                 record = EpochRecord(epoch=epoch, step=result.steps, metrics=metrics, train_seconds=t1 - t0,
                                      eval_seconds=t2 - t1, samples_per_second=len(data.train) / (t1 - t0),
-                                     lr=float(optimizer.param_groups[0]["lr"]))
+                                     lr=float(setup.optimizer.param_groups[0]["lr"]))
                 result.epochs.append(record)
                 if on_epoch is not None:
                     on_epoch(record)
-        except _Diverged as exc:
-            result.status, result.error = RunStatus.DIVERGED, str(exc)
+                if setup.controller is not None:
+                    setup.controller.on_epoch_end(metrics)
+                if setup.stopper is not None and setup.stopper.update(metrics[task.target.key]):
+                    result.environment["early_stopping"] = {"stopped_epoch": epoch,
+                                                            "best_epoch": setup.stopper.best_epoch}
+                    break
+        except Diverged as exc:
+            result.status, result.error = RunStatus.DIVERGED, f"{exc} in epoch {len(result.epochs) + 1}"
         except Exception as exc:  # a failing run is recorded, the study goes on
             result.status = RunStatus.FAILED
             result.error = f"{type(exc).__name__}: {exc}"

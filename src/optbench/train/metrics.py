@@ -1,0 +1,81 @@
+"""Running sums of a task's metrics over an epoch's training batches."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from optbench.spec import Task
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+class TrainMetrics:
+    """Sums of a task's metrics over one epoch's training batches, computed in groups.
+
+    Per step this only keeps references to the detached loss and output (no kernel launch);
+    every ``group`` steps (or once ``max_elements`` output values are held) the group is
+    concatenated and each metric is computed once, so a tiny model's step is not slowed by
+    several small metric kernels. Sums are float64 and exact per group.
+
+    Args:
+        task: gives the metrics and ``count``.
+        device: where the sums live.
+        group: batches per metric computation; also the divergence check interval.
+        loss_is_task_loss: the loss passed to :meth:`add` is the task's loss (mean), so its
+            sum is ``mean * count``; when False (label smoothing, say) the task's ``loss``
+            metric is computed from the outputs instead, so that ``train_loss`` is always the
+            task's loss, comparable across recipes.
+    """
+
+    def __init__(self, task: Task, device: torch.device, group: int, *, loss_is_task_loss: bool = True,
+                 max_elements: int = 1 << 22) -> None:
+        self.task = task
+        self.loss_is_task_loss = loss_is_task_loss
+        self.from_outputs = [m for m in task.metrics if m.name != "loss" or not loss_is_task_loss]
+        self.sums = {m.name: torch.zeros((), dtype=torch.float64, device=device) for m in task.metrics}
+        self.group, self.max_elements = group, max_elements
+        self.losses: list[torch.Tensor] = []
+        self.counts: list[int] = []
+        self.outputs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+        self.held = 0
+        self.count = 0
+
+    def add(self, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
+        """Record one batch's mean ``loss``, ``output`` and targets ``y``; may flush and raise
+        :class:`Diverged` when the loss so far is not finite."""
+        self.losses.append(loss.detach())
+        self.counts.append(self.task.count(y))
+        if self.from_outputs:
+            self.outputs.append(output.detach())
+            self.targets.append(y)
+            self.held += output.numel()
+        if len(self.counts) >= self.group or self.held >= self.max_elements:
+            self.flush()
+
+    def flush(self) -> None:
+        """Compute the held group's metric sums; raise :class:`Diverged` on a non-finite loss."""
+        if not self.counts:
+            return
+        self.count += sum(self.counts)
+        with torch.no_grad():
+            weights = torch.tensor(self.counts, dtype=torch.float64, device=self.losses[0].device)
+            objective = torch.stack(self.losses).double() @ weights  # mean * count per batch
+            if self.loss_is_task_loss:
+                self.sums["loss"] += objective
+            if self.from_outputs:
+                output, y = torch.cat(self.outputs).float(), torch.cat(self.targets)
+                for m in self.from_outputs:
+                    self.sums[m.name] += m.batch_sum(output, y).double()
+        self.losses, self.counts, self.outputs, self.targets, self.held = [], [], [], [], 0
+        if not math.isfinite(objective.item()):  # NaN/inf stays in the sum of the group
+            raise Diverged("non-finite training loss")
+
+    def result(self) -> dict[str, float]:
+        """``{"train_<metric>": average}`` over the epoch (flushes first)."""
+        self.flush()
+        return {f"train_{name}": float(total) / self.count for name, total in self.sums.items()}
