@@ -107,3 +107,38 @@ def test_python_dash_m_help():
                           text=True, timeout=120)
     assert proc.returncode == 0
     assert "--optimizers" in proc.stdout and "--workers" in proc.stdout and "--quiet" in proc.stdout
+
+
+def test_compare_with_techniques_and_bad_technique(tmp_path, capsys):
+    out = tmp_path / "t"
+    args = [*TINY, "--out", str(out), "--schedule", "cosine", "--warmup", "2", "--label-smoothing", "0.1",
+            "--augment", "gaussian_noise:std=0.1", "--clip-norm", "5", "--averaging", "ema",
+            "--averaging-param", "decay=0.9"]
+    code = main(args)
+    capsys.readouterr()
+    with open_store(out / "optbench.db") as store:
+        runs = store.load_runs()
+        recipe = runs[0].recipe
+    assert all(r.status is RunStatus.FINISHED for r in runs), [r.error for r in runs]
+    assert code == 0
+    assert recipe.schedule == "cosine" and recipe.warmup_steps == 2 and recipe.label_smoothing == 0.1
+    assert recipe.augmentation == {"gaussian_noise": {"std": 0.1}} and recipe.averaging == "ema"
+    for bad, field in ((["--schedule", "warm"], "schedule"), (["--schedule-param", "gama=0.5"], "schedule"),
+                       (["--precision", "fp8"], "precision"), (["--penalty", "l3"], "penalty"),
+                       (["--label-smoothing", "1.5"], "label_smoothing"), (["--augment", "rotate"], "augmentation"),
+                       (["--optimizers", "sam:nosuch"], "optimizer")):
+        db = tmp_path / "bad.db"
+        assert main([*TINY, "--store", str(db), "--out", str(tmp_path / "b"), *bad]) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert field in err and "\n" not in err and not db.exists(), (bad, err)
+
+
+def test_list_catalogues_and_schedule_plot(tmp_path, capsys):
+    for kind, name in (("schedules", "cosine_warm_restarts"), ("regularizers", "elastic_net"),
+                       ("optimizers", "lion")):
+        assert main(["list", kind]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert any(line.split()[0] == name for line in lines)
+    png = tmp_path / "s.png"
+    assert main(["schedules", "plot", "one_cycle", "--steps", "200", "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"

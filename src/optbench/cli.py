@@ -96,6 +96,45 @@ def compare(
     study: Annotated[str | None, typer.Option(help="Study name [default: derived from the settings].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; print the table only.")]
     = False,
+    schedule: Annotated[str, typer.Option(help="Learning-rate schedule (optbench list schedules).",
+                                          rich_help_panel="Techniques")] = "constant",
+    schedule_param: Annotated[list[str] | None, typer.Option(help="Schedule parameter NAME=VALUE (repeatable).",
+                                                             rich_help_panel="Techniques")] = None,
+    warmup: Annotated[int, typer.Option(help="Linear warmup steps before the schedule.",
+                                        rich_help_panel="Techniques")] = 0,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing epsilon in [0, 1).",
+                                                   rich_help_panel="Techniques")] = 0.0,
+    penalty: Annotated[str, typer.Option(help="Loss penalty: none, l1, l2, elastic_net.",
+                                         rich_help_panel="Techniques")] = "none",
+    penalty_param: Annotated[list[str] | None, typer.Option(help="Penalty parameter, e.g. strength=1e-4.",
+                                                            rich_help_panel="Techniques")] = None,
+    early_stopping: Annotated[int | None, typer.Option(help="Stop after PATIENCE epochs without improvement of "
+                                                            "the validation target metric.",
+                                                       rich_help_panel="Techniques")] = None,
+    min_delta: Annotated[float, typer.Option(help="Smallest improvement that counts for early stopping.",
+                                             rich_help_panel="Techniques")] = 0.0,
+    augment: Annotated[list[str] | None, typer.Option(help="Augmentation NAME[:k=v...] (repeatable), e.g. "
+                                                           "random_crop:padding=2.",
+                                                      rich_help_panel="Techniques")] = None,
+    averaging: Annotated[str, typer.Option(help="Weight averaging: none, swa, ema.",
+                                           rich_help_panel="Techniques")] = "none",
+    averaging_param: Annotated[list[str] | None, typer.Option(help="Averaging parameter, e.g. decay=0.999.",
+                                                              rich_help_panel="Techniques")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (autocast) or fp16 (CUDA, loss scaling).",
+                                           rich_help_panel="Techniques")] = "fp32",
+    clip_norm: Annotated[float | None, typer.Option(help="Clip gradients to this global norm.",
+                                                    rich_help_panel="Techniques")] = None,
+    clip_value: Annotated[float | None, typer.Option(help="Clip gradient elements to [-v, v].",
+                                                     rich_help_panel="Techniques")] = None,
+    accumulation: Annotated[int, typer.Option(help="Micro-batches accumulated per optimizer step.",
+                                              rich_help_panel="Techniques")] = 1,
+    batch_rule: Annotated[str, typer.Option(help="Scale the lr with the batch size: none, linear (Goyal et al. "
+                                                 "2017), sqrt.", rich_help_panel="Techniques")] = "none",
+    base_batch_size: Annotated[int, typer.Option(help="Batch size the --lr was chosen for (batch rules).",
+                                                 rich_help_panel="Techniques")] = 128,
+    no_decay_bias_norm: Annotated[bool, typer.Option("--no-decay-bias-norm", help="No weight decay on biases "
+                                                     "and normalization weights.",
+                                                     rich_help_panel="Techniques")] = False,
 ) -> None:
     """Run the reference protocol: several optimizers with the same hyperparameters, several seeds.
 
@@ -112,15 +151,25 @@ def compare(
         _check_count(field, value)
     if not lr > 0:
         raise ConfigError("--lr", lr, "a number > 0")
+    from optbench.cli_techniques import techniques
+
+    extra = techniques(schedule=schedule, schedule_param=schedule_param or [], warmup=warmup,
+                       label_smoothing=label_smoothing, penalty=penalty, penalty_param=penalty_param or [],
+                       early_stopping=early_stopping, min_delta=min_delta, augment=augment or [],
+                       averaging=averaging, averaging_param=averaging_param or [], precision=precision,
+                       clip_norm=clip_norm, clip_value=clip_value, accumulation=accumulation,
+                       batch_rule=batch_rule, base_batch_size=base_batch_size,
+                       no_decay_bias_norm=no_decay_bias_norm)
     config = CompareConfig(task=task, optimizers=parse_optimizers(optimizers), seeds=seeds, epochs=epochs,
                            batch_size=batch_size, lr=lr, train_size=_parse_train_size(train_size),
-                           target=target, workers=workers, study=study)
+                           target=target, workers=workers, study=study, techniques=extra)
     validate(config)  # names and hyperparameters, before any output
     store_url = store or str(out / "optbench.db")
     console = Console(stderr=True, quiet=quiet, log_path=False)
     console.print(f"[bold]optbench compare[/] task={config.task} optimizers={','.join(config.optimizers)} "
                   f"lr={config.lr:g} batch_size={config.batch_size} epochs={config.epochs} "
-                  f"train_size={train_size} seeds={config.seeds} workers={config.workers}")
+                  f"train_size={train_size} seeds={config.seeds} workers={config.workers}"
+                  + "".join(f" {k}={v}" for k, v in extra.items()))
     from optbench.progress import StudyProgress
 
     with StudyProgress(len(config.optimizers) * config.seeds, console) as progress:
@@ -139,25 +188,78 @@ def compare(
             console.print(f"{key}: {context[key]}")
         console.print(f"wrote {files['curves']} and {files['summary']}")
         console.print(f"full protocol (150 epochs, all data): {full_protocol_command(outcome)}")
+    failed = [r for r in outcome.results if r.status.value == "failed"]
+    if len(failed) == len(outcome.results):
+        raise OptbenchError(f"every run failed; first error: {failed[0].error}")
+
+
+def _catalogue_rows(kind: str) -> list[tuple[str, str, str]]:
+    """(name, family, source) rows of a catalogue, sorted by name."""
+    if kind == "optimizers":
+        from optbench.optim import optimizers
+
+        specs = [optimizers.get(n) for n in optimizers.names()]
+        return [(s.name, s.family, s.source.splitlines()[0] if s.source else "") for s in specs]
+    if kind == "schedules":
+        from optbench.schedules import schedules
+
+        return [(n, "schedule", schedules.get(n).source) for n in schedules.names()]
+    if kind == "regularizers":
+        from optbench.regularization import catalogue
+
+        return [(t.name, t.family, t.source) for t in catalogue()]
+    if kind == "tasks":
+        from optbench.tasks import get_task, tasks
+
+        return [(n, "task", get_task(n).description) for n in tasks.names()]
+    from optbench.data import list_datasets
+
+    return [(d.name, "dataset", d.description) for d in list_datasets()]
 
 
 @app.command("list")
 @handle_errors
 def list_names(
-    kind: Annotated[str, typer.Argument(help="What to list: optimizers, tasks or datasets.")],
+    kind: Annotated[str, typer.Argument(help="What to list: optimizers, schedules, regularizers, tasks, datasets.")],
 ) -> None:
-    """List registered names, one per line."""
-    kinds = ("optimizers", "tasks", "datasets")
+    """List a catalogue, one line each: name, family, source."""
+    kinds = ("optimizers", "schedules", "regularizers", "tasks", "datasets")
     if kind not in kinds:
         raise ConfigError("kind", kind, kinds)
-    if kind == "optimizers":
-        from optbench.optim import optimizers as registry
-    elif kind == "tasks":
-        from optbench.tasks import tasks as registry
-    else:
-        from optbench.data import datasets as registry
-    for name in registry.names():
-        typer.echo(name)
+    rows = _catalogue_rows(kind)
+    width = max(len(name) for name, _, _ in rows)
+    family_width = max(len(family) for _, family, _ in rows)
+    for name, family, source in rows:
+        typer.echo(f"{name:<{width}}  {family:<{family_width}}  {source}")
+
+
+schedules_app = typer.Typer(help="Learning-rate schedules.", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+
+
+@schedules_app.command("plot")
+@handle_errors
+def schedules_plot(
+    name: Annotated[str, typer.Argument(help="Schedule name (optbench list schedules).")],
+    params: Annotated[list[str] | None, typer.Argument(help="Parameters NAME=VALUE, e.g. gamma=0.5.")] = None,
+    lr: Annotated[float, typer.Option(help="Base learning rate.")] = 0.1,
+    steps: Annotated[int, typer.Option(help="Total optimizer steps.")] = 1000,
+    steps_per_epoch: Annotated[int, typer.Option(help="Steps per epoch (for *_epochs parameters).")] = 100,
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("schedule.png"),
+) -> None:
+    """Write a PNG of learning rate versus step for a schedule."""
+    from optbench.report import save_figure
+    from optbench.schedules import make_schedule, parse_params, plot_schedule, schedule_values
+    from optbench.spec import Direction
+
+    _check_count("--steps", steps)
+    _check_count("--steps-per-epoch", steps_per_epoch)
+    if not lr > 0:
+        raise ConfigError("--lr", lr, "a number > 0")
+    schedule = make_schedule(name, lr, total_steps=steps, steps_per_epoch=steps_per_epoch,
+                             direction_of=lambda key: Direction.MINIMIZE, **parse_params(params or []))
+    figure = plot_schedule(schedule_values(schedule, steps), repr(schedule), steps_per_epoch=steps_per_epoch)
+    typer.echo(str(save_figure(figure, out)))
 
 
 @data_app.command("list")

@@ -17,10 +17,10 @@ import math
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -55,6 +55,8 @@ class CompareConfig:
         target: validation target for time-to-target, None for the task's own.
         workers: parallel runs in separate processes.
         study: study name in the store; None derives one from the configuration.
+        techniques: further :class:`~optbench.spec.Recipe` fields shared by every recipe
+            (``schedule``, ``label_smoothing``, ``precision`` ...).
 
     Raises:
         ConfigError: for empty optimizer lists, repeated optimizers, non-positive numbers.
@@ -70,6 +72,7 @@ class CompareConfig:
     target: float | None = None
     workers: int = 1
     study: str | None = None
+    techniques: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.optimizers:
@@ -86,13 +89,15 @@ class CompareConfig:
         if self.train_size == "auto":
             raise ValueError("train_size 'auto' must be resolved first (resolve_train_size)")
         return [Recipe(optimizer=name, hyperparams={"lr": self.lr}, batch_size=self.batch_size,
-                       epochs=self.epochs, train_size=self.train_size) for name in self.optimizers]
+                       epochs=self.epochs, train_size=self.train_size, **self.techniques)
+                for name in self.optimizers]
 
     def study_name(self, task_name: str) -> str:
         """The given study name, or ``compare-<task>-<hash of the configuration>``."""
         if self.study:
             return self.study
         payload = {k: v for k, v in asdict(self).items() if k not in ("workers", "study")}
+        payload["techniques"] = dict(self.techniques)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
         return f"compare-{task_name}-{digest}"
 
@@ -115,17 +120,20 @@ def validate(config: CompareConfig) -> Task:
     """Check every name and number of ``config`` without side effects; return the task.
 
     Raises:
-        UnknownNameError: unknown task or optimizer (lists the known names).
-        ConfigError: unknown hyperparameter or a value out of range.
+        UnknownNameError: unknown task, optimizer or technique name (lists the known names).
+        ConfigError: unknown hyperparameter or technique parameter, or a value out of range.
     """
-    from optbench.optim import optimizers, resolved_hyperparams
     from optbench.tasks import get_task
+    from optbench.train.validate import check_recipe
 
     task = get_task(config.task)
+    allowed = {f.name for f in fields(Recipe)} - {"optimizer", "hyperparams", "batch_size", "epochs", "train_size"}
+    unknown = sorted(set(config.techniques) - allowed)
+    if unknown:
+        raise ConfigError("technique", unknown[0], allowed)
     unresolved = config.train_size == "auto"  # resolved once the data are loaded
     for recipe in replace(config, train_size=None).recipes() if unresolved else config.recipes():
-        optimizers.canonical(recipe.optimizer)
-        resolved_hyperparams(recipe.optimizer, **recipe.hyperparams)
+        check_recipe(recipe, task)  # Recipe itself validates sizes and lr
     return task
 
 

@@ -101,9 +101,15 @@ def _build(task: Task, data: TaskData, recipe: Recipe, device: torch.device, gen
     averager = make_averager(recipe.averaging, model, **recipe.averaging_params)
     stopper = None
     if recipe.early_stopping:
-        stopper = EarlyStopping(direction=task.direction(task.target.key), **recipe.early_stopping)
+        stopper = EarlyStopping(direction=task.direction(_monitored(task)), **recipe.early_stopping)
     step = TrainStep(task, recipe, model, optimizer, device, generator)
     return _Setup(model, optimizer, step, batch_size, steps_per_epoch, controller, averager, stopper)
+
+
+def _monitored(task: Task) -> str:
+    """The metric early stopping and plateau schedules watch: the target metric on the
+    validation split (never the test set, whatever split the task's target names)."""
+    return f"valid_{task.target.metric}"
 
 
 def _train_epoch(setup: _Setup, task: Task, split: Split, generator: torch.Generator, first_step: int,
@@ -201,7 +207,7 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                     on_epoch(record)
                 if setup.controller is not None:
                     setup.controller.on_epoch_end(metrics)
-                if setup.stopper is not None and setup.stopper.update(metrics[task.target.key]):
+                if setup.stopper is not None and setup.stopper.update(metrics[_monitored(task)]):
                     result.environment["early_stopping"] = {"stopped_epoch": epoch,
                                                             "best_epoch": setup.stopper.best_epoch}
                     break

@@ -1,0 +1,44 @@
+"""Check every name and parameter of a recipe before anything runs or is stored."""
+
+from __future__ import annotations
+
+import torch
+
+from optbench.errors import ConfigError
+from optbench.spec import Recipe, Task
+
+
+def check_recipe(recipe: Recipe, task: Task, device: torch.device | None = None) -> None:
+    """Raise the first problem of ``recipe`` as a one-line error, without side effects.
+
+    Checks the optimizer and its hyperparameters, the schedule and its parameters, the
+    penalty, augmentations, weight averaging, precision on ``device``, the batch-size rule and
+    early stopping (whose monitored metric is the task's target, on the validation split).
+
+    Raises:
+        UnknownNameError: an unknown name (lists the known ones).
+        ConfigError: an unknown parameter or a value out of range.
+    """
+    from optbench.optim import optimizers, resolved_hyperparams
+    from optbench.regularization import (EarlyStopping, averagers, lr_scaling, make_augmentation, penalties,
+                                         precision_context)
+    from optbench.schedules import check_params
+
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    optimizers.canonical(recipe.optimizer)
+    resolved_hyperparams(recipe.optimizer, **recipe.hyperparams)
+    params = dict(recipe.schedule_params)
+    if recipe.warmup_steps:
+        params["warmup_steps"] = recipe.warmup_steps
+    check_params(recipe.schedule, params)
+    penalties.get(recipe.penalty).validate(recipe.penalty_params)
+    make_augmentation(recipe.augmentation)
+    averagers.get(recipe.averaging).validate(recipe.averaging_params)
+    precision_context(recipe.precision, device)
+    lr_scaling.get(recipe.batch_rule)
+    if recipe.early_stopping:
+        try:
+            EarlyStopping(direction=task.direction(f"valid_{task.target.metric}"), **recipe.early_stopping)
+        except TypeError:
+            raise ConfigError("early_stopping", dict(recipe.early_stopping),
+                              "keys patience (int >= 1) and min_delta (>= 0)") from None
