@@ -149,3 +149,24 @@ def test_closure_and_full_batch_optimizers_run_through_the_same_loop(digits, nam
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
     if name in ("gd", "lbfgs"):
         assert result.steps == 3  # full batch: one step per epoch
+
+
+def test_image_augmentations_on_the_cnn_and_rejected_where_invalid(digits):
+    from optbench.spec import Dataset, Split
+    from optbench.train.validate import check_recipe
+
+    g = torch.Generator().manual_seed(0)
+    fake = Dataset(Split(torch.randn(96, 1, 28, 28, generator=g), torch.randint(0, 10, (96,), generator=g)),
+                   Split(torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)))
+    task = dataclasses.replace(get_task("fmnist_cnn3"), valid_size=16)
+    data = split_data(fake, 16, seed=0)
+    aug = {"random_crop": {"padding": 2}, "horizontal_flip": {"p": 0.5}}
+    recipe = Recipe("adam", {"lr": 1e-3}, batch_size=32, augmentation=aug)
+    check_recipe(recipe, task)
+    plain = train(task, data, Recipe("adam", {"lr": 1e-3}, batch_size=32), seed=0)
+    augmented = train(task, data, recipe, seed=0)
+    assert augmented.status is RunStatus.FINISHED, augmented.error
+    assert metrics(plain) != metrics(augmented)
+    with pytest.raises(ConfigError) as info:
+        check_recipe(Recipe("adam", augmentation={"horizontal_flip": {"p": 0.5}}), digits[0])
+    assert "gaussian_noise" in str(info.value)  # what digits allows

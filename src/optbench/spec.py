@@ -149,6 +149,8 @@ class Task:
         valid_size: number of examples carved from the training pool for validation.
         count: ``y -> int``, the number of units metrics are averaged over (examples).
         recipe: a working recipe (hyperparameters that reach the target), as a dict.
+        augmentations: the augmentations valid for this task's inputs and labels (e.g. no
+            horizontal flip for digits, no crop for flat vectors).
 
     Raises:
         ConfigError: when ``metrics`` lack ``"loss"`` or the target's metric, or a size is
@@ -165,6 +167,7 @@ class Task:
     valid_size: int
     count: Callable[[Tensor], int] = _count_examples
     recipe: Mapping[str, Any] = field(default_factory=dict)
+    augmentations: tuple[str, ...] = ("gaussian_noise",)
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.metrics]

@@ -65,11 +65,13 @@ def array_dataset_loader(dataset: str, scale: float, add_channel: bool) -> Calla
 
 def classification_task(name: str, description: str, make_model: Callable[[], nn.Module],
                         load_data: Callable[[], Dataset], *, target_accuracy: float,
-                        valid_size: int, recipe: dict) -> Task:
+                        valid_size: int, recipe: dict,
+                        augmentations: tuple[str, ...] = ("gaussian_noise",)) -> Task:
     """A classification Task with cross-entropy loss, loss and accuracy metrics, and a target of
     ``target_accuracy`` on the validation split."""
     return Task(
         name=name, description=description, make_model=make_model, load_data=load_data,
         loss=cross_entropy, metrics=CLASSIFICATION_METRICS,
         target=Target("valid", "accuracy", target_accuracy), valid_size=valid_size, recipe=recipe,
+        augmentations=augmentations,
     )

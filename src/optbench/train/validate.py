@@ -33,6 +33,9 @@ def check_recipe(recipe: Recipe, task: Task, device: torch.device | None = None)
     check_params(recipe.schedule, params)
     penalties.get(recipe.penalty).validate(recipe.penalty_params)
     make_augmentation(recipe.augmentation)
+    for name in recipe.augmentation:
+        if name not in task.augmentations:
+            raise ConfigError(f"augmentation for task {task.name}", name, task.augmentations)
     averagers.get(recipe.averaging).validate(recipe.averaging_params)
     precision_context(recipe.precision, device)
     lr_scaling.get(recipe.batch_rule)
