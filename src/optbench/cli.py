@@ -18,8 +18,15 @@ import typer
 from rich.console import Console
 
 from optbench.errors import ConfigError, DataUnavailableError, OptbenchError
-from optbench.study.reference import (DEFAULT_EPOCHS, DEFAULT_SEEDS, DEFAULT_TRAIN_SIZE, REFERENCE_BATCH_SIZE,
-                                      REFERENCE_LR, REFERENCE_OPTIMIZERS, REFERENCE_TASK)
+from optbench.study.reference import (
+    DEFAULT_EPOCHS,
+    DEFAULT_SEEDS,
+    DEFAULT_TRAIN_SIZE,
+    REFERENCE_BATCH_SIZE,
+    REFERENCE_LR,
+    REFERENCE_OPTIMIZERS,
+    REFERENCE_TASK,
+)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=False,
                   help="Compare neural-network training methods fairly and fast.")

@@ -16,13 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 from optbench.errors import ConfigError
+from optbench.fileio import atomic_writer  # noqa: F401  (re-exported for data modules)
 
 ENV_VAR = "OPTBENCH_DATA"
 _APP = "optbench"
@@ -70,29 +67,6 @@ def cache_dir(override: str | Path | None = None) -> Path:
         raise ConfigError(field, str(path),
                           f"a writable directory ({exc.strerror or exc}); set ${ENV_VAR} to choose one") from exc
     return path.resolve()
-
-
-@contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """Open a temporary file next to ``path`` for binary writing; on success it replaces ``path``.
-
-    The temporary file lives in ``path``'s directory (so :func:`os.replace` is an atomic
-    rename), is flushed and fsynced before the rename, and is removed if the ``with``
-    body raises. ``path``'s parent directory is created if missing.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cached data is readable like any file
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_bytes(path: Path, data: bytes | bytearray | memoryview) -> Path:

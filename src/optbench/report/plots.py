@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from optbench.analysis.curves import curve_bands
 from optbench.errors import ConfigError
+from optbench.fileio import atomic_writer
 from optbench.spec import RunResult
 
 # matplotlib's "tab10" followed by the light half of "tab20": 20 distinct colours.
@@ -144,16 +144,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) ->
     if fmt not in SAVE_FORMATS:
         raise ConfigError("figure path suffix", target.suffix or target.name,
                           [f".{f}" for f in SAVE_FORMATS])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                        dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            metadata = {"Date": None} if fmt == "svg" else None
-            fig.savefig(stream, format=fmt, dpi=dpi, metadata=metadata)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target) as stream:
+        metadata = {"Date": None} if fmt == "svg" else None
+        fig.savefig(stream, format=fmt, dpi=dpi, metadata=metadata)
     return target

@@ -13,10 +13,8 @@ interruption, say) executes only the runs that are not finished yet.
 from __future__ import annotations
 
 import hashlib
-import math
 import json
-import os
-import tempfile
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -25,13 +23,19 @@ from typing import Any, Literal
 import torch
 
 from optbench.errors import ConfigError, require_positive
-from optbench.spec import RunResult, Recipe, Task
-from optbench.study.executor import EventCallback, _RunContext, execute
-from optbench.study.plan import RunSpec, plan_runs
-
-from optbench.study.reference import (DEFAULT_EPOCHS, DEFAULT_SEEDS, DEFAULT_TRAIN_SIZE,  # noqa: F401
-                                      FULL_PROTOCOL_EPOCHS, REFERENCE_BATCH_SIZE, REFERENCE_LR,
-                                      REFERENCE_OPTIMIZERS, REFERENCE_TASK)
+from optbench.spec import Recipe, RunResult, Task
+from optbench.study.executor import EventCallback, RunContext, execute
+from optbench.study.plan import plan_runs
+from optbench.study.reference import (  # noqa: F401
+    DEFAULT_EPOCHS,
+    DEFAULT_SEEDS,
+    DEFAULT_TRAIN_SIZE,
+    FULL_PROTOCOL_EPOCHS,
+    REFERENCE_BATCH_SIZE,
+    REFERENCE_LR,
+    REFERENCE_OPTIMIZERS,
+    REFERENCE_TASK,
+)
 
 #: Stored metric keys reported by the ranking.
 FINAL_KEY = "test_accuracy"
@@ -183,7 +187,7 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
     from optbench.store import open_store
 
     task = validate(config)
-    context = _RunContext()
+    context = RunContext()
     context.tasks[config.task] = task
     dataset = context.dataset(config.task)  # fetches and checks the data before anything is stored
     config = resolve_train_size(config, task, len(dataset.train))
@@ -214,19 +218,6 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
 def target_of(config: CompareConfig, task: Task) -> tuple[str, float]:
     """The (metric key, value) used for time-to-target."""
     return task.target.key, (config.target if config.target is not None else task.target.value)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parse_optimizers(text: str | Sequence[str]) -> tuple[str, ...]:

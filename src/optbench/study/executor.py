@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from optbench.errors import OptbenchError
-from optbench.spec import Dataset, EpochRecord, RunResult, Task
+from optbench.spec import Dataset, EpochRecord, RunResult, Task, default_device
 from optbench.study.plan import RunSpec
 
 
@@ -42,7 +42,7 @@ Event = RunStarted | EpochDone
 EventCallback = Callable[[Event], None]
 
 
-class _RunContext:
+class RunContext:
     """Per-process cache of built tasks and loaded datasets (data are loaded once per task)."""
 
     def __init__(self) -> None:
@@ -71,7 +71,7 @@ class _RunContext:
 
 def _worker_main(worker: int, threads: int, device: str, inbox: mp.Queue, outbox: mp.Queue) -> None:
     torch.set_num_threads(threads)
-    context = _RunContext()
+    context = RunContext()
     while (spec := inbox.get()) is not None:
         outbox.put(("started", worker, spec))
         try:
@@ -84,7 +84,7 @@ def _worker_main(worker: int, threads: int, device: str, inbox: mp.Queue, outbox
 
 
 def execute(specs: Sequence[RunSpec], *, workers: int = 1, device: torch.device | None = None,
-            on_event: EventCallback | None = None, context: _RunContext | None = None) -> Iterator[RunResult]:
+            on_event: EventCallback | None = None, context: RunContext | None = None) -> Iterator[RunResult]:
     """Run ``specs`` and yield each :class:`RunResult` as soon as it is done.
 
     Args:
@@ -97,10 +97,10 @@ def execute(specs: Sequence[RunSpec], *, workers: int = 1, device: torch.device 
     Raises:
         OptbenchError: when a worker cannot set up a run (e.g. its data cannot be loaded) or dies.
     """
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     emit = on_event or (lambda event: None)
     if workers <= 1 or len(specs) <= 1:
-        context = context or _RunContext()
+        context = context or RunContext()
         for spec in specs:
             emit(RunStarted(spec, 0))
             yield context.run(spec, device, lambda record, s=spec: emit(EpochDone(s, record, 0)))

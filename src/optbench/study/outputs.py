@@ -5,8 +5,15 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from optbench.study.compare import (BEST_KEY, FINAL_KEY, FULL_PROTOCOL_EPOCHS, CompareOutcome,
-                                    metric_directions, target_of, write_text_atomic)
+from optbench.fileio import atomic_write_text
+from optbench.study.compare import (
+    BEST_KEY,
+    FINAL_KEY,
+    FULL_PROTOCOL_EPOCHS,
+    CompareOutcome,
+    metric_directions,
+    target_of,
+)
 
 
 def summarize(outcome: CompareOutcome) -> list:
@@ -53,5 +60,5 @@ def write_outputs(outcome: CompareOutcome, summaries: list, out: Path, context: 
     curves = out / "curves.png"
     save_figure(plot_curves(outcome.results), curves)
     summary = out / "summary.md"
-    write_text_atomic(summary, summary_markdown(summaries, context=context))
+    atomic_write_text(summary, summary_markdown(summaries, context=context))
     return {"curves": curves, "summary": summary}

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optbench.spec import EpochRecord, Recipe, RunResult, RunStatus, Split, Task, TaskData, run_id
+from optbench.spec import EpochRecord, Recipe, RunResult, RunStatus, Split, Task, TaskData, default_device, run_id
 from optbench.train.data import memory_format, ordered_batches, shuffled_batches, to_device
 from optbench.train.environment import environment
 from optbench.train.metrics import Diverged, TrainMetrics
@@ -164,7 +164,7 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
     """
     from optbench.optim import resolved_hyperparams
 
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     result = RunResult(run_id=run_id(task.name, recipe, seed), task=task.name, recipe=recipe, seed=seed,
                        status=RunStatus.FINISHED, environment=environment(device))
     start = time.perf_counter()

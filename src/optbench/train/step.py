@@ -40,8 +40,13 @@ class TrainStep:
     def __init__(self, task: Task, recipe: Recipe, model: nn.Module, optimizer: torch.optim.Optimizer,
                  device: torch.device, generator: torch.Generator) -> None:
         from optbench.optim import capabilities
-        from optbench.regularization import (make_augmentation, make_clipper, make_penalty, precision_context,
-                                             smoothed_cross_entropy)
+        from optbench.regularization import (
+            make_augmentation,
+            make_clipper,
+            make_penalty,
+            precision_context,
+            smoothed_cross_entropy,
+        )
 
         self.model, self.optimizer, self.generator = model, optimizer, generator
         self.caps = capabilities(recipe.optimizer)

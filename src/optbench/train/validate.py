@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from optbench.errors import ConfigError
-from optbench.spec import Recipe, Task
+from optbench.spec import Recipe, Task, default_device
 
 
 def check_recipe(recipe: Recipe, task: Task, device: torch.device | None = None) -> None:
@@ -20,11 +20,17 @@ def check_recipe(recipe: Recipe, task: Task, device: torch.device | None = None)
         ConfigError: an unknown parameter or a value out of range.
     """
     from optbench.optim import optimizers, resolved_hyperparams
-    from optbench.regularization import (EarlyStopping, averagers, lr_scaling, make_augmentation, penalties,
-                                         precision_context)
+    from optbench.regularization import (
+        EarlyStopping,
+        averagers,
+        lr_scaling,
+        make_augmentation,
+        penalties,
+        precision_context,
+    )
     from optbench.schedules import check_params
 
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     optimizers.canonical(recipe.optimizer)
     resolved_hyperparams(recipe.optimizer, **recipe.hyperparams)
     params = dict(recipe.schedule_params)
