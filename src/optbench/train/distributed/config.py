@@ -197,18 +197,28 @@ def distributed_run_id(task: str, recipe: Recipe, seed: int, mode: str, nproc: i
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+#: Recipe fields the distributed modes implement; the training techniques of the single-process loop
+#: (schedules, penalties, augmentation, averaging, precision, clipping, accumulation ...) are rejected
+#: rather than silently ignored.
+SUPPORTED_RECIPE_FIELDS = frozenset({"optimizer", "hyperparams", "batch_size", "epochs", "train_size"})
+
+
 def validate(config: DistributedConfig) -> None:
     """Check the task and optimizer names and hyperparameters without loading data.
 
     Raises:
         UnknownNameError: unknown task or optimizer (lists the known names).
         ConfigError: unknown hyperparameter or value out of range; a ``train_size`` smaller than
-            one global batch.
+            one global batch; a recipe technique the distributed modes do not implement.
     """
     from optbench.optim import optimizers, resolved_hyperparams
     from optbench.tasks import get_task
 
     get_task(config.task)
+    unsupported = sorted(set(config.recipe.to_dict()) - SUPPORTED_RECIPE_FIELDS)
+    if unsupported:
+        raise ConfigError(f"recipe field {unsupported[0]}", config.recipe.to_dict()[unsupported[0]],
+                          f"its default in distributed modes (supported: {', '.join(sorted(SUPPORTED_RECIPE_FIELDS))})")
     optimizers.canonical(config.recipe.optimizer)
     resolved_hyperparams(config.recipe.optimizer, **config.recipe.hyperparams)
     size = config.recipe.train_size
@@ -216,5 +226,5 @@ def validate(config: DistributedConfig) -> None:
         raise ConfigError("train_size", size, f"an integer >= nproc * batch_size = {config.global_batch}")
 
 
-__all__ = ["MODES_ALLOWED", "MODE_KINDS", "DistributedConfig", "Mode", "distributed_run_id", "parse_counts",
+__all__ = ["MODES_ALLOWED", "MODE_KINDS", "SUPPORTED_RECIPE_FIELDS", "DistributedConfig", "Mode", "distributed_run_id", "parse_counts",
            "parse_mode", "parse_modes", "validate"]

@@ -8,7 +8,9 @@ training gradient. Ranks 1..N are workers. Messages (gloo, CPU tensors; tags kee
   on weights of version ``version_read`` for clock ``push_clock``) and/or bit ``PULL`` (the worker
   wants weights to compute clock ``want_clock``).
 * server -> worker ``REPLY`` header ``[version, wait_seconds]`` then the flat weights (``PARAMS``);
-  ``wait_seconds`` is how long the server held the request back (see :mod:`.records`).
+  ``wait_seconds`` is how long the server held the request back after it had received it whole
+  (gradient included): other workers' gradients, the update, other requests, the staleness bound
+  (see :mod:`.records`).
 
 The server receives requests from any worker (``recv`` with no source), so it handles them in
 arrival order and never polls. Protocols:
@@ -81,14 +83,14 @@ class PsServer:
     # ------------------------------------------------------------------ messages
     def _receive(self) -> _Request:
         src = dist.recv(self.header, tag=TAG_REQ)
-        received = now()
         kind, push_clock, version_read, want_clock = (int(v) for v in self.header[:_FIXED].tolist())
         grad = None
         if kind & PUSH:
             grad = self.flat.empty()
             dist.recv(grad, src=src, tag=TAG_GRAD)
             self.sums.values += self.header[_FIXED:]
-        return _Request(src, kind, push_clock, version_read, want_clock, received, grad)
+        # the worker waits from here on: the transfers before count as its communication
+        return _Request(src, kind, push_clock, version_read, want_clock, now(), grad)
 
     def _reply(self, rank: int, wait: float) -> None:
         dist.send(torch.tensor([float(self.version), wait], dtype=torch.float64), dst=rank, tag=TAG_REPLY)

@@ -7,11 +7,12 @@ Per step and worker (:class:`StepRecord`), in seconds of wall clock (``time.perf
 * ``comm_seconds`` — time communication was in progress. ``ddp``: the union of the intervals from
   launching each gradient bucket's all-reduce to its completion, which overlaps the backward pass;
   server modes: the round trip of the request (push, pull) minus the time the server reported the
-  request waited, i.e. the transfers and the server's handling.
+  request waited, i.e. the transfers of the gradient and the weights.
 * ``wait_seconds`` — blocked with nothing to do. ``ddp``: from the end of the local backward
   computation (the last bucket launched) until every bucket is reduced: exposed communication and
-  waiting for slower peers. Server modes: the time the server held the request back (waiting for
-  the other workers' gradients in ``ps-sync``/``ps-ssp``, behind other requests, the staleness bound).
+  waiting for slower peers. Server modes: the time the server held the request back once it had
+  received it whole: waiting for the other workers' gradients (``ps-sync``/``ps-ssp``), the server's
+  optimizer step, requests queued before it, the staleness bound.
 * ``step_seconds`` — the step's wall time. Server modes: compute + comm + wait = step.
   ``ddp``: compute + wait = step (communication is partly hidden behind compute).
 
@@ -149,6 +150,36 @@ class DistributedRun:
                    for name in ("compute_seconds", "comm_seconds", "wait_seconds", "step_seconds")}
         summary["samples_per_second"] = statistics.median(r.samples_per_second for r in self.steps)
         return summary
+
+    def describe(self, key: str, target: float, direction: Direction) -> list[str]:
+        """Summary lines: throughput, per-step medians (ms), time-to-target of ``key`` >= ``target`` (or <=,
+        by ``direction``), staleness histogram and server statistics."""
+        config, s = self.config, self.step_summary()
+
+        def ms(seconds: float) -> str:
+            return f"{seconds * 1e3:.2f}" if math.isfinite(seconds) else "-"
+
+        reached = self.time_to_target(key, target, direction)
+        lines = [
+            f"mode {config.mode}: {config.nproc} workers, {config.world_size} processes, {config.threads} thread(s) "
+            f"each, batch {config.recipe.batch_size} per worker ({config.global_batch} per step)",
+            f"samples/s: {self.samples_per_second:,.0f} (all workers, training time only); status "
+            f"{self.result.status.value}" + (f" ({self.result.error})" if self.result.error else ""),
+            f"per step (median over workers and steps, ms): compute {ms(s['compute_seconds'])}, communication "
+            f"{ms(s['comm_seconds'])}, waiting {ms(s['wait_seconds'])}, step {ms(s['step_seconds'])}",
+            f"time-to-target ({key} {'>=' if direction is Direction.MAXIMIZE else '<='} {target:g}): "
+            + (f"{reached.seconds:.2f} s of training (epoch {reached.epoch}, {reached.steps} steps)" if reached
+               else "not reached"),
+        ]
+        if self.staleness:
+            total = sum(self.staleness.values())
+            mean = sum(k * v for k, v in self.staleness.items()) / total
+            histogram = ", ".join(f"{k}: {v}" for k, v in self.staleness.items())
+            lines.append(f"staleness of applied gradients (server updates behind: count): {histogram}; mean {mean:.2f}")
+        if self.server:
+            lines.append(f"server: {self.server['updates']} updates, {self.server['update_seconds']:.3f} s in "
+                         "optimizer steps")
+        return lines
 
     def environment_record(self, include_steps: bool = True) -> dict[str, Any]:
         """JSON-ready description stored in ``RunResult.environment["distributed"]``: mode, workers,
