@@ -193,7 +193,7 @@ def compare(
     if not quiet:
         for key in ("shared hyperparameters", "budget", "time-to-target", "runs", "study"):
             console.print(f"{key}: {context[key]}")
-        console.print(f"wrote {files['curves']} and {files['summary']}")
+        console.print(f"wrote {files['report']}, {files['curves']} and {files['summary']}")
         console.print(f"full protocol (150 epochs, all data): {full_protocol_command(outcome)}")
     failed = [r for r in outcome.results if r.status.value == "failed"]
     if len(failed) == len(outcome.results):
@@ -301,8 +301,9 @@ def data_fetch(name: Annotated[str, typer.Argument(help="Dataset name (see `optb
 
 def _register_commands() -> None:
     """Commands that live in their own modules (each module's ``register(app, handle_errors)``)."""
-    from optbench import cli_trajectory, distributed_cli
+    from optbench import cli_report, cli_trajectory, distributed_cli
 
+    cli_report.register(app, handle_errors)
     cli_trajectory.register(app, handle_errors)
     distributed_cli.register(app, handle_errors)
 

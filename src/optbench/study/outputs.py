@@ -1,4 +1,5 @@
-"""The files a comparison writes: ``curves.png`` and ``summary.md`` (the store is written as it runs)."""
+"""The files a comparison writes: ``curves.png``, ``summary.md`` and the HTML report ``index.html`` with
+``figures/`` and ``tables/`` (the store is written as it runs)."""
 
 from __future__ import annotations
 
@@ -53,12 +54,19 @@ def full_protocol_command(outcome: CompareOutcome) -> str:
 
 
 def write_outputs(outcome: CompareOutcome, summaries: list, out: Path, context: dict[str, str]) -> dict[str, Path]:
-    """Write ``curves.png`` and ``summary.md`` into ``out`` (atomically); return their paths."""
-    from optbench.report import plot_curves, save_figure, summary_markdown
+    """Write ``curves.png``, ``summary.md`` and the self-contained report ``index.html`` (with its
+    ``figures/`` and ``tables/``) into ``out``, each atomically; return their paths
+    (keys ``curves``, ``summary``, ``report``)."""
+    from optbench.report import TaskInfo, plot_curves, save_figure, summary_markdown, write_report
 
     out.mkdir(parents=True, exist_ok=True)
     curves = out / "curves.png"
     save_figure(plot_curves(outcome.results), curves)
     summary = out / "summary.md"
     atomic_write_text(summary, summary_markdown(summaries, context=context))
-    return {"curves": curves, "summary": summary}
+    task = outcome.task
+    info = TaskInfo(task.name, metric_directions(task), FINAL_KEY, BEST_KEY, target_of(outcome.config, task))
+    config = {"protocol": "seed004", **{k: v for k, v in vars(outcome.config).items() if k != "techniques"}}
+    report = write_report(outcome.results, out, study=outcome.study, config=config, context=context,
+                          tasks={task.name: info}, title=f"optbench compare: {task.name}")
+    return {"curves": curves, "summary": summary, "report": report.html}

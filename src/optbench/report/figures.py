@@ -1,0 +1,133 @@
+"""Figures of the report sections beyond learning curves: lr sensitivity, performance profiles,
+the applied lr schedule, distributed throughput and scaling.
+
+Each function takes data from :mod:`optbench.analysis.report_data` and returns a new
+:class:`matplotlib.figure.Figure` on an Agg canvas (object-oriented API: no pyplot, no global
+style, nothing shown). Each axis holds exactly one ``Line2D`` per label it draws (plus, where
+stated, one reference line), so tests can count them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from optbench.analysis.report_data import AppliedSchedule, DistributedData, LrCurve, Profiles
+from optbench.report.plots import label_colors
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols, squeeze=False).ravel().tolist()
+    return fig, axes
+
+
+def _colors(labels, colors: Mapping[str, str] | None) -> dict[str, str]:
+    palette = label_colors(labels) if colors is None else dict(colors)
+    fallback = label_colors(labels)
+    return {label: palette.get(label, fallback[label]) for label in labels}
+
+
+def plot_lr_sensitivity(curves: Mapping[str, LrCurve], *, colors: Mapping[str, str] | None = None,
+                        ylabel: str = "final metric", title: str | None = None) -> Figure:
+    """Final metric versus learning rate (log x axis): a line per optimizer (mean over runs) with a
+    min-max band; lrs where every run failed or diverged are marked with an ``x`` at the bottom.
+
+    Args:
+        curves: from :func:`optbench.analysis.report_data.lr_sensitivity`.
+        colors: optimizer -> colour (default :func:`label_colors`).
+    """
+    fig, (ax,) = _figure(6.0, 3.8)
+    palette = _colors(list(curves), colors)
+    for name, c in curves.items():
+        ax.plot(c.lr, c.mean, color=palette[name], marker="o", markersize=4, linewidth=1.6, label=name)
+        ok = np.isfinite(c.mean)
+        ax.fill_between(c.lr[ok], c.low[ok], c.high[ok], color=palette[name], alpha=0.18, linewidth=0)
+        lost = c.lr[(c.n == 0) & (c.n_lost > 0)]
+        if lost.size:
+            ax.scatter(lost, np.zeros_like(lost), marker="x", color=palette[name], transform=ax.get_xaxis_transform())
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend(frameon=False, fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_profiles(profiles: Profiles, *, colors: Mapping[str, str] | None = None) -> Figure:
+    """Performance profiles: ``rho_s(tau)`` as a step line per label, the integrated score in the
+    legend (Dolan & Moré 2002; Dahl et al. 2023)."""
+    fig, (ax,) = _figure(6.0, 3.8)
+    palette = _colors(list(profiles.labels), colors)
+    for label in profiles.labels:
+        ax.step(profiles.taus, profiles.rho[label], where="post", color=palette[label], linewidth=1.6,
+                label=f"{label} (score {profiles.score[label]:.3f})")
+    ax.set_xlim(1.0, float(profiles.taus[-1]))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("tau (performance ratio to the best on the task)")
+    ax.set_ylabel("fraction of tasks within tau")
+    ax.set_title(f"performance profiles on {profiles.quantity}, {len(profiles.tasks)} tasks")
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False, fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_schedules(schedules: Mapping[str, AppliedSchedule], *,
+                   colors: Mapping[str, str] | None = None) -> Figure:
+    """The lr applied per recipe: the reconstructed per-step schedule as a line, the values recorded
+    at the end of each epoch as markers (one ``Line2D`` per label each; the markers carry no
+    line). A log y axis when the lr spans more than a factor of 20."""
+    fig, (ax,) = _figure(6.0, 3.6)
+    palette = _colors(list(schedules), colors)
+    values = []
+    for label, s in schedules.items():
+        if s.steps.size:
+            ax.plot(s.steps, s.lr, color=palette[label], linewidth=1.4, label=f"{label} ({s.schedule})", alpha=0.9)
+            values.append(s.lr)
+        ax.plot(s.epoch_steps, s.epoch_lr, linestyle="none", marker="o", markersize=4, color=palette[label],
+                label=None if s.steps.size else f"{label} ({s.schedule}, recorded)")
+        values.append(s.epoch_lr)
+    finite = np.concatenate(values) if values else np.empty(0)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    if finite.size and finite.max() / finite.min() > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning rate applied (line: schedule per step; dots: recorded at epoch end)", fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    if schedules:
+        ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+def plot_distributed(data: DistributedData) -> Figure:
+    """Two panels: samples/s versus workers per mode, and scaling efficiency versus workers per mode
+    with the ideal (1.0) as a dashed reference line."""
+    fig, (left, right) = _figure(10.0, 3.8, ncols=2)
+    modes = sorted({p.mode for p in data.points})
+    palette = label_colors(modes)
+    for mode in modes:
+        pts = sorted((p for p in data.points if p.mode == mode), key=lambda p: p.nproc)
+        n = [p.nproc for p in pts]
+        left.plot(n, [p.samples_per_second for p in pts], marker="o", color=palette[mode], label=mode)
+        right.plot(n, [data.efficiency.get((mode, p.nproc), math.nan) for p in pts], marker="o",
+                   color=palette[mode], label=mode)
+    right.axhline(1.0, color="0.4", linestyle="--", linewidth=1.0)
+    left.set_xlabel("workers")
+    left.set_ylabel("samples/s (all workers)")
+    left.set_title("throughput")
+    right.set_xlabel("workers")
+    right.set_ylabel("scaling efficiency")
+    right.set_title("efficiency vs ideal (dashed)")
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+        ax.legend(frameon=False, fontsize="small")
+    return fig

@@ -1,0 +1,237 @@
+"""The sections of the HTML report, each appended to a :class:`~optbench.report.page.ReportPage`.
+
+Every section computes its data with :mod:`optbench.analysis` and draws it with
+:mod:`optbench.report.plots` / :mod:`optbench.report.figures`; this module only arranges.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from optbench.analysis import summarize_runs
+from optbench.analysis.report_data import (
+    StudyOverview,
+    applied_schedules,
+    distributed_points,
+    lr_sensitivity,
+    performance_profiles,
+)
+from optbench.analysis.summary import RecipeSummary
+from optbench.report.export import make_table
+from optbench.report.figures import plot_distributed, plot_lr_sensitivity, plot_profiles, plot_schedules
+from optbench.report.markdown import how_sure
+from optbench.report.page import ReportPage, slug
+from optbench.report.plots import plot_curves
+from optbench.report.tables import ranking_cells, ranking_legend
+from optbench.spec import SPLITS, Direction, RunResult
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """How one task is ranked: metric directions, the final and best keys, the target.
+
+    Attributes:
+        name: task name as stored.
+        directions: metric key -> Direction (``"test_accuracy"`` -> maximize ...).
+        final_key / best_key: ranked metric (last epoch) and best-over-epochs metric.
+        target: ``(metric key, value)`` for time-to-target.
+    """
+
+    name: str
+    directions: Mapping[str, Direction]
+    final_key: str
+    best_key: str
+    target: tuple[str, float]
+
+    @property
+    def percent(self) -> bool:
+        """Show the final metric in percent (accuracies)."""
+        return self.final_key.endswith("_accuracy")
+
+
+def _seconds(value: float) -> str:
+    if not math.isfinite(value):
+        return "—"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def summary_section(page: ReportPage, overview: StudyOverview, context: Mapping[str, str]) -> None:
+    """What ran, the environment, the time spent, and every diverged or failed run."""
+    page.heading("Study summary", anchor="summary")
+    rows: list[tuple[str, str]] = [(k, v) for k, v in context.items()]
+    known = {k for k, _ in rows}
+    defaults = [
+        ("study", overview.study or "(all runs in the store)"),
+        ("tasks", ", ".join(overview.tasks)),
+        ("recipes", f"{len(overview.labels)}: {', '.join(overview.labels)}"),
+        ("seeds", ", ".join(map(str, overview.seeds))),
+        ("protocol", str(overview.config.get("protocol", "—"))),
+        ("budget", f"epochs {', '.join(map(str, overview.epochs))}; batch size "
+                   f"{', '.join(map(str, overview.batch_sizes))}; lr {', '.join(f'{x:g}' for x in overview.lrs)}"),
+    ]
+    rows += [(k, v) for k, v in defaults if k not in known]
+    s = overview.per_run_seconds
+    status = ", ".join(f"{n} {name}" for name, n in overview.n_by_status.items())
+    rows += [("runs", f"{overview.n_runs} ({status})") if "runs" not in known else ("run status", status),
+             ("total time", f"{_seconds(overview.total_seconds)} (summed over runs)"),
+             ("time per run", f"mean {_seconds(s.mean)}" + (f", std {_seconds(s.std)}" if s.n > 1 else ""))]
+    page.table(make_table("summary", "What ran.", ["item", "value"], rows, ["l", "l"]))
+    env = [(k, ", ".join(v)) for k, v in overview.environment.items()]
+    page.table(make_table("environment", "Environment of the runs (distinct values over runs).",
+                          ["item", "value"], env or [("—", "no environment recorded")], ["l", "l"]))
+    page.heading("Diverged and failed runs", level=3, anchor="failures")
+    if overview.problems:
+        page.paragraph(f"{len(overview.problems)} of {overview.n_runs} runs did not finish; all are listed. "
+                       "Diverged runs count with their last recorded epoch; failed runs are left out of "
+                       "the statistics.", cls="bad")
+    else:
+        page.paragraph(f"None: all {overview.n_runs} runs finished.", cls="ok")
+    page.table(make_table("failures", "Every run that diverged or failed, with its stored message.",
+                          ["task", "recipe", "seed", "run", "status", "epochs", "error"],
+                          [(p.task, p.label, str(p.seed), p.run_id, p.status, str(p.epochs_completed),
+                            p.error or "(no message stored)") for p in overview.problems],
+                          ["l", "l", "r", "l", "l", "r", "l"]),
+               row_classes=["warn"] * len(overview.problems))
+
+
+def _ranking(page: ReportPage, info: TaskInfo, summaries: Sequence[RecipeSummary]) -> None:
+    metric = info.final_key.partition("_")[2].replace("_", " ")
+    headers, rows = ranking_cells(summaries, final_label=f"final test {metric}",
+                                  best_label=f"best valid {info.best_key.partition('_')[2].replace('_', ' ')}",
+                                  final_as_percent=info.percent, best_as_percent=info.best_key.endswith("_accuracy"))
+    headers = [*headers, "train s to target"]
+    rows = [[*row, "—" if math.isnan(r.seconds_to_target.mean) else
+             f"{r.seconds_to_target.mean:.2f}" + ("" if math.isnan(r.seconds_to_target.std)
+                                                  else f" ± {r.seconds_to_target.std:.2f}")]
+            for row, r in zip(rows, summaries, strict=True)]
+    best = next((i for i, r in enumerate(summaries) if r.rank == 1 and not math.isnan(r.final_test.mean)), None)
+    classes = ["best" if i == best else ("warn" if r.n_diverged or r.n_failed else "")
+               for i, r in enumerate(summaries)]
+    caption = (f"{info.name}: ranked by {info.final_key} at the last epoch. " + ranking_legend(summaries)
+               + " Seconds to target: cumulative training seconds (evaluation excluded).")
+    page.table(make_table(f"ranking_{slug(info.name)}", caption, headers, rows), row_classes=classes)
+    page.paragraph(how_sure(summaries, final_label=f"final test {metric}", final_as_percent=info.percent))
+
+
+def _flat(recipe_dict: Mapping[str, object]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in recipe_dict.items():
+        if isinstance(value, Mapping):
+            out.update({f"{k}" if key == "hyperparams" else f"{key}.{k}": repr(v) for k, v in value.items()})
+        else:
+            out[key] = repr(value)
+    return out
+
+
+def recipe_labels(results: Sequence[RunResult]) -> dict[str, str]:
+    """``{run_id: label}``: the optimizer name, or, when one optimizer was run with several recipes
+    (an lr grid, say), the name followed by the recipe fields that differ, e.g. ``"sgd lr=0.1"``."""
+    by_opt: dict[str, dict[str, dict[str, str]]] = {}
+    for r in results:
+        by_opt.setdefault(r.recipe.label, {})[repr(sorted(r.recipe.to_dict().items()))] = _flat(r.recipe.to_dict())
+    labels = {}
+    for r in results:
+        recipes = by_opt[r.recipe.label]
+        if len(recipes) == 1:
+            labels[r.run_id] = r.recipe.label
+            continue
+        mine = _flat(r.recipe.to_dict())
+        keys = sorted({k for f in recipes.values() for k in f if len({g.get(k) for g in recipes.values()}) > 1})
+        labels[r.run_id] = r.recipe.label + " " + ",".join(f"{k}={mine.get(k, '-')}".replace("'", "") for k in keys)
+    return labels
+
+
+def _curve_keys(results: Sequence[RunResult]) -> list[str]:
+    recorded = {k for r in results for e in r.epochs for k in e.metrics}
+    names = sorted({k.partition("_")[2] for k in recorded if k.partition("_")[0] in SPLITS},
+                   key=lambda n: (n != "loss", n != "accuracy", n))
+    return [f"{split}_{name}" for split in SPLITS for name in names if f"{split}_{name}" in recorded]
+
+
+def task_section(page: ReportPage, results: Sequence[RunResult], info: TaskInfo,
+                 colors: Mapping[str, str]) -> list[RecipeSummary]:
+    """Ranking, learning curves (epoch and seconds), lr sensitivity, applied schedule and
+    distributed scaling of one task's runs. Returns the ranked summaries."""
+    page.heading(f"Task {info.name}", anchor=f"task-{slug(info.name)}")
+    labels = recipe_labels(results)
+    summaries = summarize_runs(results, info.directions, final_key=info.final_key, best_key=info.best_key,
+                               target=info.target, group_by=lambda r: labels[r.run_id])
+    page.heading("Ranking", level=3, anchor=f"ranking-{slug(info.name)}")
+    _ranking(page, info, summaries)
+    keys = _curve_keys(results)
+    several = len(set(labels.values())) > len({r.recipe.label for r in results})
+    curve_runs = list(results)
+    if several:  # curves of each optimizer's best recipe (summaries are ranked, best first)
+        best: dict[str, str] = {}
+        for row in summaries:
+            opt = next(r.recipe.label for r in results if labels[r.run_id] == row.label)
+            best.setdefault(opt, row.label)
+        chosen = set(best.values())
+        curve_runs = [r for r in results if labels[r.run_id] in chosen]
+    if keys:
+        page.heading("Learning curves", level=3, anchor=f"curves-{slug(info.name)}")
+        if several:
+            page.paragraph("Curves of each optimizer's best recipe: " + ", ".join(sorted(chosen)) + ".",
+                           cls="note")
+        logs = [k for k in keys if k.endswith("_loss")]
+        for x, words in (("epoch", "epoch"), ("seconds", "wall-clock seconds (training + evaluation)")):
+            fig = plot_curves(curve_runs, keys=keys, x=x, colors=colors, log_keys=logs,
+                              title=f"{info.name}: learning curves vs {words}")
+            page.figure(f"curves_{info.name}_{x}", fig, f"{info.name}: mean over seeds, band from the lowest to "
+                        f"the highest seed, versus {words}.")
+    lr_curves = lr_sensitivity(results, info.final_key)
+    if lr_curves:
+        page.heading("Learning-rate sensitivity", level=3, anchor=f"lr-{slug(info.name)}")
+        page.figure(f"lr_sensitivity_{info.name}",
+                    plot_lr_sensitivity(lr_curves, colors=colors, ylabel=info.final_key, title=info.name),
+                    f"{info.name}: {info.final_key} at the last epoch versus learning rate (mean and range over "
+                    "runs; x: every run at that lr failed or diverged before its first epoch).")
+        rows = [(name, f"{lr:g}", f"{m:.4g}" if math.isfinite(m) else "—", str(n), str(lost))
+                for name, c in lr_curves.items()
+                for lr, m, n, lost in zip(c.lr, c.mean, c.n, c.n_lost, strict=True)]
+        page.table(make_table(f"lr_sensitivity_{slug(info.name)}", f"{info.final_key} versus lr.",
+                              ["optimizer", "lr", f"mean {info.final_key}", "runs", "lost runs"], rows,
+                              ["l", "r", "r", "r", "r"]))
+    schedules = applied_schedules(curve_runs)
+    if schedules:
+        page.heading("Learning-rate schedule applied", level=3, anchor=f"schedule-{slug(info.name)}")
+        page.figure(f"schedule_{info.name}", plot_schedules(schedules, colors=colors),
+                    f"{info.name}: the learning rate per optimizer step of each recipe (seed with the lowest "
+                    "number); dots are the values the run recorded at the end of each epoch.")
+        notes = [f"{s.label}: {s.note}" for s in schedules.values() if s.note]
+        if notes:
+            page.paragraph("; ".join(notes), cls="note")
+    dist = distributed_points(results, info.target, info.directions.get(info.target[0], Direction.MAXIMIZE))
+    if dist is not None:
+        page.heading("Distributed throughput and scaling", level=3, anchor=f"distributed-{slug(info.name)}")
+        page.figure(f"distributed_{info.name}", plot_distributed(dist), f"{info.name}: {dist.baseline}.")
+        page.table(make_table(f"distributed_{slug(info.name)}", dist.baseline,
+                              ["mode", "workers", "samples/s", "efficiency", "train s to target"],
+                              [(p.mode, str(p.nproc), f"{p.samples_per_second:,.0f}",
+                                f"{dist.efficiency.get((p.mode, p.nproc), math.nan):.2f}",
+                                "not reached" if p.time_to_target is None else f"{p.time_to_target:.2f}")
+                               for p in dist.points]))
+    return summaries
+
+
+def profiles_section(page: ReportPage, ranked: Mapping[str, Sequence[RecipeSummary]],
+                     infos: Mapping[str, TaskInfo], colors: Mapping[str, str]) -> None:
+    """Performance profiles over tasks and the ranking across tasks (only with 2+ tasks)."""
+    if len(ranked) < 2:
+        return
+    values = {task: {r.label: r.final_test.mean for r in rows} for task, rows in ranked.items()}
+    directions = {task: infos[task].directions[infos[task].final_key] for task in ranked}
+    profiles = performance_profiles(values, directions, quantity="the final test metric")
+    page.heading("Performance profiles and ranking across tasks", anchor="profiles")
+    page.figure("performance_profiles", plot_profiles(profiles, colors=colors),
+                "Fraction of tasks on which a recipe is within a factor tau of the best (Dolan & Moré 2002); "
+                "score: area under the profile over tau in [1, 4], normalized (Dahl et al. 2023).")
+    order = sorted(profiles.labels, key=lambda s: (-profiles.score[s], profiles.mean_rank[s], s))
+    rows = [(str(i + 1), s, f"{profiles.score[s]:.3f}", f"{profiles.mean_rank[s]:.2f}",
+             *(("—" if not math.isfinite(x) else f"{x:.3f}") for x in profiles.ratios[:, profiles.labels.index(s)]))
+            for i, s in enumerate(order)]
+    page.table(make_table("profiles", "Ranking across tasks by integrated performance-profile score; "
+                          "ratio to the best per task (1 = best, — = no value).",
+                          ["#", "recipe", "score", "mean rank", *(f"ratio {t}" for t in profiles.tasks)], rows))
