@@ -1,182 +1,73 @@
-"""The optimizer catalogue: :class:`OptimizerSpec`, the seven reference presets, and the registry.
+"""The optimizer catalogue: the presets, every torch and pytorch-optimizer class, and the registry.
 
 Names (DESIGN.md section 6):
 
-* **Presets** — the field's names with fixed, documented defaults, each a torch class:
-  ``sgd``, ``momentum``, ``nesterov``, ``rmsprop``, ``adam``, ``adagrad``, ``nadam``
-  (see :data:`PRESETS`; every one is checked against a NumPy reference of its published
-  update rule in ``tests/test_optim.py``).
+* **Presets** — the field's names with fixed, documented defaults (:data:`PRESETS`):
+  ``gd``, ``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adadelta``, ``adam``,
+  ``adamw``, ``nadam``, ``radam``, ``adabelief``, ``sam``, ``lbfgs``, ``sophia``, ``lion``,
+  ``lars``, ``lamb`` (see :mod:`optbench.optim.presets`; each is checked against a NumPy
+  reference of its published update rule in ``tests/test_optim_conformance.py``).
+* ``sam:<name>`` — SAM over any other registered optimizer (``sam:adam``, ``sam:torch.adamw``);
+  ``sam`` alone is ``sam:momentum`` (see :mod:`optbench.optim.sam`). These are resolved on
+  lookup and are not listed by :meth:`OptimizerRegistry.names`.
 * ``torch.<lower-cased class name>`` — every :class:`torch.optim.Optimizer` subclass exported
   by ``torch.optim``, found by introspection (``torch.adamw``, ``torch.lbfgs``, ...).
 * ``pytorch_optimizer.<name>`` — every name of ``pytorch_optimizer.get_supported_optimizers()``
   (``pytorch_optimizer.adabelief``, ``pytorch_optimizer.lamb``, ...). pytorch-optimizer is
-  imported (about 0.6 s) only when one of these names is looked up, a name is not found
-  among the presets and torch names, or all names are listed.
+  imported (about 0.6 s) only when one of these names (or a preset wrapping one of its classes)
+  is used, a name is not found among the presets and torch names, or all names are listed.
 
 **Alias rule.** Every namespaced entry is also reachable by its unprefixed name when that
 name is not already taken, with priority *presets, then torch, then pytorch_optimizer*:
-``adam`` is the preset, ``adamw`` -> ``torch.adamw``, ``radam`` -> ``torch.radam``,
-``adabelief`` -> ``pytorch_optimizer.adabelief``, ``lamb`` -> ``pytorch_optimizer.lamb``.
-Registering a user optimizer loads every entry first, so a taken name (an alias too) is an
-error unless ``replace=True``, whatever was looked up before.
+``adam`` is the preset, ``asgd`` -> ``torch.asgd``, ``rprop`` -> ``torch.rprop``,
+``adan`` -> ``pytorch_optimizer.adan``. Registering a user optimizer loads every entry first,
+so a taken name (an alias too) is an error unless ``replace=True``, whatever was looked up
+before.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from optbench.errors import UnknownNameError
+from optbench.optim.base import (
+    IMPLEMENTATION_FLAGS,
+    Capabilities,
+    Family,
+    OptimizerSpec,
+)
+from optbench.optim.presets import PRESETS as _BASE_PRESETS
+from optbench.optim.sam import DEFAULT_BASE, SEPARATOR, SamSpec, parse_optimizer_name, sam_spec
 from optbench.registry import Registry
 
-Family = Literal["preset", "torch", "pytorch_optimizer"]
+__all__ = [
+    "IMPLEMENTATION_FLAGS", "LIBRARY_TRAITS", "PRESETS", "Capabilities", "Family",
+    "OptimizerRegistry", "OptimizerSpec", "SamSpec", "build_registry", "optimizers",
+    "parse_optimizer_name", "pytorch_optimizer_specs", "torch_specs",
+]
 
-#: Keyword arguments that choose an implementation (same math, different kernels).
-IMPLEMENTATION_FLAGS = ("fused", "foreach")
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What the training loop must know about an optimizer, found by introspecting its class.
-
-    Attributes:
-        needs_closure: ``step`` has a required ``closure`` argument (L-BFGS): the loop must
-            pass a function that re-evaluates the loss.
-        supports_fused: the class accepts ``fused`` (a single fused kernel per step).
-        supports_foreach: the class accepts ``foreach`` (multi-tensor kernels).
-    """
-
-    needs_closure: bool
-    supports_fused: bool
-    supports_foreach: bool
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """One registered optimizer.
-
-    Args:
-        name: registry name, e.g. ``"momentum"``, ``"torch.adamw"``.
-        family: ``"preset"`` (fixed documented defaults), ``"torch"`` or ``"pytorch_optimizer"``.
-        cls: the optimizer class, or a lazy import target ``"package.module:Class"`` loaded by
-            :meth:`load` on first use.
-        defaults: hyperparameters the entry fixes on top of the class defaults (read-only).
-        source: the paper and equation, or the library reference, of the update rule.
-        description: one paragraph shown by ``optbench list optimizers``.
-    """
-
-    name: str
-    family: Family
-    cls: type[torch.optim.Optimizer] | str
-    defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    source: str = ""
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
-
-    def load(self) -> type[torch.optim.Optimizer]:
-        """The optimizer class, importing a lazy target ``"module:attr"`` if needed."""
-        if not isinstance(self.cls, str):
-            return self.cls
-        module_name, _, attr = self.cls.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
-
-    def hyperparameters(self) -> dict[str, inspect.Parameter]:
-        """The class's hyperparameters: ``__init__`` keywords except ``self``, the first
-        argument (``params``, or ``model`` for a few pytorch-optimizer classes) and
-        ``*args``/``**kwargs`` (names swallowed by ``**kwargs`` are never accepted)."""
-        params = list(inspect.signature(self.load().__init__).parameters.values())[2:]
-        return {p.name: p for p in params
-                if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
-
-    def first_argument(self) -> str:
-        """Name of the class's first ``__init__`` argument (``"params"``, or ``"model"``)."""
-        return list(inspect.signature(self.load().__init__).parameters)[1]
-
-    def capabilities(self) -> Capabilities:
-        """Introspected :class:`Capabilities` of the class."""
-        cls = self.load()
-        closure = inspect.signature(cls.step).parameters.get("closure")
-        names = self.hyperparameters()
-        return Capabilities(
-            needs_closure=closure is not None and closure.default is inspect.Parameter.empty,
-            supports_fused="fused" in names,
-            supports_foreach="foreach" in names,
-        )
-
-
-def _describe_defaults(defaults: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in defaults.items())
-
-
-def _preset(name: str, cls: type[torch.optim.Optimizer], defaults: dict[str, Any],
-            summary: str, source: str) -> OptimizerSpec:
-    return OptimizerSpec(name=name, family="preset", cls=cls, defaults=defaults, source=source,
-                         description=f"{summary} Defaults: {_describe_defaults(defaults)}.")
-
-
-#: The seven reference presets. Each pins the hyperparameters that define the method (the
-#: torch 2.13 defaults, stated so they cannot drift with a torch release); any other
-#: argument of the class may be given by the user, and any of these overridden.
+#: The eighteen presets: those of :mod:`optbench.optim.presets` and ``sam`` (over ``momentum``).
 PRESETS: tuple[OptimizerSpec, ...] = (
-    _preset(
-        "sgd", torch.optim.SGD, {"lr": 1e-3, "momentum": 0.0},
-        "Plain stochastic gradient descent: p -= lr * g.",
-        "Robbins & Monro 1951; torch.optim.SGD with momentum=0."),
-    _preset(
-        "momentum", torch.optim.SGD,
-        {"lr": 1e-3, "momentum": 0.9, "dampening": 0.0, "nesterov": False},
-        "SGD with heavy-ball momentum in PyTorch's form v = mu*v + g, p -= lr*v; for a constant "
-        "lr this equals Polyak's u = mu*u + lr*g, p -= u (u = lr*v).",
-        "Polyak 1964, heavy-ball method; Sutskever et al. 2013, eqs. (1)-(2); torch.optim.SGD."),
-    _preset(
-        "nesterov", torch.optim.SGD,
-        {"lr": 1e-3, "momentum": 0.9, "dampening": 0.0, "nesterov": True},
-        "SGD with Nesterov momentum in PyTorch's reformulation v = mu*v + g, p -= lr*(g + mu*v); "
-        "its parameters are the look-ahead points theta + mu*u of Sutskever's form "
-        "u = mu*u - lr*grad(theta + mu*u), theta += u.",
-        "Nesterov 1983; Sutskever et al. 2013, eqs. (3)-(4); torch.optim.SGD(nesterov=True)."),
-    _preset(
-        "rmsprop", torch.optim.RMSprop,
-        {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False},
-        "RMSProp: v = alpha*v + (1-alpha)*g^2, p -= lr*g/(sqrt(v) + eps). torch adds eps outside "
-        "the square root; Hinton's lecture used a decay of 0.9, torch's default alpha is 0.99.",
-        "Tieleman & Hinton 2012, Coursera 'Neural Networks for Machine Learning' lecture 6e; "
-        "torch.optim.RMSprop."),
-    _preset(
-        "adam", torch.optim.Adam,
-        {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False},
-        "Adam with bias correction: m = b1*m + (1-b1)*g, v = b2*v + (1-b2)*g^2, "
-        "p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps).",
-        "Kingma & Ba 2015 (ICLR), Algorithm 1, with the paper's defaults; torch.optim.Adam."),
-    _preset(
-        "adagrad", torch.optim.Adagrad,
-        {"lr": 1e-2, "eps": 1e-10, "initial_accumulator_value": 0.0, "lr_decay": 0.0},
-        "Diagonal AdaGrad: G += g^2, p -= lr*g/(sqrt(G) + eps). torch adds eps outside the square "
-        "root (the paper's form is sqrt(G + eps) or delta*I + diag(G)^(1/2)).",
-        "Duchi, Hazan & Singer 2011 (JMLR), diagonal update; torch.optim.Adagrad."),
-    _preset(
-        "nadam", torch.optim.NAdam,
-        {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "momentum_decay": 4e-3},
-        "Nesterov-accelerated Adam in torch's form: momentum schedule "
-        "mu_t = b1*(1 - 0.5*0.96^(t*psi)) with psi = momentum_decay, m = b1*m + (1-b1)*g, "
-        "v = b2*v + (1-b2)*g^2, v_hat = v/(1-b2^t), "
-        "p -= lr*(1-mu_t)/(1-prod_{i<=t} mu_i) * g/(sqrt(v_hat)+eps) "
-        "+ lr*mu_{t+1}/(1-prod_{i<=t+1} mu_i) * m/(sqrt(v_hat)+eps).",
-        "Dozat 2016, 'Incorporating Nesterov Momentum into Adam' (ICLR workshop); "
-        "torch.optim.NAdam."),
+    *_BASE_PRESETS,
+    sam_spec("sam", DEFAULT_BASE, next(s for s in _BASE_PRESETS if s.name == DEFAULT_BASE)),
 )
+
+#: Capability traits of pytorch-optimizer classes that introspection cannot see (their
+#: ``step`` has ``closure=None`` but raises without one, or they take Hessian-vector products
+#: of a ``create_graph`` gradient). ``tests/test_optim_capabilities.py`` scans the library's
+#: sources so that a new such class cannot be missed.
+LIBRARY_TRAITS: Mapping[str, frozenset[str]] = MappingProxyType({
+    "adahessian": frozenset({"create_graph"}),
+    "sophiah": frozenset({"create_graph"}),
+    "alig": frozenset({"needs_closure"}),  # uses the closure's loss value for its step size
+    "bsam": frozenset({"needs_closure", "two_pass"}),  # noise, closure, perturb, closure
+})
 
 
 def _first_paragraph(doc: str | None) -> str:
@@ -215,7 +106,8 @@ def pytorch_optimizer_specs() -> list[OptimizerSpec]:
             name=f"pytorch_optimizer.{name}", family="pytorch_optimizer", cls=cls,
             source=f"pytorch-optimizer {version}: {cls.__module__}.{cls.__qualname__} "
                    "(the class docstring cites the paper)",
-            description=_first_paragraph(cls.__doc__)))
+            description=_first_paragraph(cls.__doc__),
+            traits=LIBRARY_TRAITS.get(name, frozenset())))
     return specs
 
 
@@ -232,8 +124,14 @@ class OptimizerRegistry(Registry[OptimizerSpec]):
         presets: specs registered at once under their names.
         stages: functions ``() -> Iterable[OptimizerSpec]`` run lazily in order.
 
+    ``sam:<name>`` is resolved on lookup: :meth:`canonical` gives ``sam:<canonical base>``
+    (``"sam:adamw"`` -> ``"sam:torch.adamw"``) and :meth:`get` a :class:`SamSpec` over the base.
+
     Raises:
-        UnknownNameError: from lookups of a name no stage provides; lists every known name.
+        UnknownNameError: from lookups of a name no stage provides (also as a SAM base); lists
+            every known name.
+        ConfigError: from lookups of ``sam:<base>`` whose base cannot be wrapped (it needs a
+            closure or ``create_graph`` itself), or of ``<other>:<base>``.
     """
 
     def __init__(self, presets: Iterable[OptimizerSpec],
@@ -243,6 +141,7 @@ class OptimizerRegistry(Registry[OptimizerSpec]):
             Registry.register(self, spec.name, spec)
         self._stages = list(stages)
         self._lock = threading.RLock()
+        self._wrapped: dict[str, SamSpec] = {}
 
     def _load_next_stage(self) -> bool:
         """Register the next pending stage's specs; False when no stage is left."""
@@ -265,7 +164,28 @@ class OptimizerRegistry(Registry[OptimizerSpec]):
             pass
 
     def canonical(self, name: str) -> str:
-        """The registered name ``name`` refers to, loading stages until it is found."""
+        """The registered name ``name`` refers to, loading stages until it is found;
+        ``sam:<base>`` gives ``sam:<canonical base>`` after checking that the base can be wrapped."""
+        if SEPARATOR in name:
+            return self._wrap(name).name
+        return self._canonical(name)
+
+    def get(self, name: str) -> OptimizerSpec:
+        """The spec of ``name`` (a :class:`SamSpec` for ``sam:<base>``)."""
+        if SEPARATOR in name:
+            return self._wrap(name)
+        return super().get(name)
+
+    def _wrap(self, name: str) -> SamSpec:
+        _, base = parse_optimizer_name(name)
+        assert base is not None
+        key = f"sam{SEPARATOR}{self.canonical(base)}"
+        with self._lock:
+            if key not in self._wrapped:
+                self._wrapped[key] = sam_spec(key, key.partition(SEPARATOR)[2], self.get(base))
+            return self._wrapped[key]
+
+    def _canonical(self, name: str) -> str:
         if name in self._entries:
             return name
         if name in self._aliases:
@@ -281,7 +201,13 @@ class OptimizerRegistry(Registry[OptimizerSpec]):
 
     def register(self, name: str, entry: OptimizerSpec | None = None, *, lazy: str | None = None,
                  replace: bool = False) -> Any:
-        """Register a user optimizer (after loading every stage, so conflicts are deterministic)."""
+        """Register a user optimizer (after loading every stage, so conflicts are deterministic).
+
+        Raises:
+            ValueError: for a name already taken, or one containing ``:`` (reserved for SAM).
+        """
+        if SEPARATOR in name:
+            raise ValueError(f"optimizer names may not contain {SEPARATOR!r}: {name!r}")
         self.load_all()
         return super().register(name, entry, lazy=lazy, replace=replace)
 
@@ -291,7 +217,7 @@ class OptimizerRegistry(Registry[OptimizerSpec]):
         super().alias(alias, name)
 
     def names(self) -> list[str]:
-        """Every registered name, sorted (loads every stage)."""
+        """Every registered name, sorted (loads every stage); ``sam:<base>`` names are not listed."""
         self.load_all()
         return super().names()
 
@@ -305,7 +231,7 @@ class OptimizerRegistry(Registry[OptimizerSpec]):
             return False
         try:
             self.canonical(name)
-        except KeyError:
+        except ValueError:  # UnknownNameError and ConfigError are ValueErrors
             return False
         return True
 
@@ -328,3 +254,4 @@ def build_registry() -> OptimizerRegistry:
 
 #: The optimizer registry used by :func:`optbench.optim.create_optimizer`.
 optimizers: OptimizerRegistry = build_registry()
+

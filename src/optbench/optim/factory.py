@@ -15,12 +15,17 @@ and picks the implementation.
    unsupported dtype or ``differentiable=True``) the next rule applies;
 2. else, on CPU, a torch class with a ``foreach`` argument gets ``foreach=False``: the
    single-tensor loop, torch's own CPU default, which is 1.5x (Adam) to 4x (Adagrad) faster
-   there than its multi-tensor path;
+   there than its multi-tensor path; except the classes of :data:`FOREACH_ON_CPU` (RAdam),
+   whose single-tensor loop allocates a temporary per operation: their multi-tensor path was
+   1.4x (reference CNN) to 5x (one 1M tensor) faster in ``bench/optimizer_step.py`` (two runs,
+   1 thread), so they get ``foreach=True``;
 3. else the class's default: for pytorch-optimizer classes that is the multi-tensor path on CPU
    too, measured 1.0-1.35x faster per step than ``foreach=False`` (adabelief 1.25x, lamb 1.23x,
    adan 1.30x, radam 1.25x; end to end on the reference CNN the two are within noise), so it is
    kept (see :data:`SINGLE_TENSOR_ON_CPU_FOR_THIRD_PARTY`); on CUDA every class's default is
    the multi-tensor ``foreach`` path where supported.
+
+SAM (``sam:<base>``) applies the rule to its base, which does the update.
 
 ``implementation="fused" | "foreach" | "single"`` forces a path (a :class:`ConfigError` when
 the class has no such path). Fused kernels round differently from the loop: after 50 steps on a
@@ -31,8 +36,7 @@ float64 (``tests/test_optim.py``).
 from __future__ import annotations
 
 import inspect
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
@@ -40,51 +44,23 @@ import torch
 from torch import nn
 
 from optbench.errors import ConfigError
-from optbench.optim.catalog import IMPLEMENTATION_FLAGS, OptimizerSpec, optimizers
+from optbench.optim.base import IMPLEMENTATION_FLAGS, RANGE_RULES, OptimizerSpec
+from optbench.optim.catalog import optimizers
+from optbench.optim.sam import SAM, SamSpec
+
+__all__ = ["FOREACH_ON_CPU", "IMPLEMENTATIONS", "RANGE_RULES", "SINGLE_TENSOR_ON_CPU_FOR_THIRD_PARTY",
+           "create_optimizer", "describe", "implementation_of", "resolved_hyperparams"]
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "single")
 
-#: Whether ``"auto"`` turns off the multi-tensor path of non-torch classes (pytorch-optimizer)
-#: on CPU. Off: their multi-tensor default measured faster there (module docstring, rule 3).
+#: torch classes whose multi-tensor path is faster on CPU than their single-tensor loop, so
+#: ``"auto"`` turns ``foreach`` on there (rule 2's exception; ``bench/optimizer_step.py``).
+FOREACH_ON_CPU = frozenset({"RAdam"})
+
+#: Whether ``"auto"`` turns off the multi-tensor path of non-torch classes (pytorch-optimizer,
+#: optbench's own Lamb) on CPU. Off: their multi-tensor default measured faster there (module
+#: docstring, rule 3).
 SINGLE_TENSOR_ON_CPU_FOR_THIRD_PARTY = False
-
-
-# ---------------------------------------------------------------- range checks
-def _number(value: Any) -> float | None:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _check_positive(value: Any) -> bool:
-    x = _number(value)
-    return x is not None and x > 0
-
-
-def _check_non_negative(value: Any) -> bool:
-    x = _number(value)
-    return x is not None and x >= 0 and not math.isinf(x)
-
-
-def _check_unit(value: Any) -> bool:
-    x = _number(value)
-    return x is not None and 0 <= x < 1
-
-
-def _check_betas(value: Any) -> bool:
-    return isinstance(value, tuple | list) and len(value) > 0 and all(_check_unit(b) for b in value)
-
-
-#: Hyperparameter name -> (check, what is allowed). Applied to preset and user values.
-RANGE_RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
-    "lr": (_check_positive, "a number > 0"),
-    "momentum": (_check_unit, "a number in [0, 1)"),
-    "betas": (_check_betas, "a list of numbers each in [0, 1)"),
-    "eps": (_check_non_negative, "a finite number >= 0"),
-    "weight_decay": (_check_non_negative, "a finite number >= 0"),
-}
 
 
 # ---------------------------------------------------------------- hyperparameters
@@ -114,7 +90,7 @@ def _merged(name: str, spec: OptimizerSpec, hyperparams: Mapping[str, Any]) -> d
         if isinstance(value, list) and _wants_tuple(params[key]):
             value = merged[key] = _to_tuple(value)
         default = params[key].default
-        rule = RANGE_RULES.get(key)
+        rule = spec.rule(key)
         if rule is None or (value is None and default is None):
             continue
         check, allowed = rule
@@ -192,6 +168,8 @@ def _implementation_plan(name: str, spec: OptimizerSpec, implementation: str,
                          device: torch.device) -> list[dict[str, bool]]:
     """Keyword sets to try in order for ``implementation`` on ``device``."""
     caps = spec.capabilities()
+    if isinstance(spec, SamSpec):  # the base does the update: its own plan applies
+        return [{}]
     fused_off = {"fused": False} if caps.supports_fused else {}
     foreach_off = {"foreach": False} if caps.supports_foreach else {}
     if implementation == "fused":
@@ -206,9 +184,13 @@ def _implementation_plan(name: str, spec: OptimizerSpec, implementation: str,
         return [{**fused_off, "foreach": True}]
     if implementation == "single":
         return [{**fused_off, **foreach_off}]
-    is_torch = spec.load().__module__.startswith("torch.")
-    single_on_cpu = is_torch or SINGLE_TENSOR_ON_CPU_FOR_THIRD_PARTY
+    cls = spec.load()
+    is_torch = cls.__module__.startswith("torch.")
+    single_on_cpu = (is_torch and cls.__name__ not in FOREACH_ON_CPU) or (
+        not is_torch and SINGLE_TENSOR_ON_CPU_FOR_THIRD_PARTY)
     fallback = foreach_off if device.type == "cpu" and single_on_cpu else {}
+    if device.type == "cpu" and is_torch and cls.__name__ in FOREACH_ON_CPU and caps.supports_foreach:
+        fallback = {**fused_off, "foreach": True}
     if caps.supports_fused:
         return [{"fused": True}, {**fused_off, **fallback}]
     return [fallback]
@@ -221,6 +203,8 @@ def _available(fused: bool, foreach: bool) -> list[str]:
 def implementation_of(optimizer: torch.optim.Optimizer) -> str:
     """Which implementation ``optimizer`` runs: ``"fused"``, ``"foreach"``, ``"single"``, or
     ``"default"`` (``foreach=None``: the class decides per step, multi-tensor on CUDA)."""
+    if isinstance(optimizer, SAM):
+        optimizer = optimizer.base_optimizer
     flags = optimizer.defaults
     if flags.get("fused"):
         return "fused"
@@ -236,7 +220,9 @@ def create_optimizer(name: str, params: Iterable[Any] | nn.Module, *,
     """Build the optimizer registered as ``name`` over ``params``.
 
     Args:
-        name: a registry name or alias (``"adam"``, ``"torch.adamw"``, ``"lamb"``); see
+        name: a registry name or alias (``"adam"``, ``"torch.adamw"``, ``"lamb"``), or
+            ``"sam:<name>"`` for SAM over that optimizer (its hyperparameters are ``rho``,
+            ``adaptive`` and the base's, a clashing base name prefixed ``base_``); see
             :mod:`optbench.optim.catalog` for the names and the alias rule.
         params: parameters or parameter groups as torch accepts them, or an ``nn.Module``
             (its parameters, or the module itself for classes that take ``model``).
@@ -255,6 +241,7 @@ def create_optimizer(name: str, params: Iterable[Any] | nn.Module, *,
         UnknownNameError: for an unknown optimizer name (lists the known names).
         ConfigError: for an unknown hyperparameter name (lists the class's names), a missing
             required one, lr <= 0, momentum or a beta outside [0, 1), eps or weight_decay < 0,
+            SAM's rho <= 0, a base SAM cannot wrap (L-BFGS, Sophia, SAM itself, ...),
             an unavailable implementation, or a value the class itself rejects (``ValueError``).
     """
     _check_implementation(implementation)
@@ -271,6 +258,8 @@ def create_optimizer(name: str, params: Iterable[Any] | nn.Module, *,
         target = list(params)
     if device is None:
         device = _infer_device(target if isinstance(target, list) else list(target.parameters()))
+    if isinstance(spec, SamSpec):
+        return _create_sam(name, spec, target, kwargs, device, implementation)
     plans = [{}] if explicit else _implementation_plan(name, spec, implementation, device)
     for i, flags in enumerate(plans):
         try:
@@ -282,6 +271,27 @@ def create_optimizer(name: str, params: Iterable[Any] | nn.Module, *,
             raise ConfigError(f"hyperparameters for {name}", dict(hyperparams),
                               f"values {cls.__name__} accepts ({exc})") from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _create_sam(name: str, spec: SamSpec, target: Any, kwargs: Mapping[str, Any],
+                device: torch.device, implementation: str) -> SAM:
+    """SAM over ``spec.base_key`` built by :func:`create_optimizer` (same device and
+    implementation rule) on the wrapper's parameter groups."""
+    own, base_kwargs = spec.split(kwargs)
+    if isinstance(target, nn.Module):
+        target = list(target.parameters())
+
+    def base(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        return create_optimizer(spec.base_key, groups, device=device,
+                                implementation=implementation, **base_kwargs)
+
+    try:
+        return SAM(target, base, **own)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"hyperparameters for {name}", dict(own),
+                          f"values SAM accepts ({exc})") from exc
 
 
 def describe(name: str) -> OptimizerSpec:

@@ -81,9 +81,7 @@ def trajectory(function: TestFunction, optimizer: str, *, steps: int, start: tup
 
     for _ in range(steps):
         if caps.needs_closure or caps.two_pass:
-            if caps.two_pass:
-                closure()
-            opt.step(closure)
+            opt.step(closure)  # SAM evaluates it twice itself
         else:
             closure()
             opt.step()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from optbench.optim import create_graph_now
 from optbench.spec import Recipe, Task
 from optbench.train.metrics import TrainMetrics
 
@@ -79,10 +80,12 @@ class TrainStep:
         return objective, loss, output
 
     def _backward(self, objective: Tensor) -> None:
+        # second-order methods need the graph only on the steps that estimate curvature
+        create_graph = self.caps.create_graph and create_graph_now(self.optimizer)
         if self.scaler is not None:
-            self.scaler.scale(objective).backward(create_graph=self.caps.create_graph)
+            self.scaler.scale(objective).backward(create_graph=create_graph)
         else:
-            objective.backward(create_graph=self.caps.create_graph)
+            objective.backward(create_graph=create_graph)
 
     def _clip(self) -> None:
         if self.clippers:
@@ -129,8 +132,6 @@ class TrainStep:
                 first.append((loss, output))
             return objective
 
-        if self.caps.two_pass:  # SAM: gradient at w first, the closure gives the one at w + eps
-            closure()
-        self.optimizer.step(closure)
+        self.optimizer.step(closure)  # SAM calls it twice (at w, then at w + eps), L-BFGS per line-search point
         loss, output = first[0]
         metrics.add(loss, output, y)
