@@ -142,3 +142,10 @@ def test_list_catalogues_and_schedule_plot(tmp_path, capsys):
     png = tmp_path / "s.png"
     assert main(["schedules", "plot", "one_cycle", "--steps", "200", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_alias_and_its_name_are_the_same_recipe(tmp_path, capsys):
+    code = main([*TINY, "--optimizers", "adamax,torch.adamax", "--store", str(tmp_path / "s.db"),
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "distinct recipes" in err and not (tmp_path / "s.db").exists()

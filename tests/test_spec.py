@@ -45,3 +45,7 @@ def test_run_result_final_best_and_time_to_target():
     assert r.epochs_to_target("valid_accuracy", 0.75, Direction.MAXIMIZE) == 2
     assert r.epochs_to_target("valid_accuracy", 0.9, Direction.MAXIMIZE) is None
     assert math.isnan(RunResult("y", "t", Recipe("adam"), 0, RunStatus.FAILED).final("valid_accuracy"))
+
+
+def test_integer_and_float_learning_rates_are_the_same_run():
+    assert run_id("t", Recipe("adam", {"lr": 1}), 0) == run_id("t", Recipe("adam", {"lr": 1.0}), 0)

@@ -170,7 +170,7 @@ def compare(
     config = CompareConfig(task=task, optimizers=parse_optimizers(optimizers), seeds=seeds, epochs=epochs,
                            batch_size=batch_size, lr=lr, train_size=_parse_train_size(train_size),
                            target=target, workers=workers, study=study, techniques=extra)
-    validate(config)  # names and hyperparameters, before any output
+    task_spec = validate(config)  # names and hyperparameters, before any output
     store_url = store or str(out / "optbench.db")
     console = Console(stderr=True, quiet=quiet, log_path=False)
     console.print(f"[bold]optbench compare[/] task={config.task} optimizers={','.join(config.optimizers)} "
@@ -179,7 +179,7 @@ def compare(
                   + "".join(f" {k}={v}" for k, v in extra.items()))
     from optbench.progress import StudyProgress
 
-    with StudyProgress(len(config.optimizers) * config.seeds, console) as progress:
+    with StudyProgress(len(config.optimizers) * config.seeds, console, metric=task_spec.target.metric) as progress:
         outcome = run_compare(config, store_url, on_event=progress.on_event, on_result=progress.on_result,
                               create_store_dir=store is None)
     summaries = summarize(outcome)
@@ -187,7 +187,7 @@ def compare(
     context = context_lines(outcome, store_url, command)
     files = write_outputs(outcome, summaries, out, context)
     stdout = Console() if sys.stdout.isatty() else Console(width=160)  # files get the whole table
-    stdout.print(ranking_table(summaries, title=f"{outcome.task.name}: ranked by final test accuracy "
+    stdout.print(ranking_table(summaries, title=f"{outcome.task.name}: ranked by final test {outcome.task.target.metric} "
                                                 f"(lr {config.lr:g}, batch {config.batch_size}, "
                                                 f"{config.epochs} epochs, {config.seeds} seeds)"))
     if not quiet:

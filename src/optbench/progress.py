@@ -15,9 +15,10 @@ class StudyProgress:
     Use as a context manager; pass :meth:`on_event` and :meth:`on_result` to the study.
     """
 
-    def __init__(self, total_runs: int, console: Console, *, metric: str = "valid_accuracy") -> None:
+    def __init__(self, total_runs: int, console: Console, *, metric: str = "accuracy") -> None:
         self.console = console
-        self.metric = metric
+        self.metric = f"valid_{metric}"
+        self.final = f"test_{metric}"
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
                                  transient=False)
@@ -53,7 +54,7 @@ class StudyProgress:
         self.progress.advance(self.overall)
         where = "already stored" if skipped else f"{result.total_seconds:.1f} s"
         if result.status is RunStatus.FINISHED:
-            text = f"test_accuracy {result.final('test_accuracy'):.4f}"
+            text = f"{self.final} {result.final(self.final):.4f}"
         else:
             text = f"[bold red]{result.status.value}[/]: {result.error}"
         self.progress.console.log(f"{result.recipe.label} seed {result.seed}: {text} ({where})")

@@ -311,6 +311,7 @@ class Recipe:
             lr = self.hyperparams["lr"]
             if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
                 raise ConfigError("lr", lr, "a number > 0")
+            self.hyperparams["lr"] = float(lr)  # lr=1 and lr=1.0 are the same run
 
     @staticmethod
     def _flatten(value: Any):

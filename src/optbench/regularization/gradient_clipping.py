@@ -85,10 +85,12 @@ def make_clipper(kind: str, params: Iterable[Tensor], **options: float) -> Calla
     if clipping.canonical(kind) == "none":
         return None
     params = [p for p in params if p.requires_grad]
-    impl = technique.impl
+    # validated above: call torch's functions directly, not the re-validating wrappers (hot path)
+    kind = clipping.canonical(kind)
+    direct = {"norm": clip_grad_norm_, "value": clip_grad_value_}[kind]
 
     def clip() -> Tensor | None:
-        return impl(params, **options)
+        return direct(params, **options)
 
     return clip
 

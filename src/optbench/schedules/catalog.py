@@ -196,7 +196,9 @@ _SPECS = (
         "Smith & Topin 2019; torch OneCycleLR"),
     ScheduleSpec(
         "reduce_on_plateau", _plateau,
-        (Param("monitor", "str", "valid_loss", doc="metric key read once per epoch"),
+        (Param("monitor", "str", "valid_loss", lambda v: v.startswith(("valid_", "train_")),
+               "a validation or training metric key such as valid_loss (never the test set)",
+               doc="metric key read once per epoch"),
          Param("factor", "float", 0.1, lambda v: 0 < v < 1, "a number in (0, 1)"),
          Param("patience", "int", 10, _nonneg, "an integer >= 0 (epochs)"),
          Param("threshold", "float", 1e-4, _nonneg, "a number >= 0"),

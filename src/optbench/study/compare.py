@@ -37,9 +37,6 @@ from optbench.study.reference import (  # noqa: F401
     REFERENCE_TASK,
 )
 
-#: Stored metric keys reported by the ranking.
-FINAL_KEY = "test_accuracy"
-BEST_KEY = "valid_accuracy"
 
 
 @dataclass(frozen=True)
@@ -157,6 +154,12 @@ def resolve_train_size(config: CompareConfig, task: Task, pool: int) -> CompareC
     return replace(config, train_size=size)
 
 
+def ranking_keys(task: Task) -> tuple[str, str]:
+    """The metric keys a comparison ranks by: the task's target metric on the test split
+    (final value) and on the validation split (best value), e.g. ``test_accuracy``/``valid_accuracy``."""
+    return f"test_{task.target.metric}", f"valid_{task.target.metric}"
+
+
 def metric_directions(task: Task) -> dict:
     """Direction of every stored metric key of ``task`` (``"test_accuracy"`` -> maximize ...)."""
     return {f"{split}_{m.name}": m.direction for split in ("train", "valid", "test") for m in task.metrics}
@@ -185,13 +188,14 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
         DataUnavailableError: the task's data cannot be obtained.
     """
     from optbench.store import open_store
+    from optbench.train.validate import canonical_recipe
 
     task = validate(config)
     context = RunContext()
     context.tasks[config.task] = task
     dataset = context.dataset(config.task)  # fetches and checks the data before anything is stored
     config = resolve_train_size(config, task, len(dataset.train))
-    specs = plan_runs(config.task, task.name, config.recipes(), range(config.seeds))
+    specs = plan_runs(config.task, task.name, [canonical_recipe(r) for r in config.recipes()], range(config.seeds))
     study = config.study_name(task.name)
     if create_store_dir:
         Path(store_path).parent.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 from optbench.fileio import atomic_write_text
 from optbench.study.compare import (
-    BEST_KEY,
-    FINAL_KEY,
     FULL_PROTOCOL_EPOCHS,
     CompareOutcome,
     metric_directions,
+    ranking_keys,
     target_of,
 )
 
@@ -21,8 +20,9 @@ def summarize(outcome: CompareOutcome) -> list:
     """The ranked :class:`~optbench.analysis.RecipeSummary` list of ``outcome``'s runs."""
     from optbench.analysis import summarize_runs
 
-    return summarize_runs(outcome.results, metric_directions(outcome.task), final_key=FINAL_KEY,
-                          best_key=BEST_KEY, target=target_of(outcome.config, outcome.task))
+    final_key, best_key = ranking_keys(outcome.task)
+    return summarize_runs(outcome.results, metric_directions(outcome.task), final_key=final_key,
+                          best_key=best_key, target=target_of(outcome.config, outcome.task))
 
 
 def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str, str]:
@@ -65,7 +65,7 @@ def write_outputs(outcome: CompareOutcome, summaries: list, out: Path, context: 
     summary = out / "summary.md"
     atomic_write_text(summary, summary_markdown(summaries, context=context))
     task = outcome.task
-    info = TaskInfo(task.name, metric_directions(task), FINAL_KEY, BEST_KEY, target_of(outcome.config, task))
+    info = TaskInfo(task.name, metric_directions(task), *ranking_keys(task), target_of(outcome.config, task))
     config = {"protocol": "seed004", **{k: v for k, v in vars(outcome.config).items() if k != "techniques"}}
     report = write_report(outcome.results, out, study=outcome.study, config=config, context=context,
                           tasks={task.name: info}, title=f"optbench compare: {task.name}")

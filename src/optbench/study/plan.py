@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from optbench.errors import ConfigError
 from optbench.spec import Recipe, run_id
 
 
@@ -35,10 +36,11 @@ def plan_runs(task_ref: str, task: str, recipes: Sequence[Recipe], seeds: Sequen
     recipe's first seeds before any recipe's last ones.
 
     Raises:
-        ValueError: when two recipes are identical or a seed repeats (the same run twice).
+        ConfigError: when two recipes are identical (e.g. an alias and its name) or a seed repeats.
     """
     specs = [RunSpec(task_ref, task, recipe, seed) for seed in seeds for recipe in recipes]
     ids = [s.run_id for s in specs]
     if len(set(ids)) != len(ids):
-        raise ValueError("the plan contains the same run twice (repeated recipe or seed)")
+        raise ConfigError("recipes", ", ".join(r.optimizer for r in recipes),
+                          "distinct recipes (two names or aliases denote the same optimizer)")
     return specs

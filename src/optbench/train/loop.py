@@ -205,8 +205,8 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                 result.epochs.append(record)
                 if on_epoch is not None:
                     on_epoch(record)
-                if setup.controller is not None:
-                    setup.controller.on_epoch_end(metrics)
+                if setup.controller is not None:  # a plateau schedule never sees test metrics
+                    setup.controller.on_epoch_end({k: v for k, v in metrics.items() if not k.startswith("test_")})
                 if setup.stopper is not None and setup.stopper.update(metrics[_monitored(task)]):
                     result.environment["early_stopping"] = {"stopped_epoch": epoch,
                                                             "best_epoch": setup.stopper.best_epoch}

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from optbench.optim import create_graph_now
+from optbench.regularization import accumulation_steps, micro_batches
 from optbench.spec import Recipe, Task
 from optbench.train.metrics import TrainMetrics
 
@@ -63,20 +64,23 @@ class TrainStep:
                     if recipe.clip_norm is not None else None]
         self.clippers: list[Callable[[], Tensor | None]] = [c for c in clippers if c is not None]
         self.micro_batch_size = recipe.batch_size // recipe.accumulation_steps
+        accumulation_steps(recipe.batch_size, self.micro_batch_size)  # validates the split once
         if (self.caps.needs_closure or self.caps.two_pass) and (self.scaler is not None or recipe.accumulation_steps > 1):
             from optbench.errors import ConfigError
 
             raise ConfigError("optimizer", recipe.optimizer,
                               "an optimizer without a closure when using fp16 or gradient accumulation")
 
-    def _objective(self, x: Tensor, y: Tensor, weight: float) -> tuple[Tensor, Tensor, Tensor]:
-        """Forward pass: (objective to differentiate, data loss, output)."""
+    def _objective(self, x: Tensor, y: Tensor, weight: float, *, with_penalty: bool = True
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+        """Forward pass: (objective to differentiate, data loss, output). The penalty is added
+        whole to one micro-batch's objective: the accumulated gradient is the same."""
         with self.autocast():
             output = self.model(x)
             loss = self.loss_fn(output, y)
         objective = loss * weight if weight != 1.0 else loss
-        if self.penalty is not None:
-            objective = objective + self.penalty() * weight
+        if self.penalty is not None and with_penalty:
+            objective = objective + self.penalty()
         return objective, loss, output
 
     def _backward(self, objective: Tensor) -> None:
@@ -101,16 +105,10 @@ class TrainStep:
             self._closure_step(x, y, metrics)
             return
         self.optimizer.zero_grad(set_to_none=True)
-        if x.shape[0] <= self.micro_batch_size:
-            objective, loss, output = self._objective(x, y, 1.0)
+        for i, (xi, yi, weight) in enumerate(micro_batches(x, y, self.micro_batch_size)):
+            objective, loss, output = self._objective(xi, yi, weight, with_penalty=i == 0)
             self._backward(objective)
-            metrics.add(loss, output, y)
-        else:
-            n = x.shape[0]
-            for xi, yi in zip(x.split(self.micro_batch_size), y.split(self.micro_batch_size), strict=True):
-                objective, loss, output = self._objective(xi, yi, xi.shape[0] / n)
-                self._backward(objective)
-                metrics.add(loss, output, yi)
+            metrics.add(loss, output, yi)
         self._clip()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from optbench.errors import ConfigError
@@ -51,3 +53,17 @@ def check_recipe(recipe: Recipe, task: Task, device: torch.device | None = None)
         except TypeError:
             raise ConfigError("early_stopping", dict(recipe.early_stopping),
                               "keys patience (int >= 1) and min_delta (>= 0)") from None
+
+
+def canonical_recipe(recipe: Recipe) -> Recipe:
+    """``recipe`` with registry aliases replaced by the registered names (``adamw`` ->
+    ``torch.adamw``, ``sgdr`` -> ``cosine_warm_restarts``), so one experiment has one run id.
+
+    Raises:
+        UnknownNameError: for an unknown optimizer or schedule name.
+    """
+    from optbench.optim import optimizers
+    from optbench.schedules import schedules
+
+    return replace(recipe, optimizer=optimizers.canonical(recipe.optimizer),
+                   schedule=schedules.canonical(recipe.schedule))

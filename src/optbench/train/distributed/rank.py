@@ -67,12 +67,13 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
         sync(ctx.device)
         t2 = now()
         global_steps += ctx.steps_per_epoch
+        if not math.isfinite(metrics.get("train_loss", math.nan)):  # as the single-process loop: a
+            status, error, go_on = "diverged", f"non-finite training loss in epoch {epoch}", False
+            continue  # diverged epoch is not recorded
         epochs.append(EpochRecord(epoch=epoch, step=global_steps, metrics=metrics, train_seconds=t1 - t0,
                                   eval_seconds=t2 - t1,
                                   samples_per_second=ctx.steps_per_epoch * config.global_batch / (t1 - t0),
                                   lr=trainer.lr()))
-        if not math.isfinite(metrics.get("train_loss", math.nan)):
-            status, error, go_on = "diverged", "non-finite training loss", False
     return {"epochs": [asdict(e) for e in epochs], "status": status, "error": error, "steps": global_steps}
 
 
