@@ -116,6 +116,3 @@ def tune_lr(function: TestFunction, optimizer: str, *, steps: int, start: tuple[
     return TuningResult(optimizer, values[best], scores[best], values, tuple(scores), k)
 
 
-def tune_lrs(function: TestFunction, optimizers: Sequence[str], **kwargs: object) -> dict[str, TuningResult]:
-    """:func:`tune_lr` for each optimizer with the same keyword arguments; ``{name: result}`` in order."""
-    return {name: tune_lr(function, name, **kwargs) for name in optimizers}

@@ -31,7 +31,8 @@ EpochCallback = Callable[[EpochRecord], None]
 EVAL_BATCH_SIZE = 256
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work (no-op on CPU), so that wall-clock times are honest."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -187,14 +188,14 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                                                     check_every, per_step)
                 if setup.averager is not None and not per_step:
                     setup.averager.update(setup.model)
-                _sync(device)
+                sync(device)
                 t1 = time.perf_counter()
                 model = setup.model
                 if setup.averager is not None and setup.averager.ready:
                     model = setup.averager.finalize(x for x, _ in ordered_batches(data.train, EVAL_BATCH_SIZE))
                 metrics = train_metrics | evaluate(model, task, data.valid, "valid") \
                     | evaluate(model, task, data.test, "test")
-                _sync(device)
+                sync(device)
                 t2 = time.perf_counter()
                 result.steps += steps
                 result.train_seconds += t1 - t0

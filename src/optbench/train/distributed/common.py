@@ -24,6 +24,7 @@ from optbench.errors import ConfigError
 from optbench.spec import Task, TaskData
 from optbench.train.data import memory_format, split_data, to_device
 from optbench.train.distributed.config import DistributedConfig, Mode
+from optbench.train.loop import sync  # noqa: F401  (one helper for both loops)
 
 
 @dataclass
@@ -122,12 +123,6 @@ def setup_rank(rank: int, world_size: int, config: DistributedConfig, local_rank
     data = to_device(data, device, layout)
     comm_device = device if backend_for(mode, device) == "nccl" else torch.device("cpu")
     return RankContext(rank, world_size, config, mode, task, data, device, comm_device, layout, steps)
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued GPU work (no-op on CPU), so that wall-clock times are honest."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def now() -> float:

@@ -47,6 +47,7 @@ import torch.distributed as dist
 import torch.multiprocessing
 
 from optbench.errors import ConfigError, OptbenchError
+from optbench.fileio import atomic_write_text
 from optbench.spec import EpochRecord, RunResult, RunStatus
 from optbench.train.distributed.config import DistributedConfig, distributed_run_id, validate
 from optbench.train.distributed.records import DistributedRun, steps_from_columns
@@ -83,9 +84,7 @@ def _die_with_parent() -> None:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(obj, allow_nan=True), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, allow_nan=True))
 
 
 def _report_error(out_dir: Path, rank: int, exc: BaseException) -> None:

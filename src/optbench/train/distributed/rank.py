@@ -24,8 +24,16 @@ import torch
 import torch.distributed as dist
 
 from optbench.spec import EpochRecord
-from optbench.train.distributed.common import RankContext, agree, backend_for, gather_json, now, resolve_device, \
-    setup_rank, sync
+from optbench.train.distributed.common import (
+    RankContext,
+    agree,
+    backend_for,
+    gather_json,
+    now,
+    resolve_device,
+    setup_rank,
+    sync,
+)
 from optbench.train.distributed.config import DistributedConfig
 from optbench.train.distributed.records import staleness_histogram, steps_to_columns
 

@@ -35,6 +35,7 @@ from torch import Tensor
 from optbench.spec import Direction, RunResult
 from optbench.train.distributed.config import DistributedConfig
 
+
 @dataclass(frozen=True)
 class StepRecord:
     """One worker's step: ``worker`` index (0..N-1), 1-based ``epoch``, 0-based global ``step``
