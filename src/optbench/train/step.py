@@ -105,7 +105,9 @@ class TrainStep:
             self._closure_step(x, y, metrics)
             return
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (xi, yi, weight) in enumerate(micro_batches(x, y, self.micro_batch_size)):
+        whole = x.shape[0] <= self.micro_batch_size  # no accumulation: skip the split (hot path)
+        parts = ((x, y, 1.0),) if whole else micro_batches(x, y, self.micro_batch_size)
+        for i, (xi, yi, weight) in enumerate(parts):
             objective, loss, output = self._objective(xi, yi, weight, with_penalty=i == 0)
             self._backward(objective)
             metrics.add(loss, output, yi)
