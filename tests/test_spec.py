@@ -49,3 +49,11 @@ def test_run_result_final_best_and_time_to_target():
 
 def test_integer_and_float_learning_rates_are_the_same_run():
     assert run_id("t", Recipe("adam", {"lr": 1}), 0) == run_id("t", Recipe("adam", {"lr": 1.0}), 0)
+
+
+def test_time_to_target_sums_training_seconds_only():
+    records = [EpochRecord(e, e * 10, {"valid_accuracy": a}, 2.0, 5.0, 100.0, 1e-3)
+               for e, a in [(1, 0.5), (2, 0.9), (3, 0.95)]]
+    r = RunResult("x", "t", Recipe("adam"), 0, RunStatus.FINISHED, epochs=records)
+    assert r.time_to_target("valid_accuracy", 0.85, Direction.MAXIMIZE) == (2, 20, 4.0)
+    assert r.time_to_target("valid_accuracy", 0.99, Direction.MAXIMIZE) is None

@@ -424,12 +424,21 @@ class RunResult:
             return math.nan
         return max(values) if direction is Direction.MAXIMIZE else min(values)
 
+    def time_to_target(self, key: str, target: float, direction: Direction) -> tuple[int, int, float] | None:
+        """``(epoch, step, seconds)`` of the first epoch whose ``key`` reached ``target``, where
+        seconds are the training seconds summed up to and including that epoch (evaluation
+        excluded); None when never reached (censored, never dropped)."""
+        seconds = 0.0
+        for record in self.epochs:
+            seconds += record.train_seconds
+            if key in record.metrics and direction.reached(record.metrics[key], target):
+                return record.epoch, record.step, seconds
+        return None
+
     def epochs_to_target(self, key: str, target: float, direction: Direction) -> int | None:
         """First epoch whose ``key`` reached ``target``; None when never reached (censored)."""
-        for record in self.epochs:
-            if key in record.metrics and direction.reached(record.metrics[key], target):
-                return record.epoch
-        return None
+        reached = self.time_to_target(key, target, direction)
+        return None if reached is None else reached[0]
 
 
 def default_device() -> torch.device:

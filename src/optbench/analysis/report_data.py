@@ -348,14 +348,8 @@ def distributed_points(results: Sequence[RunResult], target: tuple[str, float] |
         if not isinstance(record, Mapping) or "mode" not in record or "nproc" not in record:
             continue
         sps = float(record.get("samples_per_second", math.nan))
-        ttt = None
-        if target is not None:
-            seconds = 0.0
-            for e in run.epochs:
-                seconds += e.train_seconds
-                if target[0] in e.metrics and direction.reached(e.metrics[target[0]], target[1]):
-                    ttt = seconds
-                    break
+        reached = run.time_to_target(target[0], target[1], direction) if target is not None else None
+        ttt = None if reached is None else reached[2]
         groups.setdefault((str(record["mode"]), int(record["nproc"])), []).append((sps, ttt))
     if not groups:
         return None

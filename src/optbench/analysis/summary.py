@@ -154,20 +154,6 @@ def _recipe_key(run: RunResult) -> str:
     return repr(sorted(run.recipe.to_dict().items()))
 
 
-def _to_target(run: RunResult, key: str, value: float,
-               direction: Direction) -> tuple[int, int, float] | None:
-    """(epoch, step, cumulative train seconds) of the first epoch reaching the target."""
-    epoch = run.epochs_to_target(key, value, direction)
-    if epoch is None:
-        return None
-    seconds = 0.0
-    for record in run.epochs:
-        seconds += record.train_seconds
-        if record.epoch == epoch:
-            return epoch, record.step, seconds
-    return None  # pragma: no cover - epochs_to_target returned a recorded epoch
-
-
 def _summarize_group(label: str, runs: list[RunResult], *, final_key: str, best_key: str,
                      target: tuple[str, float], directions: Mapping[str, Direction],
                      confidence: float) -> RecipeSummary:
@@ -179,7 +165,7 @@ def _summarize_group(label: str, runs: list[RunResult], *, final_key: str, best_
     counted = _counted(runs)
     finals = [_value(r, final_key, r.final(final_key)) for r in counted]
     bests = [_value(r, best_key, r.best(best_key, best_dir)) for r in counted]
-    reached = [t for t in (_to_target(r, target_key, target_value, target_dir) for r in counted)
+    reached = [t for t in (r.time_to_target(target_key, target_value, target_dir) for r in counted)
                if t is not None]
     n_reachable = sum(1 for r in runs if r.status is not RunStatus.FAILED)
     throughput = [sum(e.samples_per_second for e in r.epochs) / len(r.epochs) for r in counted]

@@ -134,12 +134,11 @@ class DistributedRun:
     def time_to_target(self, key: str, target: float, direction: Direction) -> TimeToTarget | None:
         """First epoch whose ``key`` (e.g. ``"valid_accuracy"``) reached ``target``, with the training
         seconds spent until then; None when never reached (censored)."""
-        seconds = 0.0
-        for record in self.result.epochs:
-            seconds += record.train_seconds
-            if key in record.metrics and direction.reached(record.metrics[key], target):
-                return TimeToTarget(seconds=seconds, epoch=record.epoch, steps=record.step)
-        return None
+        reached = self.result.time_to_target(key, target, direction)
+        if reached is None:
+            return None
+        epoch, step, seconds = reached
+        return TimeToTarget(seconds=seconds, epoch=epoch, steps=step)
 
     def step_summary(self) -> dict[str, float]:
         """Medians over all workers' steps: ``compute_seconds``, ``comm_seconds``, ``wait_seconds``,
