@@ -57,3 +57,22 @@ def test_time_to_target_sums_training_seconds_only():
     r = RunResult("x", "t", Recipe("adam"), 0, RunStatus.FINISHED, epochs=records)
     assert r.time_to_target("valid_accuracy", 0.85, Direction.MAXIMIZE) == (2, 20, 4.0)
     assert r.time_to_target("valid_accuracy", 0.99, Direction.MAXIMIZE) is None
+
+
+def test_task_without_metric_direction_fails_at_construction():
+    import pytest
+
+    from optbench.errors import ConfigError
+    from optbench.spec import DerivedMetric, Direction, Metric
+    from optbench.tasks import get_task
+
+    base = get_task("digits_mlp")
+    import dataclasses
+
+    bad = (Metric("loss", "minimize", base.metrics[0].batch_sum), base.metrics[1])
+    with pytest.raises(ConfigError, match="direction"):
+        dataclasses.replace(base, metrics=bad)
+    with pytest.raises(ConfigError, match="source"):
+        dataclasses.replace(base, derived=(DerivedMetric("ppl", Direction.MINIMIZE, "nope", float),))
+    with pytest.raises(ConfigError, match="distinct"):
+        dataclasses.replace(base, metrics=(*base.metrics, base.metrics[1]))

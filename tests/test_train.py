@@ -61,3 +61,32 @@ def test_exception_is_recorded_as_failed():
     result = train(task, data, Recipe("adam", {"lr": 1e-3, "no_such_hyperparameter": 1}, batch_size=32), seed=0)
     assert result.status is RunStatus.FAILED
     assert "no_such_hyperparameter" in result.error
+
+
+def test_on_epoch_may_prune_the_run_after_an_epoch():
+    from optbench.train import Pruned
+
+    task, data = _digits(128)
+
+    def prune_at_two(record):
+        if record.epoch == 2:
+            raise Pruned("below the median")
+
+    result = train(task, data, Recipe("adam", {"lr": 1e-2}, batch_size=64, epochs=5), seed=0, on_epoch=prune_at_two)
+    assert result.status is RunStatus.PRUNED
+    assert [e.epoch for e in result.epochs] == [1, 2] and "below the median" in result.error
+
+
+def test_derived_metric_is_reported_on_every_split():
+    import dataclasses
+    import math
+
+    from optbench.spec import PERPLEXITY, Target
+
+    task, data = _digits(128)
+    task = dataclasses.replace(task, derived=(PERPLEXITY,), target=Target("valid", "perplexity", 2.0))
+    assert task.direction("valid_perplexity").value == "minimize"
+    result = train(task, data, Recipe("adam", {"lr": 1e-2}, batch_size=64, epochs=2), seed=0)
+    for split in ("train", "valid", "test"):
+        m = result.epochs[-1].metrics
+        assert math.isclose(m[f"{split}_perplexity"], math.exp(m[f"{split}_loss"]), rel_tol=1e-12)

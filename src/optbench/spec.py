@@ -51,11 +51,14 @@ class Direction(str, Enum):
 
 class RunStatus(str, Enum):
     """How a run ended: ``finished`` (budget spent), ``diverged`` (non-finite loss),
-    ``failed`` (an exception; the message is kept)."""
+    ``failed`` (an exception; the message is kept), ``pruned`` (stopped early by a tuning
+    pruner after an epoch; its epochs so far are kept — a study decision, not a property of the
+    recipe, so a study that needs the full run redoes it)."""
 
     FINISHED = "finished"
     DIVERGED = "diverged"
     FAILED = "failed"
+    PRUNED = "pruned"
 
 
 SPLITS = ("train", "valid", "test")
@@ -74,6 +77,35 @@ class Metric:
     name: str
     direction: Direction
     batch_sum: Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class DerivedMetric:
+    """A metric computed from another metric's average over a split, e.g. perplexity =
+    ``exp(loss)`` of a language model (not a per-batch sum, so it cannot be a :class:`Metric`).
+
+    Args:
+        name: e.g. ``"perplexity"``; stored per split as ``"{split}_{name}"``.
+        direction: whether larger or smaller is better.
+        source: the :class:`Metric` it is computed from (e.g. ``"loss"``).
+        compute: ``average of source -> value``.
+    """
+
+    name: str
+    direction: Direction
+    source: str
+    compute: Callable[[float], float]
+
+
+def _exp_or_inf(value: float) -> float:
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf
+
+
+#: Perplexity of a language model: ``exp`` of the mean cross-entropy in nats per token.
+PERPLEXITY = DerivedMetric("perplexity", Direction.MINIMIZE, "loss", _exp_or_inf)
 
 
 @dataclass(frozen=True)
@@ -151,10 +183,13 @@ class Task:
         recipe: a working recipe (hyperparameters that reach the target), as a dict.
         augmentations: the augmentations valid for this task's inputs and labels (e.g. no
             horizontal flip for digits, no crop for flat vectors).
+        derived: metrics computed from others' averages (perplexity from loss); the target may
+            name one.
 
     Raises:
-        ConfigError: when ``metrics`` lack ``"loss"`` or the target's metric, or a size is
-            not positive.
+        ConfigError: when ``metrics`` lack ``"loss"`` or the target's metric, a metric has no
+            :class:`Direction`, names repeat, a derived metric's source is not a metric, or a
+            size is not positive.
     """
 
     name: str
@@ -168,23 +203,51 @@ class Task:
     count: Callable[[Tensor], int] = _count_examples
     recipe: Mapping[str, Any] = field(default_factory=dict)
     augmentations: tuple[str, ...] = ("gaussian_noise",)
+    derived: tuple[DerivedMetric, ...] = ()
 
     def __post_init__(self) -> None:
-        names = [m.name for m in self.metrics]
-        if "loss" not in names:
-            raise ConfigError(f"task {self.name} metrics", names, "a list that includes 'loss'")
+        for m in (*self.metrics, *self.derived):
+            if not isinstance(m, Metric | DerivedMetric):
+                raise ConfigError(f"task {self.name} metrics", type(m).__name__,
+                                  "optbench.spec.Metric or DerivedMetric objects")
+            if not isinstance(m.direction, Direction):
+                raise ConfigError(f"task {self.name} metric {m.name} direction", m.direction,
+                                  [d.value for d in Direction] + ["(as optbench.spec.Direction)"])
+        base = [m.name for m in self.metrics]
+        names = base + [d.name for d in self.derived]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"task {self.name} metrics", names, "distinct metric names")
+        if "loss" not in base:
+            raise ConfigError(f"task {self.name} metrics", base, "a list that includes 'loss'")
+        for d in self.derived:
+            if d.source not in base:
+                raise ConfigError(f"task {self.name} derived metric {d.name} source", d.source, base)
         if self.target.metric not in names:
             raise ConfigError(f"task {self.name} target metric", self.target.metric, names)
         if self.target.split not in SPLITS:
             raise ConfigError(f"task {self.name} target split", self.target.split, SPLITS)
         require_positive(f"task {self.name} valid_size", self.valid_size, integer=True)
 
-    def metric(self, name: str) -> Metric:
-        """The metric called ``name`` (without split prefix)."""
-        for m in self.metrics:
+    def metric(self, name: str) -> Metric | DerivedMetric:
+        """The metric called ``name`` (without split prefix), measured or derived."""
+        for m in (*self.metrics, *self.derived):
             if m.name == name:
                 return m
-        raise ConfigError("metric", name, [m.name for m in self.metrics])
+        raise ConfigError("metric", name, [m.name for m in (*self.metrics, *self.derived)])
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric name, measured then derived (``("loss", "accuracy")``)."""
+        return tuple(m.name for m in (*self.metrics, *self.derived))
+
+    def add_derived(self, values: dict[str, float], prefix: str) -> dict[str, float]:
+        """``values`` (``{"valid_loss": ...}``) with the derived metrics of split ``prefix``
+        added (``"valid_perplexity"``); returns the same dict."""
+        for d in self.derived:
+            source = values.get(f"{prefix}_{d.source}")
+            if source is not None:
+                values[f"{prefix}_{d.name}"] = d.compute(source) if math.isfinite(source) else math.nan
+        return values
 
     def direction(self, key: str) -> Direction:
         """Direction of a stored metric key such as ``"test_accuracy"``."""

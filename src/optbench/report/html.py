@@ -50,7 +50,8 @@ def task_info(name: str, target_value: float | None = None) -> TaskInfo:
         directions = {f"{s}_{m}": d for s in ("train", "valid", "test") for m, d in KNOWN_METRICS.items()}
         return TaskInfo(name, directions, "test_accuracy", key,
                         (key, float(target_value) if target_value is not None else value))
-    directions = {f"{s}_{m.name}": m.direction for s in ("train", "valid", "test") for m in task.metrics}
+    directions = {f"{s}_{m.name}": m.direction for s in ("train", "valid", "test") 
+                  for m in (*task.metrics, *task.derived)}
     metric = task.target.metric
     value = float(target_value) if target_value is not None else task.target.value
     return TaskInfo(name, directions, f"test_{metric}", f"valid_{metric}", (task.target.key, value))

@@ -162,7 +162,8 @@ def ranking_keys(task: Task) -> tuple[str, str]:
 
 def metric_directions(task: Task) -> dict:
     """Direction of every stored metric key of ``task`` (``"test_accuracy"`` -> maximize ...)."""
-    return {f"{split}_{m.name}": m.direction for split in ("train", "valid", "test") for m in task.metrics}
+    return {f"{split}_{m.name}": m.direction for split in ("train", "valid", "test") 
+            for m in (*task.metrics, *task.derived)}
 
 
 def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.device | None = None,

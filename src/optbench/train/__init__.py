@@ -2,6 +2,6 @@
 
 from optbench.train.data import split_data
 from optbench.train.environment import environment
-from optbench.train.loop import evaluate, train
+from optbench.train.loop import Pruned, evaluate, train
 
-__all__ = ["environment", "evaluate", "split_data", "train"]
+__all__ = ["Pruned", "environment", "evaluate", "split_data", "train"]

@@ -78,4 +78,5 @@ class TrainMetrics:
     def result(self) -> dict[str, float]:
         """``{"train_<metric>": average}`` over the epoch (flushes first)."""
         self.flush()
-        return {f"train_{name}": float(total) / self.count for name, total in self.sums.items()}
+        return self.task.add_derived({f"train_{name}": float(total) / self.count for name, total in self.sums.items()},
+                                     "train")

@@ -148,7 +148,8 @@ class MetricSums:
         """``{"train_<metric>": average}`` of ``values`` (this object's sums by default)."""
         v = (self.values if values is None else values).double().cpu().tolist()
         count = v[-1]
-        return {f"train_{m.name}": (v[i] / count if count else math.nan) for i, m in enumerate(self.task.metrics)}
+        return self.task.add_derived(
+            {f"train_{m.name}": (v[i] / count if count else math.nan) for i, m in enumerate(self.task.metrics)}, "train")
 
     def reset(self) -> None:
         """Start a new epoch."""
