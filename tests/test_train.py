@@ -90,3 +90,23 @@ def test_derived_metric_is_reported_on_every_split():
     for split in ("train", "valid", "test"):
         m = result.epochs[-1].metrics
         assert math.isclose(m[f"{split}_perplexity"], math.exp(m[f"{split}_loss"]), rel_tol=1e-12)
+
+
+def test_task_l2_equals_the_recipe_l2_penalty_on_weights():
+    import dataclasses
+
+    task, data = _digits(128)
+    recipe = Recipe("sgd", {"lr": 0.1}, batch_size=64, epochs=2)
+    with_task_l2 = train(dataclasses.replace(task, l2=0.01), data, recipe, seed=0)
+    with_penalty = train(task, data, dataclasses.replace(recipe, penalty="l2", penalty_params={"strength": 0.01},
+                                                          decay_bias_and_norm=False), seed=0)
+    plain = train(task, data, recipe, seed=0)
+    assert [e.metrics for e in with_task_l2.epochs] == [e.metrics for e in with_penalty.epochs]
+    assert with_task_l2.epochs[-1].metrics != plain.epochs[-1].metrics
+
+
+def test_time_budget_ends_the_run_after_the_epoch_that_spent_it():
+    task, data = _digits(128)
+    result = train(task, data, Recipe("adam", {"lr": 1e-2}, batch_size=64, epochs=50, max_train_seconds=1e-9), seed=0)
+    assert result.status is RunStatus.FINISHED and len(result.epochs) == 1
+    assert result.environment["time_budget"]["stopped_epoch"] == 1

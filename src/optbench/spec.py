@@ -185,6 +185,10 @@ class Task:
             horizontal flip for digits, no crop for flat vectors).
         derived: metrics computed from others' averages (perplexity from loss); the target may
             name one.
+        l2: the problem's own L2 regularization (DeepOBS defines some problems with it, e.g.
+            ``cifar10_3c3d`` 0.002): ``l2 / 2 * sum w^2`` over weights (not biases or
+            normalization weights) is added to the training objective by the harness; the
+            reported ``loss`` metric stays the data loss. Part of the task, not of a recipe.
 
     Raises:
         ConfigError: when ``metrics`` lack ``"loss"`` or the target's metric, a metric has no
@@ -204,6 +208,7 @@ class Task:
     recipe: Mapping[str, Any] = field(default_factory=dict)
     augmentations: tuple[str, ...] = ("gaussian_noise",)
     derived: tuple[DerivedMetric, ...] = ()
+    l2: float = 0.0
 
     def __post_init__(self) -> None:
         for m in (*self.metrics, *self.derived):
@@ -227,6 +232,8 @@ class Task:
         if self.target.split not in SPLITS:
             raise ConfigError(f"task {self.name} target split", self.target.split, SPLITS)
         require_positive(f"task {self.name} valid_size", self.valid_size, integer=True)
+        if isinstance(self.l2, bool) or not isinstance(self.l2, int | float) or not 0 <= self.l2 < math.inf:
+            raise ConfigError(f"task {self.name} l2", self.l2, "a finite number >= 0")
 
     def metric(self, name: str) -> Metric | DerivedMetric:
         """The metric called ``name`` (without split prefix), measured or derived."""
@@ -314,6 +321,9 @@ class Recipe:
         batch_rule / base_batch_size: learning-rate scaling with batch size: ``none``,
             ``linear`` (Goyal et al. 2017) or ``sqrt``, relative to ``base_batch_size``.
         decay_bias_and_norm: apply weight decay to biases and normalization weights too.
+        max_train_seconds: a time budget: the run ends after the epoch in which its summed
+            training time reached this many seconds (status ``finished``; None: epochs only).
+            Wall-clock budgets are not reproducible in the number of epochs.
 
     Raises:
         ConfigError: for a non-positive batch size, epoch count, train size or learning rate,
@@ -342,6 +352,7 @@ class Recipe:
     batch_rule: str = "none"
     base_batch_size: int = 128
     decay_bias_and_norm: bool = True
+    max_train_seconds: float | None = None
 
     def __post_init__(self) -> None:
         # canonical JSON form: sorted keys, tuples as lists (so a stored recipe compares equal)
@@ -363,7 +374,7 @@ class Recipe:
             raise ConfigError("warmup_steps", self.warmup_steps, "an integer >= 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError("label_smoothing", self.label_smoothing, "a number in [0, 1)")
-        for name in ("clip_norm", "clip_value"):
+        for name in ("clip_norm", "clip_value", "max_train_seconds"):
             value = getattr(self, name)
             if value is not None:
                 require_positive(name, value)

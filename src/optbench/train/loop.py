@@ -155,7 +155,8 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
     A NaN/inf training loss ends the run with status ``diverged``; any other exception ends it
     with status ``failed`` and the message (the caller's study goes on either way). Early
     stopping ends a run with status ``finished`` before its epoch budget (recorded in
-    ``environment["early_stopping"]``).
+    ``environment["early_stopping"]``), and so does ``recipe.max_train_seconds`` (recorded in
+    ``environment["time_budget"]``).
 
     Args:
         task: the test problem.
@@ -215,6 +216,9 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                     on_epoch(record)
                 if setup.controller is not None:  # a plateau schedule never sees test metrics
                     setup.controller.on_epoch_end({k: v for k, v in metrics.items() if not k.startswith("test_")})
+                if recipe.max_train_seconds is not None and result.train_seconds >= recipe.max_train_seconds:
+                    result.environment["time_budget"] = {"stopped_epoch": epoch, "seconds": result.train_seconds}
+                    break
                 if setup.stopper is not None and setup.stopper.update(metrics[_monitored(task)]):
                     result.environment["early_stopping"] = {"stopped_epoch": epoch,
                                                             "best_epoch": setup.stopper.best_epoch}

@@ -23,7 +23,8 @@ class TrainStep:
 
     Order of operations (Goyal et al. 2017 for accumulation; Micikevicius et al. 2018 for
     loss scaling): augment the batch -> for each micro-batch: autocast forward, task loss
-    (label-smoothed if asked) x micro-batch weight + penalty, (scaled) backward -> unscale ->
+    (label-smoothed if asked) x micro-batch weight + penalty (the recipe's and the task's own
+    ``Task.l2``), (scaled) backward -> unscale ->
     clip by value / by norm -> optimizer step (with a closure if the optimizer needs one) ->
     update the gradient scaler.
 
@@ -54,8 +55,12 @@ class TrainStep:
         self.caps = capabilities(recipe.optimizer)
         self.loss_fn = smoothed_cross_entropy(recipe.label_smoothing) if recipe.label_smoothing else task.loss
         self.loss_is_task_loss = not recipe.label_smoothing
-        self.penalty = make_penalty(recipe.penalty, model, exclude_bias_and_norm=not recipe.decay_bias_and_norm,
-                                    **recipe.penalty_params)
+        penalties = [make_penalty(recipe.penalty, model, exclude_bias_and_norm=not recipe.decay_bias_and_norm,
+                                  **recipe.penalty_params),
+                     make_penalty("l2", model, strength=task.l2) if task.l2 else None]  # the problem's own L2
+        live = [p for p in penalties if p is not None]
+        self.penalty: Callable[[], Tensor] | None = (
+            None if not live else live[0] if len(live) == 1 else (lambda: live[0]() + live[1]()))
         self.augment = make_augmentation(recipe.augmentation) if recipe.augmentation else None
         self.autocast, self.scaler = precision_context(recipe.precision, device)
         clippers = [make_clipper("value", model.parameters(), clip_value=recipe.clip_value)
