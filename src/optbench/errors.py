@@ -40,6 +40,54 @@ class UnknownNameError(ConfigError, KeyError):
         return self.args[0]
 
 
+class Problem:
+    """One problem found while validating a configuration file: where and what.
+
+    Args:
+        source: the file (or ``"<api>"`` for a structure built in Python).
+        path: the key path inside it, e.g. ``"search.space.lr.low"``.
+        message: what is wrong and what is allowed, e.g. ``"a log range needs low > 0, got 0"``.
+    """
+
+    __slots__ = ("message", "path", "source")
+
+    def __init__(self, source: str, path: str, message: str) -> None:
+        self.source, self.path, self.message = str(source), path, message
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.path}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"Problem({self.source!r}, {self.path!r}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Problem) and (self.source, self.path, self.message) == (
+            other.source, other.path, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.source, self.path, self.message))
+
+
+class ConfigProblems(ConfigError):
+    """Every problem of a configuration, found in one pass (a study file, say).
+
+    Renders as one line per problem; ``problems`` keeps them as :class:`Problem` objects.
+    The CLI exits with code 2 like for any :class:`ConfigError`.
+
+    Raises:
+        ValueError: when constructed with no problems.
+    """
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        if not self.problems:
+            raise ValueError("ConfigProblems needs at least one problem")
+        first = self.problems[0]
+        self.field, self.value, self.allowed = first.path, first.source, first.message
+        lines = [f"{len(self.problems)} problem(s) in the configuration:"] + [f"  {p}" for p in self.problems]
+        Exception.__init__(self, "\n".join(lines))
+
+
 class DataUnavailableError(OptbenchError):
     """A dataset could not be obtained from any source, or failed its checksum."""
 
