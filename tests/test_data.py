@@ -361,7 +361,8 @@ def test_missing_apt_get_is_a_reason(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- catalogue
 
 def test_registry_and_list() -> None:
-    assert datasets.names() == ["digits", "fashion_mnist", "mnist", "mnist1d"]
+    assert datasets.names() == ["brown", "cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "mnist1d",
+                                "shakespeare"]
     assert datasets.canonical("fmnist") == "fashion_mnist"
     infos = {info.name: info for info in list_datasets()}
     assert infos["mnist"].needs_download and infos["fashion_mnist"].needs_download

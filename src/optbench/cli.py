@@ -30,7 +30,7 @@ from optbench.study.reference import (
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=False,
                   help="Compare neural-network training methods fairly and fast.")
-data_app = typer.Typer(help="Datasets: list them, fetch them into the cache.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: list them, fetch them into the cache, describe one.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -281,7 +281,7 @@ def data_list() -> None:
     for column in ("name", "train", "test", "shape", "classes", "download", "cached", "description"):
         table.add_column(column)
     for info in list_datasets():
-        table.add_row(info.name, f"{info.n_train:,}", f"{info.n_test:,}", "x".join(map(str, info.shape)),
+        table.add_row(info.name, f"{info.n_train:,}", f"{info.n_test:,}", "x".join(map(str, info.shape)) or "token",
                       str(info.classes), "yes" if info.needs_download else "no",
                       "yes" if is_cached(info.name) else "no", info.description)
     Console().print(table)
@@ -297,6 +297,33 @@ def data_fetch(name: Annotated[str, typer.Argument(help="Dataset name (see `optb
     console = Console(stderr=True)
     path = fetch(name, log=lambda message: console.print(message))
     typer.echo(str(path))
+
+
+@data_app.command("info")
+@handle_errors
+def data_info(name: Annotated[str, typer.Argument(help="Dataset name (see `optbench data list`).")]) -> None:
+    """Describe a dataset: sizes, shape, classes (per-class counts when cached), checksum status of
+    the cached files (verified / missing / corrupt; reads them, never downloads), where they are, sources."""
+    from optbench.data import describe
+
+    report = describe(name)
+    unit = "tokens" if report.kind == "text" else "examples"
+    lines = [f"name:        {report.name} ({report.kind})", f"description: {report.description}",
+             "sizes:       " + ", ".join(f"{split} {count:,}" for split, count in report.sizes.items()) + f" {unit}",
+             "example:     " + ("one token id" if report.kind == "text" else f"shape {report.shape}")]
+    if report.kind == "text":
+        lines.append(f"vocabulary:  {report.classes:,} tokens")
+    else:
+        lines.append(f"classes:     {report.classes}")
+        for split, counts in (report.class_counts or {}).items():
+            lines.append(f"  {split + ':':<6} " + " ".join(f"{i}:{c}" for i, c in enumerate(counts)))
+        if report.class_counts is None:
+            lines.append(f"  (per-class counts once the data is cached: `optbench data fetch {report.name}`)")
+    lines += [f"checksums:   {report.status}", f"directory:   {report.directory}"]
+    lines += [f"  {f.path.name}  {'-' if f.size is None else f'{f.size:,} bytes'}  {f.status}" for f in report.files]
+    lines += ["sources:"] + [f"  {i}. {source}" for i, source in enumerate(report.sources, 1)]
+    for line in lines:
+        typer.echo(line)
 
 
 def _register_commands() -> None:

@@ -9,27 +9,35 @@ Public API::
     is_cached(name, cache=None) -> bool
     fetch(name, cache=None, *, log=None) -> Path
     load_arrays(name, cache=None, *, log=None) -> Arrays
+    TextCorpus, load_text(name, cache=None, *, log=None) -> TextCorpus   (shakespeare, brown)
+    corpus_from_text(name, train, valid, test, level="char", *, min_count=1) -> TextCorpus
+    describe(name, cache=None) -> DatasetReport   (what `optbench data info` shows)
 
 Sources (for custom datasets and tests): FileSpec, UrlSource, NpmSource, DebianSource,
-FunctionSource, fetch_files. See DESIGN.md section 4.
+PipSource, FunctionSource, fetch_files. Dataset types: IdxDataset, DigitsDataset,
+Mnist1dDataset, CifarDataset (``optbench.data.cifar``), TextDataset (``optbench.data.text``). See DESIGN.md section 4.
 """
 
 from __future__ import annotations
 
 from optbench.data.cache import cache_dir
+from optbench.data.cifar import CifarDataset
 from optbench.data.datasets import (
-    Arrays, DatasetInfo, DatasetSpec, DigitsDataset, IdxDataset, Mnist1dDataset, datasets, fetch,
+    Arrays, DatasetInfo, DatasetSpec, DigitsDataset, FileStatus, IdxDataset, Mnist1dDataset, datasets, fetch,
     is_cached, list_datasets, load_arrays,
 )
 from optbench.data.idx import read_idx, write_idx
+from optbench.data.info import DatasetReport, describe
 from optbench.data.sources import (
     DebianSource, FetchContext, FileSpec, FunctionSource, NpmSource, Source, SourceError, UrlSource,
     fetch_files,
 )
+from optbench.data.text import PipSource, TextCorpus, TextDataset, corpus_from_text, load_text
 
 __all__ = [
-    "Arrays", "DatasetInfo", "DatasetSpec", "DebianSource", "DigitsDataset", "FetchContext", "FileSpec",
-    "FunctionSource", "IdxDataset", "Mnist1dDataset", "NpmSource", "Source", "SourceError", "UrlSource",
-    "cache_dir", "datasets", "fetch", "fetch_files", "is_cached", "list_datasets", "load_arrays",
-    "read_idx", "write_idx",
+    "Arrays", "CifarDataset", "DatasetInfo", "DatasetReport", "DatasetSpec", "DebianSource", "DigitsDataset",
+    "FetchContext", "FileSpec", "FileStatus", "FunctionSource", "IdxDataset", "Mnist1dDataset", "NpmSource",
+    "PipSource", "Source", "SourceError", "TextCorpus", "TextDataset", "UrlSource", "cache_dir",
+    "corpus_from_text", "datasets", "describe", "fetch", "fetch_files", "is_cached", "list_datasets",
+    "load_arrays", "load_text", "read_idx", "write_idx",
 ]

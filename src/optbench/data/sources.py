@@ -378,7 +378,7 @@ def _try_source(source: Source, wanted: Sequence[FileSpec], dest: Path, cache: P
 
 
 def fetch_files(dataset: str, files: Sequence[FileSpec], sources: Sequence[Source], dest: Path,
-                cache: Path, log: Log | None = None) -> Path:
+                cache: Path, log: Log | None = None, *, form: str = "raw IDX, or the same names + .gz") -> Path:
     """Make every file of ``files`` present and verified in ``dest``, trying ``sources`` in order.
 
     Args:
@@ -388,6 +388,7 @@ def fetch_files(dataset: str, files: Sequence[FileSpec], sources: Sequence[Sourc
         dest: the dataset's cache directory (created if missing).
         cache: the cache root (private tool state such as apt lists goes under it).
         log: receives one line per action (download, verification, deletion).
+        form: how the files look, for the place-by-hand hint of the error message.
 
     Returns:
         ``dest``.
@@ -413,6 +414,6 @@ def fetch_files(dataset: str, files: Sequence[FileSpec], sources: Sequence[Sourc
         tried = "; ".join(failures) if failures else "no sources configured"
         names = ", ".join(spec.name for spec in missing)
         raise DataUnavailableError(
-            f"dataset {dataset!r} is unavailable: tried {tried}. Put {names} (raw IDX, or the same "
-            f"names + .gz) into {dest}{os.sep} by hand, {NO_DOWNLOAD_HINT}.")
+            f"dataset {dataset!r} is unavailable: tried {tried}. Put {names} ({form}) into {dest}{os.sep} "
+            f"by hand, {NO_DOWNLOAD_HINT}.")
     return dest
