@@ -280,3 +280,28 @@ def test_curve_bands_bad_input() -> None:
     with pytest.raises(ConfigError, match="minmax"):
         curve_bands(runs, "test_loss", band="iqr")
     assert curve_bands([], "test_loss") == {}
+
+
+# ---------------------------------------------------------------- ties, p-values, censored medians
+
+def test_summarize_runs_tie_aware_rank_and_both_tests() -> None:
+    nadam, adam, sgd = summarize_runs(_study(), DIRECTIONS)
+    assert [s.tie_rank for s in (nadam, adam, sgd)] == ["1=", "1=", "3"]
+    assert [s.rank for s in (nadam, adam, sgd)] == [1, 2, 3]  # order by mean is kept
+    assert nadam.tie_group == adam.tie_group == 1 and sgd.tie_group == 2
+    assert sgd.n_comparisons == 3 and 0.0 <= sgd.p_mann_whitney_vs_best <= 1.0
+    raw = scipy_stats.ttest_ind(list(sgd.final_values), list(nadam.final_values), equal_var=False).pvalue
+    assert sgd.p_vs_best >= raw  # Holm over the 3 pairs never lowers a p-value
+
+
+def test_censored_medians_count_runs_that_never_reached() -> None:
+    runs = [make_run("adam", 0, [0.5, 0.86, 0.9]), make_run("adam", 1, [0.5, 0.6, 0.87]),
+            make_run("adam", 2, [0.5, 0.6, 0.7]),
+            make_run("adam", 3, [], status=RunStatus.DIVERGED, error="nan at step 1")]
+    (s,) = summarize_runs(runs, DIRECTIONS)
+    # reached at epochs 2 and 3; two runs never did: half reached by epoch 3
+    assert (s.n_reached, s.n_censored) == (2, 2)
+    assert (s.median_epochs_to_target, s.median_steps_to_target) == (3, 300)
+    assert s.median_seconds_to_target == pytest.approx(6.0)  # 3 epochs of 2 training seconds
+    (worse,) = summarize_runs(runs[1:], DIRECTIONS)
+    assert worse.median_epochs_to_target == math.inf  # 1 of 3 reached: "> budget"

@@ -56,7 +56,8 @@ class StudyOverview:
         config: the study's stored configuration (may be empty).
         tasks / labels / seeds: sorted distinct values over the runs.
         optimizers / batch_sizes / epochs / lrs: sorted distinct recipe values.
-        n_runs / n_by_status: run counts (``{"finished": 4, "diverged": 1, ...}``).
+        n_runs / n_by_status: run counts (``{"finished": 4, "diverged": 1, "failed": 0}``; ``"pruned"``
+            only when some run was pruned).
         total_seconds: summed wall time of all runs (s); per_run_seconds: Summary over runs.
         environment: ``{key: sorted distinct values}`` over runs, keys of :data:`ENV_KEYS` first.
         problems: every diverged and failed run, never hidden.
@@ -102,6 +103,8 @@ def study_overview(results: Sequence[RunResult], *, study: str = "",
                                r.error or "") for r in results if r.status is not RunStatus.FINISHED),
                       key=lambda p: (p.task, p.label, p.seed, p.run_id))
     counts = {s.value: sum(1 for r in results if r.status is s) for s in RunStatus}
+    if not counts.get(RunStatus.PRUNED.value):  # only tuning studies prune: no "0 pruned" elsewhere
+        counts.pop(RunStatus.PRUNED.value, None)
     seconds = [r.total_seconds for r in results if math.isfinite(r.total_seconds)]
     lrs = {float(r.recipe.hyperparams["lr"]) for r in results if "lr" in r.recipe.hyperparams}
     return StudyOverview(
@@ -184,10 +187,11 @@ class Profiles:
         tasks / labels: the rows and columns of ``ratios``.
         ratios: shape ``(T, S)``, performance ratio ``r >= 1`` of label s on task t (1 = best;
             ``inf`` when the label has no value on the task).
-        taus: shape ``(K,)``, ascending grid over ``[1, tau_max]``.
+        taus: shape ``(K,)``, ascending grid over ``[1, tau_max]`` (for plotting ``rho``).
         rho: ``{label: (K,)}`` fraction of tasks with ``r <= tau``.
         score: ``{label: integral of rho over [1, tau_max] / (tau_max - 1)}`` in [0, 1]
-            (Dahl et al. 2023, their benchmark score with tau_max = 4).
+            (Dahl et al. 2023, their benchmark score with tau_max = 4), computed exactly by
+            :func:`integrated_score` (not on the grid).
         mean_rank: ``{label: mean per-task rank}`` (1 = best; no value ranks last).
         quantity: what the ratio is computed on, in words.
     """
@@ -211,8 +215,8 @@ def performance_profiles(values: Mapping[str, Mapping[str, float]], directions: 
     to minimize (a loss, a time-to-target), ``best / value`` for one to maximize (an
     accuracy). Both need positive values; a non-positive or missing value gives ``inf``
     (never within any tau). ``rho_s(tau) = |{t : r_{t,s} <= tau}| / T`` (Dolan & Moré
-    2002, eq. 1); the score is its mean over a uniform grid of ``[1, tau_max]`` (trapezoid
-    rule), i.e. the normalized area under the profile (Dahl et al. 2023, sec. 4.4).
+    2002, eq. 1); the score is the normalized area under the profile over ``[1, tau_max]``
+    (Dahl et al. 2023, sec. 4.4), exact (:func:`integrated_score`).
 
     Args:
         values: ``{task: {label: value}}``; NaN or absent = no value.
@@ -250,9 +254,39 @@ def performance_profiles(values: Mapping[str, Mapping[str, float]], directions: 
                 ranks[i, order[j]] = ranks[i, order[j - 1]]
     taus = np.linspace(1.0, float(tau_max), points)
     rho = {s: (ratios[:, j][None, :] <= taus[:, None]).mean(axis=1) for j, s in enumerate(labels)}
-    score = {s: float(np.trapezoid(rho[s], taus) / (tau_max - 1.0)) for s in labels}
+    score = {s: integrated_score(ratios[:, j], tau_max) for j, s in enumerate(labels)}
     return Profiles(tasks, labels, ratios, taus, rho, score,
                     {s: float(ranks[:, j].mean()) for j, s in enumerate(labels)}, quantity)
+
+
+def integrated_score(ratios: Sequence[float] | np.ndarray, tau_max: float = TAU_MAX) -> float:
+    """Area under one label's performance profile over ``[1, tau_max]``, divided by ``tau_max - 1``.
+
+    This is AlgoPerf's benchmark score (Dahl et al. 2023, "Benchmarking Neural Network Training
+    Algorithms", sec. 4.4, with ``tau_max = 4``). The profile ``rho(tau)`` is a step function, so
+    the integral is exact: each task contributes ``max(0, tau_max - r_t)`` (the part of
+    ``[1, tau_max]`` where ``r_t <= tau``), giving
+    ``score = mean_t max(0, tau_max - r_t) / (tau_max - 1)``; 1 = best on every task, 0 = never
+    within ``tau_max`` of the best.
+
+    Args:
+        ratios: shape ``(T,)``, performance ratios ``r_t >= 1`` on each task (``inf`` = no value).
+        tau_max: upper end of tau (> 1).
+
+    Returns:
+        The score in [0, 1]; NaN for no tasks.
+
+    Raises:
+        ConfigError: ``tau_max <= 1`` or a ratio below 1 or NaN.
+    """
+    if isinstance(tau_max, bool) or not (isinstance(tau_max, int | float) and tau_max > 1):
+        raise ConfigError("tau_max", tau_max, "a number > 1")
+    r = np.asarray(ratios, dtype=np.float64).reshape(-1)
+    if np.any(np.isnan(r)) or np.any(r < 1.0):
+        raise ConfigError("performance ratios", r.tolist(), "numbers >= 1 (inf for no value)")
+    if r.size == 0:
+        return math.nan
+    return float(np.mean(np.clip(tau_max - r, 0.0, None)) / (tau_max - 1.0))
 
 
 # ------------------------------------------------------------------- applied schedules
@@ -364,5 +398,5 @@ def distributed_points(results: Sequence[RunResult], target: tuple[str, float] |
 
 
 __all__ = ["AppliedSchedule", "DistributedData", "LrCurve", "Problem", "Profiles", "StudyOverview",
-           "applied_schedules", "distributed_points", "lr_sensitivity", "performance_profiles",
+           "applied_schedules", "distributed_points", "integrated_score", "lr_sensitivity", "performance_profiles",
            "study_overview"]

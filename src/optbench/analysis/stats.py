@@ -9,6 +9,12 @@ Sources:
 * Welch's unequal-variance t-test: Welch, *Biometrika* 34 (1947); computed with
   :func:`scipy.stats.ttest_ind_from_stats` (``equal_var=False``).
 * Holm's step-down correction: Holm, *Scand. J. Statist.* 6 (1979), 65-70.
+* Mann-Whitney U test: Mann & Whitney, *Ann. Math. Statist.* 18 (1947); computed with
+  :func:`scipy.stats.mannwhitneyu`.
+* Median time-to-target under censoring: Kaplan & Meier, *JASA* 53 (1958), 457-481.
+
+Pairwise comparisons and the tie-aware ranking are in :mod:`optbench.analysis.pairwise`;
+seed counts from power analysis in :mod:`optbench.analysis.power`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import comb
 
 import numpy as np
 from scipy import stats as _scipy_stats
@@ -163,3 +170,124 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[index] = running
     return adjusted
+
+
+#: Largest number of distinct splits for which a tied Mann-Whitney test is enumerated exactly.
+EXACT_PERMUTATIONS = 9999
+
+
+def _finite(values: Sequence[float], name: str) -> np.ndarray:
+    data = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{name} got non-finite values {data[~np.isfinite(data)].tolist()}")
+    return data
+
+
+def mann_whitney_min_p(n_a: int, n_b: int) -> float:
+    """Smallest two-sided p-value the exact Mann-Whitney U test can give with ``n_a`` and ``n_b`` values.
+
+    It is ``min(1, 2 / C(n_a + n_b, n_a))`` (the two most extreme of the equally likely rank
+    splits): 1.0 for 1 vs 1, 0.333 for 2 vs 2, 0.1 for 3 vs 3, 0.0286 for 4 vs 4. When it is at
+    least ``alpha`` the test cannot reject, whatever the data; NaN when a sample is empty.
+    """
+    if n_a < 1 or n_b < 1:
+        return math.nan
+    return min(1.0, 2.0 / comb(n_a + n_b, n_a))
+
+
+def mann_whitney_p_value(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of the Mann-Whitney U test (Mann & Whitney 1947) that ``a`` and ``b``
+    come from the same distribution (against a shift either way).
+
+    Computed with :func:`scipy.stats.mannwhitneyu` (``alternative="two-sided"``):
+
+    * no ties and a sample of at most 8 values: scipy's **exact** null distribution of U;
+    * ties and at most :data:`EXACT_PERMUTATIONS` distinct splits of the pooled values (e.g.
+      up to 7 vs 7 seeds): the exact permutation distribution, enumerated completely
+      (:class:`scipy.stats.PermutationMethod`, deterministic, correct with ties);
+    * otherwise scipy's normal approximation with its tie correction.
+
+    The two-sided p is scipy's: twice the smaller one-sided p, capped at 1.
+
+    Small samples are answered honestly, not refused: the p-value cannot fall below
+    :func:`mann_whitney_min_p` (0.1 for 3 vs 3 seeds, so the test can never be significant at
+    5% there), one value against one gives 1.0, and samples whose values are all equal give 1.0.
+
+    Args:
+        a, b: the two samples, shapes ``(n_a,)`` and ``(n_b,)``, e.g. final accuracies per seed.
+
+    Returns:
+        The p-value in [0, 1]; NaN when either sample is empty.
+
+    Raises:
+        ValueError: a value is NaN or infinite.
+    """
+    x, y = _finite(a, "mann_whitney_p_value()"), _finite(b, "mann_whitney_p_value()")
+    if x.size == 0 or y.size == 0:
+        return math.nan
+    pooled = np.concatenate([x, y])
+    if np.all(pooled == pooled[0]):
+        return 1.0
+    tied = np.unique(pooled).size < pooled.size
+    if not tied:
+        method: object = "exact" if min(x.size, y.size) <= 8 else "asymptotic"
+    elif comb(x.size + y.size, x.size) <= EXACT_PERMUTATIONS:
+        method = _scipy_stats.PermutationMethod(n_resamples=EXACT_PERMUTATIONS)
+    else:
+        method = "asymptotic"
+    result = _scipy_stats.mannwhitneyu(x, y, alternative="two-sided", method=method)
+    return float(min(1.0, max(0.0, result.pvalue)))
+
+
+def welch_p_value_samples(a: Sequence[float], b: Sequence[float]) -> float:
+    """:func:`welch_p_value` of two raw samples (shapes ``(n_a,)``, ``(n_b,)``), without bootstrapping.
+
+    Returns:
+        The two-sided Welch p-value; NaN when a sample has fewer than 2 values or both are constant.
+
+    Raises:
+        ValueError: a value is NaN or infinite.
+    """
+    x, y = _finite(a, "welch_p_value_samples()"), _finite(b, "welch_p_value_samples()")
+    return welch_p_value(_moments(x), _moments(y))
+
+
+def _moments(x: np.ndarray) -> Summary:
+    """A :class:`Summary` with mean, std and n only (no interval), for the tests."""
+    n = int(x.size)
+    mean = float(np.mean(x)) if n else math.nan
+    std = float(np.std(x, ddof=1)) if n > 1 else math.nan
+    return Summary(n, mean, std, math.nan, math.nan, 0.95)
+
+
+def censored_median(times: Sequence[float | None]) -> float:
+    """Median time-to-target over runs of which some never reached the target (censored).
+
+    ``None`` marks a run that did not reach the target within its budget. Every run is
+    censored at the end of its budget or never reaches it (a diverged run cannot reach it
+    later), so no run leaves the risk set before an observed event and the Kaplan-Meier
+    estimator (Kaplan & Meier 1958) reduces to the empirical distribution with censored runs
+    at ``+inf``. Its median is the smallest observed time ``t`` by which at least half of the
+    runs had reached the target: the ``ceil(n / 2)``-th smallest time, counting censored runs
+    as infinite (the lower median for even ``n``; e.g. ``[2, 3, None, None] -> 3``).
+
+    Args:
+        times: one entry per run, shape ``(n,)``: a time (epochs, steps or seconds) or None.
+
+    Returns:
+        The median; ``inf`` when fewer than half of the runs reached the target (report it as
+        "> budget"); NaN when ``times`` is empty.
+
+    Raises:
+        ValueError: a negative or non-finite time.
+    """
+    reached = [float(t) for t in times if t is not None]
+    if any(not math.isfinite(t) or t < 0 for t in reached):
+        raise ValueError(f"censored_median() got invalid times {reached}; times are finite and >= 0")
+    n = len(times)
+    if n == 0:
+        return math.nan
+    k = (n + 1) // 2  # at least half of the runs must have reached the target
+    if len(reached) < k:
+        return math.inf
+    return sorted(reached)[k - 1]

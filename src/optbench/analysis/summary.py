@@ -9,9 +9,15 @@ Which runs count (the same rule everywhere in :mod:`optbench.analysis`):
   ``n_diverged``, censored for time-to-target, and listed in :attr:`RecipeSummary.problems`.
 * ``failed`` runs (an exception, usually not the method's fault) are excluded from every
   statistic, counted in ``n_failed`` and listed in :attr:`RecipeSummary.problems`.
+* ``pruned`` runs (stopped early by a tuning pruner: a study decision, and their last epoch is
+  not the budget's) are excluded likewise, counted in ``n_pruned`` and listed in ``problems``.
 
-Nothing is silently dropped: ``n_runs == n_finished + n_diverged + n_failed`` and every
-diverged or failed run appears in ``problems`` with its error message.
+Nothing is silently dropped: ``n_runs == n_finished + n_diverged + n_failed + n_pruned`` and
+every diverged, failed or pruned run appears in ``problems`` with its error message.
+
+Significance (see :mod:`optbench.analysis.pairwise`): every pair of recipes is compared with
+Welch's t-test and the Mann-Whitney U test, each Holm-corrected over all ``k (k - 1) / 2``
+pairs; the p-values against the best and the tie-aware rank come from that one family.
 """
 
 from __future__ import annotations
@@ -20,18 +26,19 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from optbench.analysis.stats import Summary, holm, summarize, welch_p_value
+from optbench.analysis.pairwise import TESTS, pairwise_comparisons, rank_with_ties
+from optbench.analysis.stats import Summary, censored_median, summarize
 from optbench.errors import ConfigError
 from optbench.spec import Direction, RunResult, RunStatus
 
 
 @dataclass(frozen=True)
 class RunProblem:
-    """A run that diverged or failed, kept for the report.
+    """A run that diverged, failed or was pruned, kept for the report.
 
     Attributes:
         run_id / seed: which run.
-        status: ``diverged`` or ``failed``.
+        status: ``diverged``, ``failed`` or ``pruned``.
         epochs_completed: recorded epochs before it stopped.
         error: the stored message ("" when none was stored).
     """
@@ -49,7 +56,7 @@ class RecipeSummary:
 
     Attributes:
         label: display name (``Recipe.label`` unless the caller grouped otherwise).
-        n_runs / n_finished / n_diverged / n_failed: run counts by status.
+        n_runs / n_finished / n_diverged / n_failed / n_pruned: run counts by status.
         final_test: :class:`Summary` of ``final_key`` at each counted run's last epoch.
         best_valid: :class:`Summary` of the best ``best_key`` over each counted run's epochs.
         epochs_to_target / steps_to_target: Summaries over the runs that reached the target
@@ -61,6 +68,10 @@ class RecipeSummary:
             (censored, never dropped; includes diverged runs without any epoch). The means
             above are over reached runs only, so read them together with
             ``n_reached / (n_reached + n_censored)``.
+        median_epochs_to_target / median_steps_to_target / median_seconds_to_target: the
+            censoring-aware central value over all non-failed runs
+            (:func:`~optbench.analysis.stats.censored_median`, Kaplan-Meier median): ``inf``
+            when fewer than half reached the target ("> budget"), NaN without non-failed runs.
         samples_per_second: Summary of each counted run's mean training samples/s.
         rank: 1 = best mean of ``final_key`` under its direction; equal means share a rank;
             a recipe without any value ranks last.
@@ -68,8 +79,15 @@ class RecipeSummary:
             interval of ``final_key`` overlaps the best one's. A simple marker, not a test
             (see :meth:`Summary.overlaps`).
         p_vs_best: Holm-adjusted two-sided Welch t-test p-value of ``final_key`` against the
-            best recipe (Holm over the other recipes); NaN for the best itself or when
-            undefined (fewer than 2 values, or both samples constant).
+            best recipe (Holm over all pairs of recipes with values); NaN for the best itself
+            or when undefined (fewer than 2 values, or both samples constant).
+        p_mann_whitney_vs_best: the same for the Mann-Whitney U test (NaN for the best itself
+            or a recipe without values).
+        tie_rank / tie_group: the tie-aware rank ("1=", "1=", "3") and 1-based tie group from
+            :func:`~optbench.analysis.pairwise.rank_with_ties` on ``final_key`` (recipes without
+            values share the last rank).
+        n_comparisons: size of the Holm family (pairs of recipes with values).
+        alpha / tie_test: level and test ("welch" or "mann_whitney") of the tie-aware rank.
         final_key / best_key / final_direction / best_direction: what was summarized.
         target_key / target_value / target_direction: the time-to-target definition.
         run_ids: every run of the recipe, in seed order.
@@ -105,6 +123,16 @@ class RecipeSummary:
     final_run_ids: tuple[str, ...]
     final_values: tuple[float, ...]
     problems: tuple[RunProblem, ...]
+    median_epochs_to_target: float = math.nan
+    median_steps_to_target: float = math.nan
+    median_seconds_to_target: float = math.nan
+    p_mann_whitney_vs_best: float = math.nan
+    tie_rank: str = ""
+    tie_group: int = 0
+    n_comparisons: int = 0
+    alpha: float = 0.05
+    tie_test: str = "welch"
+    n_pruned: int = 0
 
 
 def _direction(directions: Mapping[str, Direction], key: str, field: str) -> Direction:
@@ -117,8 +145,8 @@ def _direction(directions: Mapping[str, Direction], key: str, field: str) -> Dir
 
 
 def _counted(runs: Sequence[RunResult]) -> list[RunResult]:
-    """Runs whose metrics count: not failed, at least one recorded epoch."""
-    return [r for r in runs if r.status is not RunStatus.FAILED and r.epochs]
+    """Runs whose metrics count: finished or diverged, at least one recorded epoch."""
+    return [r for r in runs if r.status in (RunStatus.FINISHED, RunStatus.DIVERGED) and r.epochs]
 
 
 def _value(run: RunResult, key: str, value: float) -> float:
@@ -165,9 +193,13 @@ def _summarize_group(label: str, runs: list[RunResult], *, final_key: str, best_
     counted = _counted(runs)
     finals = [_value(r, final_key, r.final(final_key)) for r in counted]
     bests = [_value(r, best_key, r.best(best_key, best_dir)) for r in counted]
-    reached = [t for t in (r.time_to_target(target_key, target_value, target_dir) for r in counted)
-               if t is not None]
-    n_reachable = sum(1 for r in runs if r.status is not RunStatus.FAILED)
+    times = [r.time_to_target(target_key, target_value, target_dir) for r in counted]
+    reached = [t for t in times if t is not None]
+    n_reachable = sum(1 for r in runs if r.status in (RunStatus.FINISHED, RunStatus.DIVERGED))
+    times += [None] * (n_reachable - len(counted))  # diverged before any epoch: never reached
+
+    def median(i: int) -> float:
+        return censored_median([None if t is None else float(t[i]) for t in times])
     throughput = [sum(e.samples_per_second for e in r.epochs) / len(r.epochs) for r in counted]
     problems = tuple(
         RunProblem(r.run_id, r.seed, r.status, len(r.epochs), r.error or "")
@@ -195,6 +227,9 @@ def _summarize_group(label: str, runs: list[RunResult], *, final_key: str, best_
         final_run_ids=tuple(r.run_id for r in counted),
         final_values=tuple(finals),
         problems=problems,
+        median_epochs_to_target=median(0), median_steps_to_target=median(1),
+        median_seconds_to_target=median(2),
+        n_pruned=sum(1 for r in runs if r.status is RunStatus.PRUNED),
     )
 
 
@@ -202,7 +237,8 @@ def summarize_runs(results: Sequence[RunResult], directions: Mapping[str, Direct
                    final_key: str = "test_accuracy", best_key: str = "valid_accuracy",
                    target: tuple[str, float] = ("valid_accuracy", 0.85),
                    confidence: float = 0.95,
-                   group_by: Callable[[RunResult], str] | None = None) -> list[RecipeSummary]:
+                   group_by: Callable[[RunResult], str] | None = None,
+                   alpha: float = 0.05, tie_test: str = "welch") -> list[RecipeSummary]:
     """Summarize runs of one task per recipe over seeds and rank the recipes.
 
     Args:
@@ -217,6 +253,8 @@ def summarize_runs(results: Sequence[RunResult], directions: Mapping[str, Direct
         confidence: coverage of the bootstrap confidence intervals, in (0, 1).
         group_by: ``run -> label``; default ``run.recipe.label``. With the default, all
             runs sharing a label must share one recipe.
+        alpha: family-wise error rate of the pairwise tests behind ``tie_rank``, in (0, 1).
+        tie_test: ``"welch"`` (default) or ``"mann_whitney"``, the test of ``tie_rank``.
 
     Returns:
         One :class:`RecipeSummary` per label, sorted by rank (best first, ties by label).
@@ -224,13 +262,15 @@ def summarize_runs(results: Sequence[RunResult], directions: Mapping[str, Direct
     Raises:
         ConfigError: a key without a direction, runs of several tasks, several recipes
             under one label, a target value that is not finite, a counted run lacking a
-            metric key, or a confidence outside (0, 1).
+            metric key, a confidence or alpha outside (0, 1), an unknown ``tie_test``.
         ValueError: the same run id twice.
     """
     target_key, target_value = target
     if isinstance(target_value, bool) or not isinstance(target_value, int | float) \
             or not math.isfinite(target_value):
         raise ConfigError("target value", target_value, "a finite number")
+    if tie_test not in TESTS:
+        raise ConfigError("tie_test", tie_test, TESTS)
     groups = _group(results, group_by)
     rows = [_summarize_group(label, runs, final_key=final_key, best_key=best_key,
                              target=(target_key, target_value), directions=directions,
@@ -244,10 +284,12 @@ def summarize_runs(results: Sequence[RunResult], directions: Mapping[str, Direct
         return (1, 0.0, row.label) if math.isnan(mean) else (0, sign * mean, row.label)
 
     rows.sort(key=order)
+    values = {row.label: row.final_values for row in rows}
+    table = pairwise_comparisons(values, direction, alpha=alpha)
+    ties = {t.label: t for t in rank_with_ties(values, direction, alpha=alpha, test=tie_test, comparisons=table)}
     n_valued = sum(1 for r in rows if not math.isnan(r.final_test.mean))
-    best = rows[0].final_test if n_valued else None
+    best = rows[0] if n_valued else None
     ranked: list[RecipeSummary] = []
-    raw_p: list[float] = []
     for i, row in enumerate(rows):
         mean = row.final_test.mean
         if math.isnan(mean):
@@ -256,7 +298,13 @@ def summarize_runs(results: Sequence[RunResult], directions: Mapping[str, Direct
             rank = ranked[-1].rank
         else:
             rank = i + 1
-        tied = best is not None and (i == 0 or row.final_test.overlaps(best))
-        raw_p.append(math.nan if i == 0 or best is None else welch_p_value(row.final_test, best))
-        ranked.append(replace(row, rank=rank, tied_with_best=tied))
-    return [replace(row, p_vs_best=p) for row, p in zip(ranked, holm(raw_p), strict=True)]
+        tied = best is not None and (i == 0 or row.final_test.overlaps(best.final_test))
+        pair = table.get(best.label, row.label) if best is not None and i and not math.isnan(mean) else None
+        tie = ties[row.label]
+        ranked.append(replace(
+            row, rank=rank, tied_with_best=tied,
+            p_vs_best=math.nan if pair is None else pair.welch_p_holm,
+            p_mann_whitney_vs_best=math.nan if pair is None else pair.mann_whitney_p_holm,
+            tie_rank=tie.rank_label, tie_group=tie.group, n_comparisons=len(table.rows),
+            alpha=float(alpha), tie_test=tie_test))
+    return ranked

@@ -1,4 +1,5 @@
-"""``summary.md``: what ran, the ranking, how sure we are, and every run that went wrong."""
+"""``summary.md``: what ran, the ranking, the runs behind it, time-to-target, pairwise tests,
+how sure we are (with the seeds needed), and every run that went wrong."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
+from optbench.analysis.pairwise import PairwiseTable, pairwise_comparisons
+from optbench.analysis.power import seed_advice
 from optbench.analysis.summary import RecipeSummary, RunProblem
-from optbench.report.tables import ranking_markdown
+from optbench.report.tables import (
+    markdown_table,
+    pairwise_cells,
+    ranking_markdown,
+    time_to_target_cells,
+    trace_cells,
+)
 from optbench.spec import Direction, RunStatus
 
 
@@ -30,8 +39,8 @@ def how_sure(summaries: Sequence[RecipeSummary], *, final_label: str = "final te
              final_as_percent: bool = True) -> str:
     """A short paragraph, computed from the summaries, on how clear the ranking is.
 
-    States the best recipe with its CI and seed count, which recipes' CIs overlap it,
-    what Holm-corrected Welch tests at level ``1 - confidence`` say, a warning when
+    States the best recipe with its CI and seed count, which recipes' CIs overlap it, which
+    share its tie-aware rank, what Holm-corrected Welch tests at level ``1 - confidence`` say, a warning when
     fewer than 5 seeds were counted, and who reached the target in all, some or no runs.
 
     Returns:
@@ -47,8 +56,8 @@ def how_sure(summaries: Sequence[RecipeSummary], *, final_label: str = "final te
     ci = ("" if math.isnan(s.ci_low) else
           f", {s.confidence:.0%} CI [{_fmt(s.ci_low, final_as_percent)}, "
           f"{_fmt(s.ci_high, final_as_percent)}]")
-    parts = [f"**{best.label}** ranks first on {final_label} with "
-             f"{_fmt(s.mean, final_as_percent)}{ci} over {s.n} seed{'s' if s.n != 1 else ''}."]
+    parts = [(f"**{best.label}** ranks first on {final_label} with "
+              f"{_fmt(s.mean, final_as_percent)}{ci} over {s.n} seed{'s' if s.n != 1 else ''}.")]
     others = [r for r in summaries if r is not best and not math.isnan(r.final_test.mean)]
     overlap = [r.label for r in others if r.tied_with_best]
     if overlap:
@@ -56,6 +65,10 @@ def how_sure(summaries: Sequence[RecipeSummary], *, final_label: str = "final te
                      "these runs do not clearly separate them from it.")
     elif others:
         parts.append("No other recipe's confidence interval overlaps the best one's.")
+    tied = [r.label for r in others if best.tie_group and r.tie_group == best.tie_group]
+    if tied:
+        parts.append(f"In the tie-aware rank {_names(tied)} share{'s' if len(tied) == 1 else ''} rank "
+                     f"{best.tie_rank} with it (no significant difference at {best.alpha:.0%}).")
     worse = [r.label for r in others if not math.isnan(r.p_vs_best) and r.p_vs_best < alpha]
     unclear = [r.label for r in others if not math.isnan(r.p_vs_best) and r.p_vs_best >= alpha]
     undefined = [r.label for r in others if math.isnan(r.p_vs_best)]
@@ -91,13 +104,51 @@ def how_sure(summaries: Sequence[RecipeSummary], *, final_label: str = "final te
     return " ".join(parts)
 
 
+def comparisons_of(summaries: Sequence[RecipeSummary]) -> PairwiseTable | None:
+    """:func:`~optbench.analysis.pairwise_comparisons` of the summaries' final values (the same
+    family as their p-values), or None without summaries."""
+    if not summaries:
+        return None
+    return pairwise_comparisons({r.label: r.final_values for r in summaries}, summaries[0].final_direction,
+                                alpha=summaries[0].alpha)
+
+
+def seeds_sentence(summaries: Sequence[RecipeSummary], *, difference: float | None = None,
+                   percent: bool = True, power: float = 0.8) -> str:
+    """One sentence: how many seeds per recipe the two best recipes would need for a two-sided
+    Welch test at the summaries' alpha to detect their observed difference with probability
+    ``power`` (and ``difference``, in metric units, when given), from their observed stds
+    (:func:`optbench.analysis.seed_advice`). "" when fewer than two recipes have 2+ values."""
+    if not summaries:
+        return ""
+    advice = seed_advice({r.label: r.final_values for r in summaries}, summaries[0].final_direction,
+                         difference=difference, alpha=summaries[0].alpha, power=power)
+    if advice is None:
+        return ""
+
+    def amount(x: float) -> str:
+        return f"{100 * x:.2f} pp" if percent else f"{x:.4g}"
+
+    level = f"at {advice.alpha:.0%} with {advice.power:.0%} power"
+    if advice.seeds_for_observed is None:
+        text = f"**{advice.first}** and **{advice.second}** have equal means: no seed count separates them."
+    else:
+        text = (f"Seeds needed: to tell **{advice.first}** from **{advice.second}** (observed difference "
+                f"{amount(advice.observed_difference)}, stds {amount(advice.std_first)} and "
+                f"{amount(advice.std_second)} over {advice.n_first} and {advice.n_second} seeds) {level}, "
+                f"about {advice.seeds_for_observed} seeds per recipe.")
+    if advice.difference is not None and advice.seeds_for_difference is not None:
+        text += f" To detect a difference of {amount(advice.difference)}: {advice.seeds_for_difference}."
+    return text + " (Welch t-test power from the observed stds; an estimate, itself uncertain.)"
+
+
 def _fence(text: str) -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     return "`" * max(3, longest + 1)
 
 
 def _problem(label: str, p: RunProblem) -> str:
-    verb = "diverged" if p.status is RunStatus.DIVERGED else "failed"
+    verb = {RunStatus.DIVERGED: "diverged", RunStatus.PRUNED: "was pruned"}.get(p.status, "failed")
     plural = "s" if p.epochs_completed != 1 else ""
     what = f"{verb} after {p.epochs_completed} recorded epoch{plural}"
     message = p.error.strip() or "(no message stored)"
@@ -122,7 +173,7 @@ def problems_markdown(summaries: Sequence[RecipeSummary]) -> str:
 def summary_markdown(summaries: Sequence[RecipeSummary], *, context: Mapping[str, str],
                      title: str = "optbench comparison", final_label: str = "final test acc",
                      best_label: str = "best valid acc", final_as_percent: bool = True,
-                     best_as_percent: bool = True) -> str:
+                     best_as_percent: bool = True, detect_difference: float | None = None) -> str:
     """The full ``summary.md`` of a comparison.
 
     Args:
@@ -133,22 +184,50 @@ def summary_markdown(summaries: Sequence[RecipeSummary], *, context: Mapping[str
         title: the top-level heading.
         final_label, best_label, final_as_percent, best_as_percent: as in
             :func:`optbench.report.tables.ranking_cells`.
+        detect_difference: a difference of the final metric (its units, e.g. 0.005 = 0.5 pp)
+            for which the seeds needed are stated too; default: for percent metrics 0.005,
+            otherwise only the observed difference.
 
     Returns:
-        Markdown text with sections: heading and context, Ranking (table and legend),
-        How sure, Diverged and failed runs. Ends with a newline.
+        Markdown text with sections: heading and context, Ranking (table, legend and the runs
+        behind each row), Time to target, Pairwise comparisons, How sure (with the seeds
+        needed), Diverged and failed runs. Ends with a newline.
     """
     n_runs = sum(r.n_runs for r in summaries)
     counts = (f"{n_runs} runs: {sum(r.n_finished for r in summaries)} finished, "
               f"{sum(r.n_diverged for r in summaries)} diverged, "
-              f"{sum(r.n_failed for r in summaries)} failed.")
+              f"{sum(r.n_failed for r in summaries)} failed"
+              + (f", {pruned} pruned." if (pruned := sum(r.n_pruned for r in summaries)) else "."))
+    if detect_difference is None and final_as_percent:
+        detect_difference = 0.005
     lines = [f"# {title}", ""]
     lines += [f"- **{key}:** {value}" for key, value in context.items()]
     lines += ["", counts, "", "## Ranking", "",
               ranking_markdown(summaries, final_label=final_label, best_label=best_label,
                                final_as_percent=final_as_percent,
-                               best_as_percent=best_as_percent).rstrip("\n"),
-              "", "## How sure", "",
-              how_sure(summaries, final_label=final_label, final_as_percent=final_as_percent),
-              "", "## Diverged and failed runs", "", problems_markdown(summaries).rstrip("\n")]
+                               best_as_percent=best_as_percent).rstrip("\n")]
+    if summaries:
+        lines += ["", "### Runs behind each row", "",
+                  markdown_table(*trace_cells(summaries, percent=final_as_percent), left=3).rstrip("\n")]
+        target = summaries[0]
+        sign = "≥" if target.target_direction is Direction.MAXIMIZE else "≤"
+        lines += ["", "## Time to target", "",
+                  markdown_table(*time_to_target_cells(summaries)).rstrip("\n"), "",
+                  (f"Target {target.target_key} {sign} {target.target_value:g}. Median: the smallest time by "
+                   "which at least half of the non-failed runs reached the target (Kaplan-Meier median; runs "
+                   "that never reached it, diverged ones included, are censored, never dropped); \"> budget\" "
+                   "when fewer than half did. Means are over the runs that reached it. Seconds: training only.")]
+    table = comparisons_of(summaries)
+    if table is not None and table.rows:
+        lines += ["", "## Pairwise comparisons", "",
+                  markdown_table(*pairwise_cells(table, percent=final_as_percent)).rstrip("\n"), "",
+                  (f"Every pair of recipes on {summaries[0].final_key}; p-values two-sided, Holm-corrected over "
+                   f"all {len(table.rows)} pairs per test (Welch's t-test; Mann-Whitney U, whose smallest possible "
+                   "p is 0.1 with 3 seeds a side and 0.029 with 4, before the correction).")]
+    seeds = seeds_sentence(summaries, difference=detect_difference, percent=final_as_percent)
+    lines += ["", "## How sure", "",
+              how_sure(summaries, final_label=final_label, final_as_percent=final_as_percent)]
+    if seeds:
+        lines += ["", seeds]
+    lines += ["", "## Diverged and failed runs", "", problems_markdown(summaries).rstrip("\n")]
     return "\n".join(lines) + "\n"

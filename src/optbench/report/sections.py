@@ -20,11 +20,22 @@ from optbench.analysis.report_data import (
 )
 from optbench.analysis.summary import RecipeSummary
 from optbench.report.export import make_table
-from optbench.report.figures import plot_distributed, plot_lr_sensitivity, plot_profiles, plot_schedules
-from optbench.report.markdown import how_sure
-from optbench.report.page import ReportPage, slug
+from optbench.report.figures import (
+    plot_distributed,
+    plot_lr_sensitivity,
+    plot_profiles,
+    plot_schedules,
+)
+from optbench.report.markdown import comparisons_of, how_sure, seeds_sentence
+from optbench.report.page import ReportPage, esc, slug
 from optbench.report.plots import plot_curves
-from optbench.report.tables import ranking_cells, ranking_legend
+from optbench.report.tables import (
+    pairwise_cells,
+    ranking_cells,
+    ranking_legend,
+    time_to_target_cells,
+    trace_cells,
+)
 from optbench.spec import SPLITS, Direction, RunResult
 
 
@@ -68,8 +79,8 @@ def summary_section(page: ReportPage, overview: StudyOverview, context: Mapping[
         ("recipes", f"{len(overview.labels)}: {', '.join(overview.labels)}"),
         ("seeds", ", ".join(map(str, overview.seeds))),
         ("protocol", str(overview.config.get("protocol", "—"))),
-        ("budget", f"epochs {', '.join(map(str, overview.epochs))}; batch size "
-                   f"{', '.join(map(str, overview.batch_sizes))}; lr {', '.join(f'{x:g}' for x in overview.lrs)}"),
+        ("budget", (f"epochs {', '.join(map(str, overview.epochs))}; batch size "
+                    f"{', '.join(map(str, overview.batch_sizes))}; lr {', '.join(f'{x:g}' for x in overview.lrs)}")),
     ]
     rows += [(k, v) for k, v in defaults if k not in known]
     s = overview.per_run_seconds
@@ -101,18 +112,35 @@ def _ranking(page: ReportPage, info: TaskInfo, summaries: Sequence[RecipeSummary
     headers, rows = ranking_cells(summaries, final_label=f"final test {metric}",
                                   best_label=f"best valid {info.best_key.partition('_')[2].replace('_', ' ')}",
                                   final_as_percent=info.percent, best_as_percent=info.best_key.endswith("_accuracy"))
-    headers = [*headers, "train s to target"]
-    rows = [[*row, "—" if math.isnan(r.seconds_to_target.mean) else
-             f"{r.seconds_to_target.mean:.2f}" + ("" if math.isnan(r.seconds_to_target.std)
-                                                  else f" ± {r.seconds_to_target.std:.2f}")]
-            for row, r in zip(rows, summaries, strict=True)]
     best = next((i for i, r in enumerate(summaries) if r.rank == 1 and not math.isnan(r.final_test.mean)), None)
     classes = ["best" if i == best else ("warn" if r.n_diverged or r.n_failed else "")
                for i, r in enumerate(summaries)]
-    caption = (f"{info.name}: ranked by {info.final_key} at the last epoch. " + ranking_legend(summaries)
-               + " Seconds to target: cumulative training seconds (evaluation excluded).")
-    page.table(make_table(f"ranking_{slug(info.name)}", caption, headers, rows), row_classes=classes)
+    caption = f"{info.name}: ranked by {info.final_key} at the last epoch. " + ranking_legend(summaries)
+    name = slug(info.name)
+    page.table(make_table(f"ranking_{name}", caption, headers, rows), row_classes=classes)
+    if summaries:
+        page.add("<details><summary>Runs behind each row: every counted run id with its value</summary>")
+        page.table(make_table(f"runs_{name}", f"{info.name}: the runs each ranking row was computed from.",
+                              *trace_cells(summaries, percent=info.percent), ["l", "l", "l"]))
+        page.add("</details>")
+        key, value = info.target
+        page.table(make_table(
+            f"time_to_target_{name}", f"{info.name}: time to {key} {value:g} in epochs, optimizer steps and training "
+            "seconds (evaluation excluded). Median: smallest time by which at least half of the non-failed runs "
+            "reached it (Kaplan-Meier median; runs that never did are censored, never dropped; '> budget' when "
+            "fewer than half did); means over the runs that reached it.", *time_to_target_cells(summaries)))
+    table = comparisons_of(summaries)
+    if table is not None and table.rows:
+        page.add(f"<details{' open' if len(table.rows) <= 10 else ''}><summary>"
+                 f"{esc(f'Pairwise comparisons ({len(table.rows)} pairs)')}</summary>")
+        page.table(make_table(f"pairwise_{name}", f"{info.name}: every pair of recipes on {info.final_key}; "
+                              f"two-sided p-values, Holm-corrected over all {len(table.rows)} pairs per test "
+                              "(Welch's t-test; Mann-Whitney U).", *pairwise_cells(table, percent=info.percent)))
+        page.add("</details>")
     page.paragraph(how_sure(summaries, final_label=f"final test {metric}", final_as_percent=info.percent))
+    seeds = seeds_sentence(summaries, difference=0.005 if info.percent else None, percent=info.percent)
+    if seeds:
+        page.paragraph(seeds)
 
 
 def _flat(recipe_dict: Mapping[str, object]) -> dict[str, str]:

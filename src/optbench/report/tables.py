@@ -3,8 +3,13 @@
 Both renderings show the same columns, built once by :func:`ranking_cells`:
 rank, optimizer, final metric (mean ± std over seeds and its bootstrap CI), best
 validation metric, epochs to target (mean ± std over the runs that reached it, and
-"k/n reached"), training samples/s, comparison with the best recipe, diverged and failed
-counts. Missing numbers (no value, or a std from one seed) render as "—".
+"k/n reached"), training samples/s, the tie-aware rank with the Holm-corrected Welch and
+Mann-Whitney p-values against the best recipe, diverged and failed counts. Missing numbers
+(no value, or a std from one seed) render as "—".
+
+Further tables of the reports: :func:`time_to_target_cells` (epochs, steps and seconds with a
+censoring-aware median), :func:`pairwise_cells` (every pair of recipes) and
+:func:`trace_cells` (the runs behind each row); :func:`markdown_table` renders any of them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
+from optbench.analysis.pairwise import PairwiseTable
 from optbench.analysis.stats import Summary
 from optbench.analysis.summary import RecipeSummary
 from optbench.spec import Direction
@@ -66,8 +72,9 @@ def _vs_best(r: RecipeSummary, is_best: bool) -> str:
     if is_best:
         return "best"
     if math.isnan(r.final_test.mean):
-        return DASH
-    return ("≈ " if r.tied_with_best else "") + _p(r.p_vs_best)
+        return f"{r.tie_rank} {DASH}".strip()
+    return (f"{r.tie_rank} " if r.tie_rank else "") + ("≈ " if r.tied_with_best else "") + _p(r.p_vs_best) \
+        + " · MW " + _p(r.p_mann_whitney_vs_best)
 
 
 def _target_header(summaries: Sequence[RecipeSummary]) -> str:
@@ -103,7 +110,7 @@ def ranking_cells(summaries: Sequence[RecipeSummary], *, final_label: str = "fin
     unit_final = " (%)" if final_as_percent else ""
     unit_best = " (%)" if best_as_percent else ""
     headers = ["#", "optimizer", f"{final_label}{unit_final}", f"{confidence:.0%} CI{unit_final}",
-               f"{best_label}{unit_best}", _target_header(summaries), "samples/s", "vs best",
+               f"{best_label}{unit_best}", _target_header(summaries), "samples/s", "tie rank · vs best",
                "diverged", "failed"]
     best = _best_index(summaries)
     rows = [
@@ -121,15 +128,19 @@ def ranking_legend(summaries: Sequence[RecipeSummary]) -> str:
     if not summaries:
         return "No runs."
     r = summaries[0]
-    m = max(len(summaries) - 1, 0)
+    m = r.n_comparisons
+    test = "Welch's t-test" if r.tie_test == "welch" else "the Mann-Whitney U test"
     return (
         f"Mean ± std over seeds; CI: bootstrap percentile {r.final_test.confidence:.0%} interval "
         f"of the mean. Final values are {r.final_key} at each run's last recorded epoch (a "
         f"diverged run counts with its last epoch before divergence; failed runs are left out); "
         f"best is the best {r.best_key} over epochs. Epochs to target: mean over the runs that "
         f"reached it, (reached/runs); runs that never reached it are censored, not dropped. "
-        f"vs best: ≈ marks a CI overlapping the best's (a marker, not a test); p is Welch's "
-        f"t-test against the best, Holm-corrected over {m} comparison{'s' if m != 1 else ''}."
+        f"# orders by mean. Tie rank: walking down that order, a recipe shares the rank of its "
+        f"group's leader (1=) unless {test} finds it different at {r.alpha:.0%}; ≈ marks a CI "
+        f"overlapping the best's (a marker, not a test); p: Welch's t-test, MW p: Mann-Whitney U "
+        f"test against the best, each Holm-corrected over all {m} pair{'s' if m != 1 else ''} of "
+        f"recipes."
     )
 
 
@@ -190,3 +201,86 @@ def ranking_markdown(summaries: Sequence[RecipeSummary], *, final_label: str = "
     if legend:
         text += "\n" + ranking_legend(summaries) + "\n"
     return text
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, left: int = 1) -> str:
+    """Any table of strings as GitHub Markdown; the first ``left`` columns left-aligned, the rest
+    right-aligned; ``|`` escaped. Ends with a newline."""
+    align = [":---" if i < left else "---:" for i in range(len(headers))]
+    return "\n".join("| " + " | ".join(_md_cell(c) for c in cells) + " |"
+                     for cells in (headers, align, *rows)) + "\n"
+
+
+def _time(value: float, digits: str) -> str:
+    if math.isnan(value):
+        return DASH
+    return "> budget" if math.isinf(value) else format(value, digits)
+
+
+def _reached_mean(s: Summary, digits: str) -> str:
+    if math.isnan(s.mean):
+        return DASH
+    return format(s.mean, digits) + ("" if math.isnan(s.std) else f" ± {format(s.std, digits)}")
+
+
+def time_to_target_cells(summaries: Sequence[RecipeSummary]) -> tuple[list[str], list[list[str]]]:
+    """Time-to-target per recipe in epochs, optimizer steps and training seconds.
+
+    Columns: recipe, "reached k/n" (non-failed runs), the censoring-aware median in epochs,
+    steps and seconds (:func:`optbench.analysis.censored_median`: "> budget" when fewer than
+    half reached the target), and mean ± std over the runs that reached it (epochs, steps, s).
+
+    Returns:
+        ``(headers, rows)`` of strings, rows in the order given.
+    """
+    headers = ["recipe", "reached", "median epochs", "median steps", "median train s",
+               "mean epochs (reached)", "mean steps (reached)", "mean train s (reached)"]
+    rows = [[r.label, f"{r.n_reached}/{r.n_reached + r.n_censored}",
+             _time(r.median_epochs_to_target, "g"), _time(r.median_steps_to_target, ",.0f"),
+             _time(r.median_seconds_to_target, ".2f"), _reached_mean(r.epochs_to_target, ".1f"),
+             _reached_mean(r.steps_to_target, ",.0f"), _reached_mean(r.seconds_to_target, ".2f")]
+            for r in summaries]
+    return headers, rows
+
+
+def _pp(p: float) -> str:
+    return DASH if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def pairwise_cells(table: PairwiseTable, *, percent: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Every pair of recipes: mean difference and both tests, raw and Holm-corrected.
+
+    Args:
+        table: from :func:`optbench.analysis.pairwise_comparisons`.
+        percent: show the difference in percentage points (metric in [0, 1]).
+
+    Returns:
+        ``(headers, rows)``; a row per pair, better mean first; "yes" in a "significant" column
+        when the Holm-adjusted p is below the table's alpha.
+    """
+    unit = " (pp)" if percent else ""
+    headers = ["pair", f"mean difference{unit}", "Welch p", "Welch p (Holm)", "MW p", "MW p (Holm)",
+               f"significant at {table.alpha:.0%} (Welch / MW)"]
+    rows = [[f"{c.a} vs {c.b}", f"{100 * c.difference:+.2f}" if percent else f"{c.difference:+.4g}",
+             _pp(c.welch_p), _pp(c.welch_p_holm), _pp(c.mann_whitney_p), _pp(c.mann_whitney_p_holm),
+             f"{'yes' if c.welch_significant else 'no'} / {'yes' if c.mann_whitney_significant else 'no'}"]
+            for c in table.rows]
+    return headers, rows
+
+
+def trace_cells(summaries: Sequence[RecipeSummary], *, percent: bool = True) -> tuple[list[str], list[list[str]]]:
+    """The runs behind each ranking row: every counted run id with its final value, and the runs
+    of the recipe that have no value (failed, or diverged before any epoch).
+
+    Returns:
+        ``(headers, rows)``; one row per recipe, in the order given.
+    """
+    headers = ["recipe", f"runs counted: run id = {summaries[0].final_key if summaries else 'final value'}",
+               "runs without a value"]
+    rows = []
+    for r in summaries:
+        counted = ", ".join(f"{rid} = {_num(v, percent)}" for rid, v in zip(r.final_run_ids, r.final_values,
+                                                                           strict=True))
+        lost = [rid for rid in r.run_ids if rid not in set(r.final_run_ids)]
+        rows.append([r.label, counted or DASH, ", ".join(lost) or DASH])
+    return headers, rows
