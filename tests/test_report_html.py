@@ -69,6 +69,17 @@ def test_lr_sensitivity_only_when_lr_varies():
     assert math.isnan(curve.mean[-1]) and curve.mean[2] > curve.mean[0]
 
 
+def test_lr_sensitivity_keeps_recipes_that_differ_beyond_lr_apart():
+    import dataclasses
+
+    runs = [_run("t", "sgd", 0, lr=lr, acc0=0.2 + lr) for lr in (0.01, 0.1)]
+    runs += [dataclasses.replace(r, recipe=dataclasses.replace(r.recipe, schedule="cosine"))
+             for r in (_run("t", "sgd", 0, lr=lr, acc0=0.5) for lr in (0.01, 0.1))]
+    curves = lr_sensitivity(runs, "test_accuracy")
+    assert sorted(curves) == ["sgd schedule=cosine", "sgd schedule=-"]
+    assert curves["sgd schedule=-"].mean.tolist() != curves["sgd schedule=cosine"].mean.tolist()
+
+
 def test_performance_profiles_ratios_score_and_rank():
     values = {"a": {"x": 0.9, "y": 0.45}, "b": {"x": 2.0, "y": 1.0}}
     p = performance_profiles(values, {"a": Direction.MAXIMIZE, "b": Direction.MINIMIZE})

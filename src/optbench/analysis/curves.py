@@ -118,7 +118,8 @@ def curve_bands(results: Sequence[RunResult], key: str, x: str = "epoch",
     tasks = sorted({r.task for r in results})
     if len(tasks) > 1:
         raise ConfigError("results task", ", ".join(tasks), "runs of a single task (filter by task first)")
-    counted = [r for r in results if r.status is not RunStatus.FAILED]
+    # failed runs have no trustworthy curve; pruned ones stop where a tuner chose (listed as problems)
+    counted = [r for r in results if r.status not in (RunStatus.FAILED, RunStatus.PRUNED)]
     groups: dict[str, dict[int, list[tuple[float, float, float]]]] = {}
     for run in counted:
         for epoch, step, seconds, value in _points(run, key):

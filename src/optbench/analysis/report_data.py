@@ -16,6 +16,7 @@ statistics but listed in :attr:`StudyOverview.problems`; nothing is hidden.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -140,11 +141,39 @@ class LrCurve:
     n_lost: np.ndarray
 
 
-def lr_sensitivity(results: Sequence[RunResult], key: str) -> dict[str, LrCurve]:
-    """Per optimizer, ``key`` at the last recorded epoch versus the recipe's ``lr``.
+def _without_lr(run: RunResult) -> dict:
+    recipe = run.recipe.to_dict()
+    recipe["hyperparams"] = {k: v for k, v in recipe["hyperparams"].items() if k != "lr"}
+    return recipe
 
-    Only optimizers tried at two or more learning rates are returned (a study that shares one
-    lr, like ``seed004``, gives ``{}``). Runs of a single task.
+
+def _curve_names(keys: Mapping[str, dict]) -> dict[str, str]:
+    """A display name per recipe-without-lr: the optimizer, plus the fields that tell apart
+    recipes of the same optimizer (``"adam schedule=cosine"``)."""
+    by_optimizer: dict[str, list[str]] = {}
+    for key, recipe in keys.items():
+        by_optimizer.setdefault(recipe["optimizer"], []).append(key)
+    names = {}
+    for optimizer, group in by_optimizer.items():
+        if len(group) == 1:
+            names[group[0]] = optimizer
+            continue
+        flat = [{k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in keys[g].items()}
+                for g in group]
+        differing = sorted({k for f in flat for k in f if len({g.get(k) for g in flat}) > 1})
+        for key, f in zip(group, flat, strict=True):
+            names[key] = optimizer + " " + ",".join(f"{k}={f.get(k, '-')}" for k in differing)
+    return names
+
+
+def lr_sensitivity(results: Sequence[RunResult], key: str) -> dict[str, LrCurve]:
+    """Per recipe apart from its learning rate, ``key`` at the last recorded epoch versus ``lr``.
+
+    Runs are grouped by their whole recipe except ``lr`` (so recipes that differ in schedule,
+    batch size or any other field are separate curves, named by optimizer plus the differing
+    fields). Only groups tried at two or more learning rates are returned (a study that shares
+    one lr, like ``seed004``, gives ``{}``). Pruned runs (stopped by a tuner) are left out.
+    Runs of a single task.
 
     Raises:
         ConfigError: runs of several tasks.
@@ -154,27 +183,33 @@ def lr_sensitivity(results: Sequence[RunResult], key: str) -> dict[str, LrCurve]
         raise ConfigError("results task", ", ".join(tasks), "runs of a single task (filter by task first)")
     groups: dict[str, dict[float, list[float]]] = {}
     lost: dict[str, dict[float, int]] = {}
+    recipes: dict[str, dict] = {}
     for r in results:
-        if "lr" not in r.recipe.hyperparams:
+        if "lr" not in r.recipe.hyperparams or r.status is RunStatus.PRUNED:  # a tuner's partial run
             continue
+        rest = _without_lr(r)
+        group = json.dumps(rest, sort_keys=True)
+        recipes[group] = rest
         lr = float(r.recipe.hyperparams["lr"])
-        values = groups.setdefault(r.recipe.optimizer, {}).setdefault(lr, [])
+        values = groups.setdefault(group, {}).setdefault(lr, [])
         value = r.final(key) if r.status is not RunStatus.FAILED else math.nan
         if math.isfinite(value):
             values.append(value)
         else:
-            lost.setdefault(r.recipe.optimizer, {})[lr] = lost.get(r.recipe.optimizer, {}).get(lr, 0) + 1
+            lost.setdefault(group, {})[lr] = lost.get(group, {}).get(lr, 0) + 1
+    names = _curve_names(recipes)
     out: dict[str, LrCurve] = {}
-    for name in sorted(groups):
-        by_lr = groups[name]
+    for group in sorted(groups, key=lambda g: names[g]):
+        by_lr = groups[group]
         if len(by_lr) < 2:
             continue
         lrs = sorted(by_lr)
         stats = [(np.mean(v), np.min(v), np.max(v)) if v else (math.nan,) * 3 for v in (by_lr[x] for x in lrs)]
         mean, low, high = (np.asarray(c, dtype=np.float64) for c in zip(*stats, strict=True))
+        name = names[group]
         out[name] = LrCurve(name, key, np.asarray(lrs), mean, low, high,
                             np.asarray([len(by_lr[x]) for x in lrs], dtype=np.int64),
-                            np.asarray([lost.get(name, {}).get(x, 0) for x in lrs], dtype=np.int64))
+                            np.asarray([lost.get(group, {}).get(x, 0) for x in lrs], dtype=np.int64))
     return out
 
 
