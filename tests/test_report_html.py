@@ -76,7 +76,7 @@ def test_lr_sensitivity_keeps_recipes_that_differ_beyond_lr_apart():
     runs += [dataclasses.replace(r, recipe=dataclasses.replace(r.recipe, schedule="cosine"))
              for r in (_run("t", "sgd", 0, lr=lr, acc0=0.5) for lr in (0.01, 0.1))]
     curves = lr_sensitivity(runs, "test_accuracy")
-    assert sorted(curves) == ["sgd schedule=cosine", "sgd schedule=-"]
+    assert sorted(curves) == ["sgd schedule=-", "sgd schedule=cosine"]
     assert curves["sgd schedule=-"].mean.tolist() != curves["sgd schedule=cosine"].mean.tolist()
 
 
