@@ -1,8 +1,27 @@
-"""Shared test setup: a per-session data cache, so tests never touch the user's cache."""
+"""Shared test setup: a per-session data cache, and store fixtures on SQLite and PostgreSQL.
+
+PostgreSQL: ``$OPTBENCH_TEST_POSTGRES_URL`` (a server where the user may create databases) when
+set; otherwise a throwaway cluster started for the session from the local PostgreSQL binaries
+(Debian package ``postgresql``), listening on 127.0.0.1 on a free port only, run as the
+``postgres`` system user when the tests run as root (initdb refuses root). Tests on PostgreSQL
+skip with the reason when neither is possible. Each test gets a fresh database.
+"""
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+POSTGRES_URL_ENV = "OPTBENCH_TEST_POSTGRES_URL"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -12,3 +31,107 @@ def _data_cache(tmp_path_factory):
     mp.setenv("OPTBENCH_DATA", str(tmp_path_factory.mktemp("optbench-data")))
     yield
     mp.undo()
+
+
+def _postgres_bindir() -> Path | None:
+    """The directory of ``initdb``/``pg_ctl``: PATH, else the newest /usr/lib/postgresql/*/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
+    return Path(candidates[-1]).parent if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Cluster:
+    """A throwaway PostgreSQL cluster in a temp dir (started by :meth:`start`)."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="optbench-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres system user
+            runuser = shutil.which("runuser")
+            if runuser is None:
+                raise RuntimeError("running as root without runuser to switch to the postgres user")
+            shutil.chown(self.root, "postgres", "postgres")
+            self.prefix = [runuser, "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        proc = subprocess.run([*self.prefix, *args], check=False, capture_output=True, text=True, timeout=120,
+                              cwd=self.root)
+        if proc.returncode:
+            raise RuntimeError(f"{Path(args[0]).name} failed: {(proc.stderr or proc.stdout).strip()[-400:]}")
+
+    def start(self) -> str:
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "-E", "UTF8", "--no-sync")
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
+                  str(self.root / "server.log"), "-w", "-t", "60", "start")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """SQLAlchemy URL of a PostgreSQL database whose user may create databases (skips with the
+    reason when no server is available)."""
+    pytest.importorskip("psycopg", reason="PostgreSQL driver psycopg 3 not installed (pip install psycopg[binary])")
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        yield url
+        return
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip(f"no PostgreSQL server: set ${POSTGRES_URL_ENV} or install the Debian package postgresql")
+    try:
+        cluster = _Cluster(bindir)
+        url = cluster.start()
+    except (RuntimeError, OSError, KeyError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"could not start a local PostgreSQL server: {err}")
+    try:
+        yield url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    name = f"optbench_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new empty store on each backend: a SQLite file path, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "results.db")
+    return request.getfixturevalue("postgres_url")

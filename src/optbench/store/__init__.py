@@ -9,12 +9,20 @@ A SQLite file by default, any SQLAlchemy URL (PostgreSQL) otherwise::
         store.save_run(result, study="seed004")   # one transaction: all of the run or nothing
         runs = store.load_runs(study="seed004")
 
+Concurrent workers (processes, machines on one PostgreSQL URL) claim runs atomically::
+
+        me = WorkerId.current("w0")
+        if store.claim_run(run_id, me, study="seed004"):   # False: done, or another worker has it
+            ...  # train, calling store.heartbeat(run_id, me) now and then
+            store.save_run(result, study="seed004", release=me)   # saved and released together
+
 The tables are described in :mod:`optbench.store.schema`.
 """
 
 from __future__ import annotations
 
+from optbench.store.claims import ClaimInfo, WorkerId
 from optbench.store.schema import SCHEMA_VERSION
 from optbench.store.sql import Store, StudyInfo, open_store
 
-__all__ = ["SCHEMA_VERSION", "Store", "StudyInfo", "open_store"]
+__all__ = ["SCHEMA_VERSION", "ClaimInfo", "Store", "StudyInfo", "WorkerId", "open_store"]

@@ -12,10 +12,10 @@ Optuna RDB storage, whose own tables are called ``studies``, ``trials`` ...):
 ``optbench_runs``
     One row per run, keyed by ``run_id`` (:func:`optbench.spec.run_id`, 16 hex chars):
     ``task``, ``optimizer`` (copied out of the recipe for queries), ``recipe`` (JSON of
-    :meth:`Recipe.to_dict`), ``seed``, ``status`` (``finished``/``diverged``/``failed``),
+    :meth:`Recipe.to_dict`), ``seed``, ``status`` (``finished``/``diverged``/``failed``/``pruned``),
     ``error``, ``steps``, ``train_seconds``/``eval_seconds``/``total_seconds`` (s),
     ``hyperparams`` and ``environment`` (JSON), ``started_at``/``finished_at`` (UTC) and
-    ``attempts`` (how many times the run was saved: a failed run retried later counts 2).
+    ``attempts`` (how many times the run was saved: a failed or pruned run redone later counts 2).
 ``optbench_study_runs``
     The study <-> run link (a run can belong to several studies). ``run_id`` has no foreign
     key on purpose: a study may list its *planned* runs before they are stored, so that
@@ -25,6 +25,11 @@ Optuna RDB storage, whose own tables are called ``studies``, ``trials`` ...):
     ``samples_per_second``, ``lr``.
 ``optbench_epoch_metrics``
     Per-epoch metrics in long format: (``run_id``, ``epoch``, ``name``, ``value``).
+``optbench_run_claims`` (version 2)
+    Runs in progress: ``run_id`` (primary key, so only one worker can hold a run), ``study``,
+    the worker's ``worker`` name, ``host`` and ``pid``, ``claimed_at`` and ``heartbeat_at``
+    (UTC). A row is inserted when a worker claims a run and deleted in the transaction that
+    saves the run (see :mod:`optbench.store.claims`).
 
 Non-finite floats: every float column stores NaN as SQL ``NULL`` (a float column is never
 otherwise NULL: an absent metric simply has no row), so ``AVG``/``MIN`` in SQL skip NaN;
@@ -35,12 +40,11 @@ Besides the tables, this module holds the mapping between rows and the spec data
 (:func:`upsert_run`, :func:`insert_epochs`, :func:`load_results` ...), each run inside the
 caller's transaction; :mod:`optbench.store.sql` owns connections and transactions.
 
-Growth (issue 5): atomic run claims for concurrent workers on SQLite and PostgreSQL go in a
-separate table (``optbench_run_claims``: ``run_id`` primary key, worker, claimed_at,
-heartbeat_at) where a claim is an ``INSERT`` that only one worker can win; adding a table
-is a forward-compatible migration (``create_all`` creates missing tables), so version 1
-stores stay readable. ``status`` has no CHECK constraint so that new states need no table
-rebuild on SQLite.
+Versions: 1 had no claims table and no ``pruned`` status; opening a version 1 store adds the
+claims table (``create_all`` creates missing tables) and sets the version to 2, in the same
+transaction. ``status`` has no CHECK constraint so that new states need no table rebuild on
+SQLite. Statuses: ``finished``/``diverged`` are final (never overwritten); ``failed`` and
+``pruned`` are replaced by the next save of the same run.
 """
 
 from __future__ import annotations
@@ -80,13 +84,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from optbench.errors import ConfigError
 from optbench.spec import EpochRecord, Recipe, RunResult, RunStatus
 
-SCHEMA_VERSION = 1
-"""Version of the tables below; stored in ``optbench_schema``."""
+SCHEMA_VERSION = 2
+"""Version of the tables below; stored in ``optbench_schema`` (2: run claims, pruned runs)."""
 
 PREFIX = "optbench_"
 STORE_ALLOWED = "a writable SQLite file path or a SQLAlchemy URL"
 COMPLETED = (RunStatus.FINISHED.value, RunStatus.DIVERGED.value)
 """Statuses of a run that is final: never redone, never overwritten."""
+COMPLETED_OR_PRUNED = (*COMPLETED, RunStatus.PRUNED.value)
+"""Statuses a search study counts as done (a pruned trial is not redone there)."""
 CHUNK = 500
 """Ids per ``IN (...)`` list; below every backend's bound-parameter limit."""
 
@@ -209,6 +215,19 @@ epoch_metrics = Table(
     Index(f"ix_{PREFIX}epoch_metrics_name", "name"),
 )
 
+run_claims = Table(
+    f"{PREFIX}run_claims",
+    metadata,
+    Column("run_id", String(16), primary_key=True),
+    Column("study", String(200), nullable=True),
+    Column("worker", String(200), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", BigInteger, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Index(f"ix_{PREFIX}run_claims_study", "study"),
+)
+
 TABLE_NAMES = tuple(t.name for t in metadata.sorted_tables)
 """Every table optbench creates (parents before children)."""
 
@@ -253,9 +272,11 @@ def create_or_check(conn: Connection, shown: object) -> None:
     if version is not None and version > SCHEMA_VERSION:
         raise ConfigError("store schema version", version,
                           f"at most {SCHEMA_VERSION} (the store was written by a newer optbench)")
-    metadata.create_all(conn, checkfirst=True)
+    metadata.create_all(conn, checkfirst=True)  # migration 1 -> 2: adds optbench_run_claims
     if version is None:
         conn.execute(insert(schema_table).values(id=1, version=SCHEMA_VERSION, created_at=datetime.now(UTC)))
+    elif version < SCHEMA_VERSION:
+        conn.execute(update(schema_table).where(schema_table.c.id == 1).values(version=SCHEMA_VERSION))
 
 
 # --------------------------------------------- rows <-> spec dataclasses (in the caller's transaction)
@@ -307,7 +328,8 @@ def _run_values(result: RunResult, started_at: datetime | None) -> dict[str, Any
 
 
 def upsert_run(conn: Connection, result: RunResult, started_at: datetime | None) -> bool:
-    """Insert the run row or replace a failed one (deleting its epochs); False if completed."""
+    """Insert the run row or replace a failed or pruned one (deleting its epochs, counting the
+    attempt); False, writing nothing, when a finished or diverged run is stored."""
     previous = conn.execute(select(runs.c.status, runs.c.attempts).where(runs.c.run_id == result.run_id)
                             .with_for_update()).first()
     values = _run_values(result, started_at)

@@ -6,8 +6,11 @@ Guarantees:
   study link in one transaction: a process killed at any moment leaves the whole run or
   nothing of it (SQLite's journal / PostgreSQL's MVCC roll an unfinished transaction back).
 * **Finished is final.** A run stored as ``finished`` or ``diverged`` is never overwritten
-  (both are deterministic results); a ``failed`` run is replaced by the next save of the
-  same ``run_id`` (its old epochs deleted, ``attempts`` incremented).
+  (both are deterministic results); a ``failed`` or ``pruned`` run is replaced by the next
+  save of the same ``run_id`` (its old epochs deleted, ``attempts`` incremented).
+* **Claims.** Workers claim a run before executing it (:meth:`Store.claim_run`, rules in
+  :mod:`optbench.store.claims`) and release it in the transaction that saves it
+  (``save_run(..., release=worker)``): a run is saved and released, or neither.
 * **Concurrent workers.** On SQLite the file runs in WAL mode (readers never block), every
   write transaction starts with ``BEGIN IMMEDIATE`` (writers queue instead of failing on a
   lock upgrade) and waits up to :data:`BUSY_TIMEOUT_S` for the lock. On other backends a
@@ -26,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text
 from sqlalchemy.engine import URL, make_url
@@ -34,8 +37,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 
 from optbench.errors import ConfigError
 from optbench.spec import RunResult, RunStatus
+from optbench.store import claims as claims_sql
+from optbench.store.claims import ClaimInfo, WorkerId
 from optbench.store.schema import (
     COMPLETED,
+    COMPLETED_OR_PRUNED,
     STORE_ALLOWED,
     chunks,
     create_or_check,
@@ -71,11 +77,12 @@ class StudyInfo:
     n_finished: int
     n_diverged: int
     n_failed: int
+    n_pruned: int = 0
 
     @property
     def n_pending(self) -> int:
         """Linked runs not stored yet (never started, or in progress)."""
-        return self.n_runs - self.n_finished - self.n_diverged - self.n_failed
+        return self.n_runs - self.n_finished - self.n_diverged - self.n_failed - self.n_pruned
 
 
 # ----------------------------------------------------------------------------- opening
@@ -231,7 +238,7 @@ class Store:
         """Close every pooled connection; the Store must not be used afterwards."""
         self._engine.dispose()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -277,12 +284,13 @@ class Store:
         self._write(lambda conn: link_runs(conn, study_id(conn, study), ids))
 
     def save_run(self, result: RunResult, study: str | None = None, *,
-                 started_at: datetime | None = None) -> bool:
+                 started_at: datetime | None = None, release: WorkerId | None = None) -> bool:
         """Store ``result`` with its epochs (and link it to ``study``) in ONE transaction.
 
         A stored ``finished``/``diverged`` run is never changed: the call then only adds the
-        study link and returns False. A stored ``failed`` run is replaced. ``started_at``
-        (UTC) defaults to now minus ``result.total_seconds``.
+        study link and returns False. A stored ``failed`` or ``pruned`` run is replaced.
+        ``started_at`` (UTC) defaults to now minus ``result.total_seconds``. With ``release``,
+        that worker's claim on the run is deleted in the same transaction.
 
         Returns:
             True when the run was written.
@@ -298,20 +306,25 @@ class Store:
 
         def save(conn: Connection) -> bool:
             sid = study_id(conn, study) if study is not None else None
+            claims_sql.lock_run(conn, result.run_id)
             written = upsert_run(conn, result, started_at)
             if written:
                 insert_epochs(conn, result)
             if sid is not None:
                 link_runs(conn, sid, [result.run_id])
+            if release is not None:
+                claims_sql.release(conn, result.run_id, release)
             return written
 
         return self._write(save)
 
-    def completed_run_ids(self, run_ids: Iterable[str] | None = None) -> set[str]:
-        """Ids (among ``run_ids``, or all) of runs stored as ``finished`` or ``diverged``.
+    def completed_run_ids(self, run_ids: Iterable[str] | None = None, *,
+                          accept_pruned: bool = False) -> set[str]:
+        """Ids (among ``run_ids``, or all) of runs stored as ``finished`` or ``diverged`` (or
+        ``pruned`` too, with ``accept_pruned``: a search study does not redo a pruned trial).
 
         A ``failed`` run is not completed: a resumed study retries it."""
-        done = runs.c.status.in_(COMPLETED)
+        done = runs.c.status.in_(COMPLETED_OR_PRUNED if accept_pruned else COMPLETED)
         with self._engine.connect() as conn:
             if run_ids is None:
                 return set(conn.scalars(select(runs.c.run_id).where(done)))
@@ -319,6 +332,72 @@ class Store:
             for chunk in chunks(list(dict.fromkeys(run_ids))):
                 found.update(conn.scalars(select(runs.c.run_id).where(done, runs.c.run_id.in_(chunk))))
             return found
+
+    def attempted_run_ids(self, run_ids: Iterable[str], since: datetime) -> set[str]:
+        """Ids among ``run_ids`` of runs stored (any status) at or after ``since`` (UTC), e.g.
+        the runs an executor already tried in its current call."""
+        with self._engine.connect() as conn:
+            found: set[str] = set()
+            for chunk in chunks(list(dict.fromkeys(run_ids))):
+                found.update(conn.scalars(select(runs.c.run_id).where(
+                    runs.c.run_id.in_(chunk), runs.c.finished_at >= since)))
+            return found
+
+    def get_runs(self, run_ids: Iterable[str]) -> dict[str, RunResult]:
+        """The stored runs among ``run_ids`` with their epochs, by run id (missing ids left out)."""
+        out: dict[str, RunResult] = {}
+        with self._engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(run_ids))):
+                out.update((r.run_id, r) for r in load_results(conn, select(runs.c.run_id)
+                                                              .where(runs.c.run_id.in_(chunk))))
+        return out
+
+    # ------------------------------------------------------------------ claims (concurrent workers)
+
+    def claim_run(self, run_id: str, worker: WorkerId, *, stale_after: float = 600.0,
+                  study: str | None = None, accept_pruned: bool = False,
+                  attempted_since: datetime | None = None) -> bool:
+        """Atomically claim ``run_id`` for ``worker`` before executing it.
+
+        Of several workers claiming the same run at the same instant (on one or several
+        machines) exactly one gets True. A claim held by ``worker`` itself is renewed (True).
+
+        Args:
+            run_id: the run to execute.
+            worker: who executes it.
+            stale_after: seconds without heartbeat after which another worker's claim is taken
+                over; a claim of a process that no longer exists on this host is stale at once.
+            study: recorded with the claim (for :meth:`claims`).
+            accept_pruned: a stored ``pruned`` run counts as completed (search studies).
+            attempted_since: also refuse a run stored (any status) at or after this time (UTC):
+                an executor does not retry a run that failed earlier in the same call.
+
+        Returns:
+            False when the run is completed or claimed by a live worker; True otherwise (the
+            claim is ``worker``'s now; release it with :meth:`release_run` or ``save_run``).
+        """
+        return self._write(lambda conn: claims_sql.claim(
+            conn, run_id, worker, study=study, stale_after=stale_after, accept_pruned=accept_pruned,
+            attempted_since=attempted_since))
+
+    def heartbeat(self, run_id: str, worker: WorkerId) -> None:
+        """Mark ``worker``'s claim on ``run_id`` alive now (no-op when it does not hold it)."""
+        self._write(lambda conn: claims_sql.heartbeat(conn, run_id, worker))
+
+    def release_run(self, run_id: str, worker: WorkerId) -> None:
+        """Give up ``worker``'s claim on ``run_id`` without saving (no-op when not held)."""
+        self._write(lambda conn: claims_sql.release(conn, run_id, worker))
+
+    def claims(self, study: str | None = None) -> list[ClaimInfo]:
+        """Runs in progress (claimed, not saved yet), of ``study`` or all, oldest claim first.
+        A claim of a killed worker stays listed until another worker takes the run over.
+
+        Raises:
+            ConfigError: for a study name that does not exist.
+        """
+        with self._engine.connect() as conn:
+            sid = study_id(conn, study) if study is not None else None
+            return claims_sql.list_claims(conn, sid, study)
 
     def get_run(self, run_id: str) -> RunResult | None:
         """The stored run ``run_id`` with its epochs, or None."""
@@ -358,5 +437,5 @@ class Store:
             infos.append(StudyInfo(
                 name=row.name, created_at=row.created_at, config=dict(row.config), n_runs=sum(c.values()),
                 n_finished=c.get(RunStatus.FINISHED.value, 0), n_diverged=c.get(RunStatus.DIVERGED.value, 0),
-                n_failed=c.get(RunStatus.FAILED.value, 0)))
+                n_failed=c.get(RunStatus.FAILED.value, 0), n_pruned=c.get(RunStatus.PRUNED.value, 0)))
         return infos

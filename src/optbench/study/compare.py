@@ -24,7 +24,7 @@ import torch
 
 from optbench.errors import ConfigError, require_positive
 from optbench.spec import Recipe, RunResult, Task
-from optbench.study.executor import EventCallback, RunContext, execute
+from optbench.study.executor import EventCallback, RunContext, RunDone, execute_plan
 from optbench.study.plan import plan_runs
 from optbench.study.reference import (  # noqa: F401
     DEFAULT_EPOCHS,
@@ -36,7 +36,6 @@ from optbench.study.reference import (  # noqa: F401
     REFERENCE_OPTIMIZERS,
     REFERENCE_TASK,
 )
-
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,9 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
 
     Everything is validated before anything is written: names, numbers, the data (fetched if
     needed), the training-set size and the store path. Finished runs in the store are not
-    executed again; each new run is stored, in one transaction, as soon as it ends.
+    executed again; each new run is stored, in one transaction, as soon as it ends. Runs are
+    executed by :func:`~optbench.study.executor.execute_plan` (claimed atomically, so several
+    processes or machines on one store share the work; a killed comparison resumes).
 
     Args:
         config: the comparison.
@@ -200,24 +201,22 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
     study = config.study_name(task.name)
     if create_store_dir:
         Path(store_path).parent.mkdir(parents=True, exist_ok=True)
-    with open_store(store_path) as store:
+    with open_store(store_path) as store:  # checks the path / URL before anything runs
         store.ensure_study(study, {"protocol": "seed004", **asdict(config), "optimizers": list(config.optimizers)})
-        store.add_runs_to_study(study, [s.run_id for s in specs])
-        done = store.completed_run_ids([s.run_id for s in specs])
-        for spec in specs:
-            if spec.run_id in done and on_result is not None:
-                on_result(store.get_run(spec.run_id), True)
-        pending = [s for s in specs if s.run_id not in done]
-        if config.workers > 1:
-            context = None  # workers load their own copy
-        for result in execute(pending, workers=config.workers, device=device, on_event=on_event,
-                              context=context):
-            store.save_run(result, study=study)
+    counts = {False: 0, True: 0}
+
+    def handle(event: Any) -> None:
+        if isinstance(event, RunDone):
+            counts[event.skipped] += 1
             if on_result is not None:
-                on_result(result, False)
-        results = [store.get_run(s.run_id) for s in specs]
+                on_result(event.result, event.skipped)
+        elif on_event is not None:
+            on_event(event)
+
+    results = execute_plan(str(store_path), study, specs, workers=config.workers, device=device, on_event=handle,
+                           context=context)
     return CompareOutcome(study=study, task=task, config=config, results=results,
-                          executed=len(pending), skipped=len(specs) - len(pending))
+                          executed=counts[False], skipped=counts[True])
 
 
 def target_of(config: CompareConfig, task: Task) -> tuple[str, float]:
