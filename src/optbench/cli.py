@@ -328,9 +328,10 @@ def data_info(name: Annotated[str, typer.Argument(help="Dataset name (see `optbe
 
 def _register_commands() -> None:
     """Commands that live in their own modules (each module's ``register(app, handle_errors)``)."""
-    from optbench import cli_report, cli_trajectory, distributed_cli
+    from optbench import cli_report, cli_study, cli_trajectory, distributed_cli
 
     cli_report.register(app, handle_errors)
+    cli_study.register(app, handle_errors)
     cli_trajectory.register(app, handle_errors)
     distributed_cli.register(app, handle_errors)
 

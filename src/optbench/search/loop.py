@@ -1,0 +1,304 @@
+"""The adaptive trial loop: ask a point, run it as an optbench run, store it, repeat.
+
+Each trial is one optbench run (Task x Recipe x seed, content-hashed run id): the base recipe
+with the sampled values applied (:func:`~optbench.search.space.apply_params`) and the search's
+``run_seed``. Before every ask the loop rebuilds an in-memory Optuna study from the runs stored
+for this (study, task, base recipe, space, run seed) — see :mod:`optbench.search.study` — and
+seeds the sampler with (seed, trial number, retry). Hence:
+
+* a sequential (1-worker) search is reproducible and resumable: after a kill, the interrupted
+  trial is asked again with the same history and seed, gets the same point and therefore the
+  same run id;
+* N workers run the same loop and share history through the store; the executor claims runs
+  atomically, and a refused claim (another worker runs or ran that point) makes the worker ask
+  again (retry + 1, after a short growing wait) with the refused point marked as running. Trial numbers recorded by
+  concurrent workers may tie; the outcome numbers trials by (recorded number, run id).
+  Up to ``workers - 1`` trials more than ``n_trials`` may be stored.
+* pruning decisions (``trial.report`` / ``should_prune`` after each epoch, raising
+  :class:`optbench.train.Pruned`; never after the last epoch) compare against the trials that
+  were stored when the trial was asked: runs still running in other workers are not visible.
+
+Tuning reads only the validation split: the objective must be a ``valid_*`` key.
+Two searches in one study over the same task, base recipe, space and run seed share their
+trials (same points are the same runs); give searches that must stay apart their own study.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from optbench.errors import ConfigError, OptbenchError
+from optbench.search.samplers import distributions, grid_size, pruners, samplers
+from optbench.search.space import SearchSpace, apply_params, read_params
+from optbench.search.study import build_study, objective
+from optbench.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
+from optbench.study.plan import RunSpec
+
+#: Asks since the last run that may propose a point stored already before the loop gives up.
+MAX_RETRIES = 25
+#: Seconds waited after the k-th refused claim in a row: ``min(k * CLAIM_WAIT_S, MAX_CLAIM_WAIT_S)``.
+CLAIM_WAIT_S = 0.2
+MAX_CLAIM_WAIT_S = 5.0
+USES = ("best", "final")
+
+
+class TryRun(Protocol):
+    """The executor's ``Worker.try_run``: run ``spec`` unless it is completed or claimed
+    elsewhere (then None); store the result with ``annotate`` merged into its environment."""
+
+    def __call__(self, spec: RunSpec, *, on_epoch: Callable[[EpochRecord], None] | None = None,
+                 accept_pruned: bool = False, annotate: Mapping[str, Any] | None = None) -> RunResult | None: ...
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A tuning search.
+
+    Args:
+        space: the searched parameters.
+        sampler: a ``samplers`` name (grid, random, qmc, tpe, gp, cmaes).
+        pruner: a ``pruners`` name (none, median, asha, hyperband).
+        n_trials: trials to store (for the grid: at most its size, see :meth:`target_trials`).
+        seed: the sampler's seed.
+        objective: the validation metric tuned, ``"valid_<metric>"``.
+        direction: whether the objective is maximized or minimized.
+        use: ``"best"`` (best epoch of a run) or ``"final"`` (last epoch) value as the trial's value.
+        grid_points: values per range axis of the grid sampler (None: the largest grid with
+            at most ``n_trials`` points).
+
+    Raises:
+        ConfigError: for an empty space, unknown names, a test/train objective, ``n_trials < 1``,
+            a bad ``use``, or a grid whose size differs from an explicit ``n_trials``.
+    """
+
+    space: SearchSpace
+    sampler: str = "tpe"
+    pruner: str = "none"
+    n_trials: int = 20
+    seed: int = 0
+    objective: str = "valid_accuracy"
+    direction: Direction = Direction.MAXIMIZE
+    use: str = "best"
+    grid_points: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.space:
+            raise ConfigError("search.space", self.space, "at least one parameter")
+        object.__setattr__(self, "space", tuple(self.space))
+        samplers.get(self.sampler)
+        pruners.get(self.pruner)
+        if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise ConfigError("search.n_trials", self.n_trials, "an integer >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError("search.seed", self.seed, "an integer >= 0")
+        if not isinstance(self.objective, str) or not self.objective.startswith("valid_"):
+            raise ConfigError("search.objective", self.objective,
+                              "a validation metric key 'valid_<metric>' (tuning never reads test or train metrics)")
+        if isinstance(self.direction, str) and self.direction in {d.value for d in Direction}:
+            object.__setattr__(self, "direction", Direction(self.direction))
+        if not isinstance(self.direction, Direction):
+            raise ConfigError("search.direction", self.direction, [d.value for d in Direction])
+        if self.use not in USES:
+            raise ConfigError("search.use", self.use, USES)
+        if self.sampler == "grid" and self.grid_points is not None:
+            size = grid_size(self.space, self.n_trials, self.grid_points)
+            if size != self.n_trials:
+                raise ConfigError("search.n_trials", self.n_trials, f"the grid's size {size} (grid_points "
+                                  f"{self.grid_points} per range axis)")
+
+    def target_trials(self) -> int:
+        """Trials the search stores: ``n_trials``, or the grid's size if that is smaller."""
+        if self.sampler == "grid":
+            return min(self.n_trials, grid_size(self.space, self.n_trials, self.grid_points))
+        return self.n_trials
+
+
+@dataclass
+class Trial:
+    """One stored trial: its number in the search, sampled values, run and value (the run's
+    objective; NaN for a failed run or one without epochs; partial for a pruned run)."""
+
+    number: int
+    params: dict[str, Any]
+    result: RunResult
+    value: float
+
+
+@dataclass
+class SearchOutcome:
+    """Every stored trial of a search, the best one and the epochs it cost.
+
+    Attributes:
+        trials: in trial order.
+        best: the best trial among finished runs with a finite value (None if there is none).
+        epochs_spent: epochs run, summed over trials (pruned trials count their epochs).
+    """
+
+    trials: list[Trial]
+    best: Trial | None
+    epochs_spent: int
+
+
+def search_runs(runs: list[RunResult], task_name: str, base: Recipe, space: SearchSpace,
+                run_seed: int | None) -> list[RunResult]:
+    """The runs among ``runs`` that are trials of the search (task, base recipe with only the
+    space's paths changed, run seed; None: any seed), in trial order (recorded
+    ``environment["trial"]``, then run id)."""
+    mine = []
+    for run in runs:
+        if run.task != task_name or (run_seed is not None and run.seed != run_seed):
+            continue
+        try:
+            params = read_params(run.recipe, space)
+            same = apply_params(base, params) == run.recipe
+        except (KeyError, ConfigError):
+            continue
+        if same:
+            mine.append(run)
+    return sorted(mine, key=lambda r: (_recorded_number(r), r.run_id))
+
+
+def _recorded_number(run: RunResult) -> float:
+    number = run.environment.get("trial")
+    return float(number) if isinstance(number, int) and not isinstance(number, bool) else math.inf
+
+
+def outcome_of(runs: list[RunResult], config: SearchConfig) -> SearchOutcome:
+    """The :class:`SearchOutcome` of a search's runs (already in trial order)."""
+    trials = [Trial(k, read_params(r.recipe, config.space), r, objective(r, config)) for k, r in enumerate(runs)]
+    best = None
+    for t in trials:
+        if t.result.status is RunStatus.FINISHED and math.isfinite(t.value) and (
+                best is None or config.direction.better(t.value, best.value)):
+            best = t
+    return SearchOutcome(trials, best, sum(len(t.result.epochs) for t in trials))
+
+
+def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_ref: str, task_name: str,
+                base: Recipe, config: SearchConfig, *, run_seed: int = 0) -> None:
+    """Ask, run and store trials until ``config.target_trials()`` are stored.
+
+    Args:
+        load_runs: the stored runs of the study (and task), fresh on every call.
+        try_run: the executor's ``Worker.try_run`` (or an in-process stand-in).
+        task_ref / task_name: how to build the task, and its stored name.
+        base: the recipe the sampled values are applied to.
+        config: the search.
+        run_seed: the seed of every trial's run.
+
+    Raises:
+        ConfigError: when the objective key is not among a run's epoch metrics, or a sampled
+            value is not valid for the recipe.
+        OptbenchError: when the sampler keeps proposing stored points (:data:`MAX_RETRIES` asks
+            since the last run), e.g. a space with fewer points than ``n_trials``. Points claimed
+            by other workers are asked again after a growing wait (never an error).
+    """
+    target = config.target_trials()
+    max_epochs = max([base.epochs, *(int(v) for p in config.space if p.path == "epochs"
+                                     for v in (p.choices or (p.high,)))])
+    dists = distributions(config.space)
+    skipped: list[dict[str, Any]] = []  # points asked since the last run: stored already or claimed elsewhere
+    duplicates = refusals = 0
+    while True:
+        history = search_runs(load_runs(), task_name, base, config.space, run_seed)
+        if len(history) >= target:
+            return
+        if duplicates >= MAX_RETRIES:
+            raise OptbenchError(f"search {config.sampler}: {duplicates} asks proposed points stored already; "
+                                f"the space may have fewer distinct points than n_trials={config.n_trials}")
+        number = len(history)
+        study = build_study(history, config, number=number, retry=len(skipped), refused=skipped,
+                            max_epochs=max_epochs)
+        trial = study.ask(dists)
+        params = dict(trial.params)
+        spec = RunSpec(task_ref, task_name, apply_params(base, params), run_seed)
+        if spec.run_id in {r.run_id for r in history}:
+            skipped.append(params)
+            duplicates += 1
+            continue
+        result = try_run(spec, on_epoch=_pruning_callback(trial, config, max_epochs), accept_pruned=True,
+                         annotate={"trial": number, "search": config.sampler})
+        if result is None:  # claimed by another worker (or stored meanwhile): ask again, waiting longer each time
+            skipped.append(params)
+            refusals += 1
+            time.sleep(min(CLAIM_WAIT_S * refusals, MAX_CLAIM_WAIT_S))
+            continue
+        duplicates = refusals = 0
+        skipped.clear()
+        if result.epochs and config.objective not in result.epochs[0].metrics:
+            raise ConfigError("search.objective", config.objective,
+                              sorted(k for k in result.epochs[0].metrics if k.startswith("valid_")))
+
+
+def _pruning_callback(trial: Any, config: SearchConfig, max_epochs: int) -> Callable[[EpochRecord], None] | None:
+    if config.pruner == "none":
+        return None
+
+    def on_epoch(record: EpochRecord) -> None:
+        from optbench.train import Pruned
+
+        value = record.metrics.get(config.objective)
+        if value is None or not math.isfinite(value):
+            return
+        trial.report(float(value), record.epoch)
+        if record.epoch < max_epochs and trial.should_prune():
+            raise Pruned(f"{config.pruner}: {config.objective} {value:.4g} at epoch {record.epoch}")
+
+    return on_epoch
+
+
+@dataclass(frozen=True)
+class _Payload:
+    task_ref: str
+    task_name: str
+    base: Recipe
+    config: SearchConfig
+    run_seed: int
+
+
+def _search_worker(worker: Any, payload: _Payload) -> None:
+    """One worker's loop (the ``run_workers`` target; module-level so that it pickles)."""
+    search_loop(lambda: worker.store.load_runs(study=worker.study, task=payload.task_name), worker.try_run,
+                payload.task_ref, payload.task_name, payload.base, payload.config, run_seed=payload.run_seed)
+
+
+def run_search(store_url: str, study: str, task_ref: str, task_name: str, base: Recipe, config: SearchConfig, *,
+               run_seed: int = 0, workers: int = 1, device: Any = None, on_event: Any = None) -> SearchOutcome:
+    """Run a search in ``workers`` processes on the store, until ``config.target_trials()``
+    trials are stored for (study, task, base, space, run seed), counting finished, pruned,
+    diverged and failed trials; then return every trial. The caller has already called
+    ``Store.ensure_study(study, ...)``. A killed search resumes where it stopped.
+
+    Raises:
+        ConfigError: see :func:`search_loop`; for a store the executor cannot open.
+        OptbenchError: see :func:`search_loop`, or when a worker dies.
+    """
+    from optbench.store import open_store
+    from optbench.study.executor import run_workers  # type: ignore[attr-defined]
+
+    payload = _Payload(task_ref, task_name, base, config, run_seed)
+    run_workers(_search_worker, payload, store_url=store_url, study=study, workers=workers, device=device,
+                on_event=on_event)
+    with open_store(store_url) as store:
+        return search_outcome(store, study, task_name, base, config, run_seed=run_seed)
+
+
+def search_outcome(store: Any, study: str, task_name: str, base: Recipe, config: SearchConfig, *,
+                   run_seed: int | None = None) -> SearchOutcome:
+    """The outcome of a search read back from ``store`` (no training), for reports/status.
+
+    ``run_seed`` None takes trials of any run seed.
+
+    Raises:
+        ConfigError: for an unknown study.
+    """
+    runs = search_runs(store.load_runs(study=study, task=task_name), task_name, base, config.space, run_seed)
+    return outcome_of(runs, config)
+
+
+__all__ = ["MAX_RETRIES", "SearchConfig", "SearchOutcome", "Trial", "TryRun", "outcome_of", "run_search",
+           "search_loop", "search_outcome", "search_runs"]

@@ -1,0 +1,505 @@
+"""Study definitions: a TOML file (or the same structure as a dict in Python), validated in one pass.
+
+File layout (every section but ``[study]`` and ``[[recipes]]`` is optional)::
+
+    [study]
+    name = "digits-deepobs"      # default: the file's stem
+    protocol = "deepobs"         # seed004 | deepobs | crowded-valley | algoperf-lite | search
+    tasks = ["digits_mlp"]       # registry names, "name[k=v]" or "module:factory"
+    seeds = 3                    # 3 means [0, 1, 2]; or an explicit list [0, 1, 2]
+    target = 0.95                # optional: overrides each task's target value
+    description = "..."          # optional
+    [budget]                     # per run; the protocol's rules decide how many runs
+    epochs = 5
+    train_size = 1000            # optional (default: all training examples); or "all"
+    seconds = 60.0               # optional wall-clock budget (Recipe.max_train_seconds)
+    trials = 16                  # tuning trials of the search protocols
+    [defaults]                   # Recipe fields shared by every recipe
+    batch_size = 128
+    [[recipes]]                  # one per optimizer setting; mapping fields merge with [defaults]
+    optimizer = "adam"
+    hyperparams = { lr = 1e-3 }
+    [search]                     # crowded-valley, algoperf-lite and search
+    sampler = "tpe"              # search only; the other protocols fix their sampler
+    pruner = "asha"
+    seed = 0
+    [search.space]
+    "hyperparams.lr" = { low = 1e-5, high = 1e-1, log = true }
+    [protocol]                   # protocol options, validated per protocol
+    grid = { low = 1e-5, high = 1e2, points = 36 }
+
+Validation reports every problem at once (:class:`~optbench.errors.ConfigProblems`): unknown keys,
+unknown names (tasks, optimizers, schedules, penalties ..., samplers, pruners, protocols), bad
+values, empty ranges and log ranges with a non-positive bound, each with the file and key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from optbench.errors import ConfigError, ConfigProblems, Problem
+from optbench.spec import Recipe
+from optbench.study.protocols import Reporter, protocols
+
+TOP_KEYS = ("study", "budget", "defaults", "recipes", "search", "protocol")
+STUDY_KEYS = ("name", "protocol", "tasks", "seeds", "target", "description")
+BUDGET_KEYS = ("epochs", "train_size", "seconds", "trials")
+SEARCH_KEYS = ("sampler", "pruner", "seed", "grid_points", "space")
+#: Recipe fields owned by [budget] (the same for every recipe of a study: the fairness rule).
+BUDGET_FIELDS = ("epochs", "train_size", "max_train_seconds")
+RECIPE_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in BUDGET_FIELDS)
+_MAPPING_FIELDS = tuple(f.name for f in fields(Recipe) if f.name.endswith(("params", "augmentation"))
+                        or f.name in ("hyperparams", "early_stopping"))
+DEFAULT_SEEDS = 3
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """The per-run budget of a study.
+
+    Attributes:
+        epochs: passes over the training split per run.
+        train_size: training examples per run (a seeded subset), None for all.
+        seconds: wall-clock training seconds per run (``Recipe.max_train_seconds``), None for none.
+        trials: tuning trials per search (protocols that tune).
+    """
+
+    epochs: int = 1
+    train_size: int | None = None
+    seconds: float | None = None
+    trials: int = 16
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        """``recipe`` with this budget's epochs, train_size and max_train_seconds."""
+        return replace(recipe, epochs=self.epochs, train_size=self.train_size, max_train_seconds=self.seconds)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The ``[search]`` section.
+
+    Attributes:
+        sampler / pruner: ``optbench.search`` registry names (the protocol ``search`` uses them;
+            ``crowded-valley`` uses random search and ``algoperf-lite`` quasirandom search).
+        seed: the sampler's seed.
+        grid_points: points per parameter of the ``grid`` sampler (None: its default).
+        space: the parsed ``optbench.search.SearchSpace`` (None when not parsed).
+        space_table: ``[search.space]`` as written (stored with the study).
+    """
+
+    sampler: str = "tpe"
+    pruner: str = "none"
+    seed: int = 0
+    grid_points: int | None = None
+    space: Any = None
+    space_table: Mapping[str, Any] = field(default_factory=dict)
+
+    def search_config(self, *, n_trials: int, objective: str, direction: Any, sampler: str | None = None,
+                      pruner: str | None = None, seed: int | None = None) -> Any:
+        """The ``optbench.search.SearchConfig`` of one search (``objective`` is a validation metric key)."""
+        from optbench.search import SearchConfig
+
+        extra = {} if self.grid_points is None else {"grid_points": self.grid_points}
+        return SearchConfig(space=self.space, sampler=sampler or self.sampler, pruner=pruner or self.pruner,
+                            n_trials=n_trials, seed=self.seed if seed is None else seed, objective=objective,
+                            direction=direction, **extra)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study definition (build with :func:`load_study` or :func:`study_from_dict`).
+
+    Attributes:
+        name: study name in the store.
+        protocol: registered protocol name (:data:`optbench.study.protocols.protocols`).
+        tasks: task references.
+        seeds: the seeds results are reported over.
+        recipes: one :class:`~optbench.spec.Recipe` per setting, budget applied.
+        budget: the per-run budget.
+        target: overrides each task's target value (None: the task's own).
+        search: the ``[search]`` section, or None.
+        options: the protocol's options with defaults filled in.
+        description: free text.
+        source: the file it came from (``"<api>"`` for a dict).
+    """
+
+    name: str
+    protocol: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    recipes: tuple[Recipe, ...]
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    target: float | None = None
+    search: SearchSettings | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = "<api>"
+
+    def with_budget(self, **changes: Any) -> StudyConfig:
+        """A copy with budget fields changed (``epochs=1, train_size=300``) and applied to every recipe.
+
+        Raises:
+            ConfigError: a value the recipes reject (e.g. ``epochs=0``).
+        """
+        budget = replace(self.budget, **changes)
+        return replace(self, budget=budget, recipes=tuple(budget.apply(r) for r in self.recipes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (stored with the study in the results database)."""
+        search = None if self.search is None else {
+            "sampler": self.search.sampler, "pruner": self.search.pruner, "seed": self.search.seed,
+            "grid_points": self.search.grid_points, "space": _jsonable(self.search.space_table)}
+        return {"name": self.name, "protocol": self.protocol, "tasks": list(self.tasks), "seeds": list(self.seeds),
+                "target": self.target, "budget": vars(self.budget).copy(), "recipes": [r.to_dict() for r in self.recipes],
+                "search": search, "options": _jsonable(self.options), "description": self.description,
+                "source": self.source}
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+class _Collector:
+    """Problems of one source, reported with key paths."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(self.source, path, message))
+
+    def at(self, prefix: str) -> Reporter:
+        return lambda key, message: self.add(f"{prefix}.{key}" if key else prefix, message)
+
+
+def _table(data: Mapping[str, Any], key: str, p: _Collector) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        p.add(key, f"a table [{key}], got {type(value).__name__}")
+        return {}
+    return value
+
+
+def _unknown(table: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, p: _Collector) -> None:
+    for key in table:
+        if key not in allowed:
+            p.add(f"{prefix}.{key}" if prefix else key, f"unknown key; allowed: {', '.join(allowed)}")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _parse_budget(table: Mapping[str, Any], p: _Collector) -> BudgetConfig:
+    _unknown(table, BUDGET_KEYS, "budget", p)
+    out = BudgetConfig()
+    for key in ("epochs", "trials"):
+        if key in table:
+            if _count(table[key]):
+                out = replace(out, **{key: table[key]})
+            else:
+                p.add(f"budget.{key}", f"an integer >= 1, got {table[key]!r}")
+    size = table.get("train_size")
+    if size is not None and size != "all":
+        if _count(size):
+            out = replace(out, train_size=size)
+        else:
+            p.add("budget.train_size", f"an integer >= 1 or 'all', got {size!r}")
+    seconds = table.get("seconds")
+    if seconds is not None:
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 < seconds < math.inf:
+            out = replace(out, seconds=float(seconds))
+        else:
+            p.add("budget.seconds", f"a number of seconds > 0, got {seconds!r}")
+    return out
+
+
+def _parse_seeds(value: Any, p: _Collector) -> tuple[int, ...]:
+    if _count(value):
+        return tuple(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                 for s in value):
+        if len(set(value)) == len(value):
+            return tuple(value)
+        p.add("study.seeds", f"a list without repeated seeds, got {value!r}")
+        return tuple(dict.fromkeys(value))
+    p.add("study.seeds", f"an integer >= 1 (seeds 0..n-1) or a non-empty list of integers >= 0, got {value!r}")
+    return (0,)
+
+
+def _parse_tasks(value: Any, p: _Collector) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(t, str) and t.strip() for t in items):
+        p.add("study.tasks", f"a task name or a non-empty list of task names, got {value!r}")
+        return ()
+    if len(set(items)) != len(items):
+        p.add("study.tasks", f"a list without repeated tasks, got {items!r}")
+    return tuple(dict.fromkeys(t.strip() for t in items))
+
+
+def _origin(i: int, recipe: Mapping[str, Any], defaults: Mapping[str, Any]) -> Callable[[str], str]:
+    def where(name: str) -> str:
+        if name in recipe:
+            return f"recipes[{i}].{name}"
+        return f"defaults.{name}" if name in defaults else f"recipes[{i}]"
+    return where
+
+
+def _recipe_field_of(error_field: str) -> str:
+    """The Recipe field a ConfigError from ``Recipe(...)`` is about (``"lr"`` -> hyperparams)."""
+    head = error_field.split(" ")[0]
+    if head in ("lr", "hyperparameter"):
+        return "hyperparams"
+    return head if head in RECIPE_KEYS else ""
+
+
+def _parse_recipes(data: Mapping[str, Any], budget: BudgetConfig, p: _Collector
+                   ) -> list[tuple[Recipe, Callable[[str], str]]]:
+    defaults = _table(data, "defaults", p)
+    for key in defaults:
+        if key in BUDGET_FIELDS:
+            p.add(f"defaults.{key}", "set per-run budgets in [budget] (epochs, train_size, seconds)")
+        elif key not in RECIPE_KEYS or key == "optimizer":
+            p.add(f"defaults.{key}", f"unknown key; allowed: {', '.join(k for k in RECIPE_KEYS if k != 'optimizer')}")
+    items = data.get("recipes")
+    if not isinstance(items, list) or not items or not all(isinstance(r, Mapping) for r in items):
+        p.add("recipes", "one or more [[recipes]] tables, each with an optimizer")
+        return []
+    out = []
+    for i, table in enumerate(items):
+        where = _origin(i, table, defaults)
+        bad = False
+        for key in table:
+            if key in BUDGET_FIELDS:
+                p.add(f"recipes[{i}].{key}", "set per-run budgets in [budget] (epochs, train_size, seconds)")
+                bad = True
+            elif key not in RECIPE_KEYS:
+                p.add(f"recipes[{i}].{key}", f"unknown key; allowed: {', '.join(RECIPE_KEYS)}")
+                bad = True
+        if not isinstance(table.get("optimizer"), str):
+            p.add(f"recipes[{i}].optimizer", f"an optimizer name, got {table.get('optimizer')!r}")
+            continue
+        merged: dict[str, Any] = {k: v for k, v in defaults.items() if k in RECIPE_KEYS}
+        for key, value in table.items():
+            if key in _MAPPING_FIELDS and isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
+                merged[key] = {**merged[key], **value}
+            elif key in RECIPE_KEYS:
+                merged[key] = value
+        if bad:
+            continue
+        try:
+            recipe = budget.apply(Recipe(**merged))
+        except ConfigError as exc:
+            p.add(where(_recipe_field_of(exc.field)), str(exc))
+            continue
+        except (TypeError, ValueError) as exc:
+            p.add(f"recipes[{i}]", f"not a valid recipe: {exc}")
+            continue
+        out.append((recipe, where))
+    return out
+
+
+def _parse_search(data: Mapping[str, Any], p: _Collector) -> tuple[SearchSettings | None, Mapping[str, Any]]:
+    if "search" not in data:
+        return None, {}
+    table = _table(data, "search", p)
+    _unknown(table, SEARCH_KEYS, "search", p)
+    settings = SearchSettings()
+    for key in ("sampler", "pruner"):
+        if key in table:
+            if isinstance(table[key], str):
+                settings = replace(settings, **{key: table[key]})
+            else:
+                p.add(f"search.{key}", f"a name, got {table[key]!r}")
+    if "seed" in table:
+        seed = table["seed"]
+        if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+            settings = replace(settings, seed=seed)
+        else:
+            p.add("search.seed", f"an integer >= 0, got {seed!r}")
+    if "grid_points" in table:
+        if _count(table["grid_points"]):
+            settings = replace(settings, grid_points=table["grid_points"])
+        else:
+            p.add("search.grid_points", f"an integer >= 1, got {table['grid_points']!r}")
+    space = table.get("space", {})
+    if not isinstance(space, Mapping):
+        p.add("search.space", f"a table of parameter ranges, got {space!r}")
+        space = {}
+    return replace(settings, space_table=dict(space)), space
+
+
+def _check_names(tasks: tuple[str, ...], recipes: list[tuple[Recipe, Callable[[str], str]]],
+                 search: SearchSettings | None, space: Mapping[str, Any], p: _Collector) -> SearchSettings | None:
+    """Every unknown name and bad parameter of tasks, recipes and search; returns ``search`` with its
+    space parsed."""
+    from optbench.optim import optimizers, resolved_hyperparams
+    from optbench.schedules import check_params, schedules
+    from optbench.tasks import get_task
+    from optbench.train.validate import check_recipe
+
+    built = []
+    for j, ref in enumerate(tasks):
+        try:
+            built.append(get_task(ref))
+        except ConfigError as exc:
+            p.add(f"study.tasks[{j}]", str(exc))
+    for recipe, where in recipes:
+        checks = ((where("optimizer"), lambda r=recipe: optimizers.canonical(r.optimizer)),
+                  (where("hyperparams"), lambda r=recipe: resolved_hyperparams(r.optimizer, **r.hyperparams)),
+                  (where("schedule"), lambda r=recipe: schedules.canonical(r.schedule)),
+                  (where("schedule_params"), lambda r=recipe: check_params(r.schedule, dict(r.schedule_params))))
+        ok = True
+        for path, check in checks:
+            try:
+                check()
+            except ConfigError as exc:
+                p.add(path, str(exc))
+                ok = False
+                break  # later checks depend on the earlier names
+        for task in built if ok else ():
+            try:
+                check_recipe(recipe, task)
+            except ConfigError as exc:
+                p.add(where(_recipe_field_of(exc.field)), str(exc))
+                break
+    if search is None:
+        return None
+    from optbench.search import parse_space, pruners, samplers
+
+    for key, registry in (("sampler", samplers), ("pruner", pruners)):
+        try:
+            registry.canonical(getattr(search, key))
+        except ConfigError as exc:
+            p.add(f"search.{key}", str(exc))
+    parsed, problems = parse_space(space, p.source, where="search.space")
+    p.problems.extend(problems)
+    return replace(search, space=parsed)
+
+
+def _default_name(data: Mapping[str, Any], source: str, protocol: str) -> str:
+    if source != "<api>":
+        return Path(source).stem
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{protocol or 'study'}-{digest}"
+
+
+def study_from_dict(data: Mapping[str, Any], source: str = "<api>") -> StudyConfig:
+    """Build and validate a study from the TOML structure (see the module docstring).
+
+    Args:
+        data: the parsed file (``tomllib.load``) or the same structure built in Python.
+        source: where it came from, shown with every problem.
+
+    Raises:
+        ConfigProblems: every problem found (structure, values and names), each with its key path.
+    """
+    p = _Collector(source)
+    if not isinstance(data, Mapping):
+        raise ConfigProblems([Problem(source, "", "a table with [study] and [[recipes]]")])
+    _unknown(data, TOP_KEYS, "", p)
+    study = _table(data, "study", p)
+    _unknown(study, STUDY_KEYS, "study", p)
+    protocol = study.get("protocol")
+    spec = None
+    if not isinstance(protocol, str):
+        p.add("study.protocol", f"a protocol name; allowed: {', '.join(protocols.names())}")
+    elif protocol not in protocols:
+        p.add("study.protocol", f"unknown protocol {protocol!r}; allowed: {', '.join(protocols.names())}")
+    else:
+        protocol = protocols.canonical(protocol)
+        spec = protocols.get(protocol)
+    name = study.get("name", _default_name(data, source, protocol if isinstance(protocol, str) else ""))
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        p.add("study.name", f"a non-empty name of at most 200 characters, got {name!r}")
+    tasks = _parse_tasks(study.get("tasks"), p)
+    seeds = _parse_seeds(study.get("seeds", DEFAULT_SEEDS), p)
+    target = study.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)
+                               or not math.isfinite(target)):
+        p.add("study.target", f"a finite number, got {target!r}")
+        target = None
+    description = study.get("description", "")
+    if not isinstance(description, str):
+        p.add("study.description", f"text, got {description!r}")
+        description = ""
+    budget = _parse_budget(_table(data, "budget", p), p)
+    recipes = _parse_recipes(data, budget, p)
+    search, space = _parse_search(data, p)
+    options: dict[str, Any] = {}
+    if spec is not None:
+        options = spec.parse_options(_table(data, "protocol", p), p.at("protocol"))
+        if spec.needs_space and search is None:
+            p.add("search.space", f"protocol {spec.name} tunes over [search.space]; add it")
+        elif not spec.needs_space and search is not None:
+            p.add("search", f"protocol {spec.name} does not use [search]; remove it")
+    search = _check_names(tasks, recipes, search, space, p)
+    if p.problems:
+        raise ConfigProblems(p.problems)
+    config = StudyConfig(name=name, protocol=protocol, tasks=tasks, seeds=seeds, recipes=tuple(r for r, _ in recipes),
+                         budget=budget, target=None if target is None else float(target), search=search,
+                         options=options, description=description, source=source)
+    for path, message in spec.check(config):
+        p.add(path, message)
+    if p.problems:
+        raise ConfigProblems(p.problems)
+    return config
+
+
+def validate_study(config: StudyConfig) -> list[Problem]:
+    """Every problem of a :class:`StudyConfig` built in Python: names of tasks, optimizers, schedules,
+    penalties ... (via ``check_recipe``), the protocol and its structural rules. Empty when valid."""
+    p = _Collector(config.source)
+    if config.protocol not in protocols:
+        p.add("study.protocol", f"unknown protocol {config.protocol!r}; allowed: {', '.join(protocols.names())}")
+    if not config.tasks:
+        p.add("study.tasks", "a non-empty list of task names")
+    if not config.recipes:
+        p.add("recipes", "one or more recipes")
+    recipes = [(r, lambda name, i=i: f"recipes[{i}].{name}") for i, r in enumerate(config.recipes)]
+    search = config.search
+    if search is not None and search.space is None:
+        search = _check_names(config.tasks, recipes, search, search.space_table, p)
+    else:
+        _check_names(config.tasks, recipes, None, {}, p)
+        if search is not None:
+            from optbench.search import pruners, samplers
+
+            for key, registry in (("sampler", samplers), ("pruner", pruners)):
+                if getattr(search, key) not in registry:
+                    p.add(f"search.{key}", f"unknown {key} {getattr(search, key)!r}; allowed: "
+                                           f"{', '.join(registry.names())}")
+    if config.protocol in protocols and not p.problems:
+        for path, message in protocols.get(config.protocol).check(replace(config, search=search)):
+            p.add(path, message)
+    return p.problems
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study file (TOML).
+
+    Raises:
+        ConfigError: the file cannot be read.
+        ConfigProblems: a TOML syntax error, or every problem of the definition.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("study file", str(path), f"a readable TOML file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigProblems([Problem(str(path), "", f"not valid TOML: {exc}")]) from None
+    return study_from_dict(data, source=str(path))
+
+
+__all__ = ["BudgetConfig", "SearchSettings", "StudyConfig", "load_study", "study_from_dict", "validate_study"]

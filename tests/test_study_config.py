@@ -1,0 +1,193 @@
+"""Study files: loading, defaults, budget, and validation that reports every problem in one pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from optbench.errors import ConfigProblems
+from optbench.study.config import StudyConfig, load_study, study_from_dict, validate_study
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "studies"
+
+
+def _has_search() -> bool:
+    try:
+        from optbench.search import parse_space  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_example_files_for_every_protocol_exist():
+    names = {p.stem for p in EXAMPLES.glob("*.toml")}
+    assert {"seed004", "deepobs", "crowded_valley", "algoperf_lite", "tpe_asha"} <= names
+
+
+def test_seed004_example_loads_with_defaults_and_budget():
+    config = load_study(EXAMPLES / "seed004.toml")
+    assert isinstance(config, StudyConfig)
+    assert config.protocol == "seed004" and config.name == "digits-seed004"
+    assert config.seeds == (0, 1, 2)
+    assert [r.optimizer for r in config.recipes] == ["sgd", "momentum", "adam", "rmsprop"]
+    assert all(r.hyperparams == {"lr": 1e-2} and r.batch_size == 64 for r in config.recipes)
+    assert all(r.epochs == 5 and r.train_size == 1000 for r in config.recipes)
+    assert validate_study(config) == []
+
+
+def test_deepobs_example_options():
+    config = load_study(EXAMPLES / "deepobs.toml")
+    assert config.options == {"grid": (1e-4, 1.0, 5), "tuning_seeds": 1}
+
+
+def test_mapping_fields_merge_and_with_budget():
+    config = study_from_dict({
+        "study": {"protocol": "seed004", "tasks": "digits_mlp", "seeds": [3, 5]},
+        "budget": {"epochs": 2, "seconds": 30},
+        "defaults": {"hyperparams": {"lr": 0.1}},
+        "recipes": [{"optimizer": "momentum", "hyperparams": {"momentum": 0.5}}],
+    })
+    assert config.seeds == (3, 5) and config.tasks == ("digits_mlp",)
+    assert config.recipes[0].hyperparams == {"lr": 0.1, "momentum": 0.5}
+    assert config.recipes[0].max_train_seconds == 30.0
+    assert config.name.startswith("seed004-")
+    small = config.with_budget(epochs=1, train_size=100)
+    assert small.recipes[0].epochs == 1 and small.recipes[0].train_size == 100
+    assert small.to_dict()["budget"]["train_size"] == 100
+
+
+def test_deepobs_file_with_many_problems_reports_all(tmp_path):
+    path = _write(tmp_path, """
+[study]
+protocol = "deepobs"
+tasks = ["digits_mlp", "no_such_task"]
+colour = "blue"
+[budget]
+epochs = 0
+[[recipes]]
+optimizer = "adamm"
+[[recipes]]
+optimizer = "sgd"
+epochs = 3
+[protocol]
+grid = { low = 0.0, high = 1.0, points = 4 }
+tuning_seed = 1
+""")
+    with pytest.raises(ConfigProblems) as info:
+        load_study(path)
+    problems = {p.path: p for p in info.value.problems}
+    assert all(p.source == str(path) for p in info.value.problems)
+    assert "study.colour" in problems and "unknown key" in problems["study.colour"].message
+    assert "budget.epochs" in problems
+    assert "recipes[0].optimizer" in problems and "adam" in problems["recipes[0].optimizer"].message
+    assert "study.tasks[1]" in problems and "digits_mlp" in problems["study.tasks[1]"].message
+    assert "recipes[1].epochs" in problems and "[budget]" in problems["recipes[1].epochs"].message
+    assert "protocol.grid.low" in problems and "> 0" in problems["protocol.grid.low"].message
+    assert "protocol.tuning_seed" in problems
+    text = str(info.value)
+    assert text.splitlines()[0].startswith(f"{len(info.value.problems)} problem(s)")
+
+
+def test_empty_grid_range(tmp_path):
+    path = _write(tmp_path, """
+[study]
+protocol = "deepobs"
+tasks = ["digits_mlp"]
+[[recipes]]
+optimizer = "sgd"
+[protocol]
+grid = { low = 1e-2, high = 1e-3, points = 4 }
+""")
+    with pytest.raises(ConfigProblems) as info:
+        load_study(path)
+    assert [(p.path, "empty range" in p.message) for p in info.value.problems] == [("protocol.grid", True)]
+
+
+def test_unknown_protocol_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigProblems) as info:
+        study_from_dict({"study": {"protocol": "deepobz", "tasks": ["digits_mlp"]},
+                         "recipes": [{"optimizer": "sgd"}], "extra": 1}, source="x.toml")
+    paths = {p.path: p.message for p in info.value.problems}
+    assert "deepobs" in paths["study.protocol"] and "seed004" in paths["study.protocol"]
+    assert "extra" in paths
+    bad = _write(tmp_path, "[study\nprotocol = 1")
+    with pytest.raises(ConfigProblems, match="not valid TOML"):
+        load_study(bad)
+
+
+def test_recipe_value_and_technique_names_are_checked():
+    with pytest.raises(ConfigProblems) as info:
+        study_from_dict({"study": {"protocol": "seed004", "tasks": ["digits_mlp"]},
+                         "defaults": {"batch_size": 0},
+                         "recipes": [{"optimizer": "adam", "schedule": "cosin"},
+                                     {"optimizer": "adam", "hyperparams": {"lrr": 1.0}}]})
+    paths = {p.path for p in info.value.problems}
+    assert "defaults.batch_size" in paths
+
+
+def test_recipe_names_checked_after_values():
+    with pytest.raises(ConfigProblems) as info:
+        study_from_dict({"study": {"protocol": "seed004", "tasks": ["digits_mlp"]},
+                         "recipes": [{"optimizer": "adam", "schedule": "cosin"},
+                                     {"optimizer": "adam", "hyperparams": {"lrr": 1.0}},
+                                     {"optimizer": "adam", "penalty": "l3"}]})
+    paths = {p.path: p.message for p in info.value.problems}
+    assert "cosine" in paths["recipes[0].schedule"]
+    assert "recipes[1].hyperparams" in paths
+    assert "recipes[2].penalty" in paths
+
+
+def test_protocol_needing_a_space_without_search():
+    with pytest.raises(ConfigProblems) as info:
+        study_from_dict({"study": {"protocol": "crowded-valley", "tasks": ["digits_mlp"]},
+                         "recipes": [{"optimizer": "adam"}]})
+    assert [p.path for p in info.value.problems] == ["search.space"]
+
+
+def test_validate_study_on_api_config():
+    config = load_study(EXAMPLES / "seed004.toml")
+    from dataclasses import replace
+
+    from optbench.spec import Recipe
+
+    broken = replace(config, recipes=(Recipe("nope"),), tasks=("digits_mlp", "nope_task"))
+    paths = {p.path for p in validate_study(broken)}
+    assert {"recipes[0].optimizer", "study.tasks[1]"} <= paths
+
+
+@pytest.mark.skipif(not _has_search(), reason="optbench.search (helper C2) not available yet")
+def test_search_space_problems_reported_with_the_rest(tmp_path):
+    path = _write(tmp_path, """
+[study]
+protocol = "crowded-valey"
+tasks = ["digits_mlp"]
+[[recipes]]
+optimizer = "adamm"
+colour = 1
+[search]
+sampler = "random"
+[search.space]
+"hyperparams.lr" = { low = 0.0, high = 1.0, log = true }
+"hyperparams.momentum" = { low = 0.9, high = 0.1 }
+""")
+    with pytest.raises(ConfigProblems) as info:
+        load_study(path)
+    paths = [p.path for p in info.value.problems]
+    assert "study.protocol" in paths and "recipes[0].colour" in paths
+    assert any(p.startswith("search.space") and "lr" in p for p in paths)
+    assert any(p.startswith("search.space") and "momentum" in p for p in paths)
+
+
+@pytest.mark.skipif(not _has_search(), reason="optbench.search (helper C2) not available yet")
+@pytest.mark.parametrize("name", ["crowded_valley", "algoperf_lite", "tpe_asha"])
+def test_search_examples_load(name):
+    config = load_study(EXAMPLES / f"{name}.toml")
+    assert config.search is not None and config.search.space is not None
+
