@@ -219,6 +219,18 @@ def _catalogue_rows(kind: str) -> list[tuple[str, str, str]]:
         from optbench.tasks import get_task, tasks
 
         return [(n, "task", get_task(n).description) for n in tasks.names()]
+    if kind == "samplers":
+        from optbench.search import samplers
+
+        return [(n, "sampler", samplers.get(n).description) for n in samplers.names()]
+    if kind == "pruners":
+        from optbench.search import pruners
+
+        return [(n, "pruner", pruners.get(n).description) for n in pruners.names()]
+    if kind == "protocols":
+        from optbench.study.protocols import protocols
+
+        return [(n, "protocol", f"{protocols.get(n).summary} ({protocols.get(n).source})") for n in protocols.names()]
     from optbench.data import list_datasets
 
     return [(d.name, "dataset", d.description) for d in list_datasets()]
@@ -227,10 +239,11 @@ def _catalogue_rows(kind: str) -> list[tuple[str, str, str]]:
 @app.command("list")
 @handle_errors
 def list_names(
-    kind: Annotated[str, typer.Argument(help="What to list: optimizers, schedules, regularizers, tasks, datasets.")],
+    kind: Annotated[str, typer.Argument(help="What to list: optimizers, schedules, regularizers, tasks, datasets, "
+                                              "protocols, samplers, pruners.")],
 ) -> None:
     """List a catalogue, one line each: name, family, source."""
-    kinds = ("optimizers", "schedules", "regularizers", "tasks", "datasets")
+    kinds = ("optimizers", "schedules", "regularizers", "tasks", "datasets", "protocols", "samplers", "pruners")
     if kind not in kinds:
         raise ConfigError("kind", kind, kinds)
     rows = _catalogue_rows(kind)
