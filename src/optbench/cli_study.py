@@ -70,8 +70,11 @@ def _progress(console: Console) -> Callable[[Any], None]:
     def on_event(event: Any) -> None:
         result = getattr(event, "result", None)
         if result is not None and not getattr(event, "skipped", False):
-            console.print(f"  {result.task} {result.recipe.label} seed {result.seed}: {result.status.value} "
-                          f"({result.total_seconds:.1f} s)", markup=False)
+            hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in result.recipe.hyperparams.items())
+            extra = "" if result.recipe.schedule == "constant" else f" {result.recipe.schedule}"
+            console.print(f"  {result.task} {result.recipe.label}({hp}){extra} seed {result.seed}: "
+                          f"{result.status.value} ({result.total_seconds:.1f} s)", markup=False)
     return on_event
 
 
