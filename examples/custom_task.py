@@ -7,7 +7,9 @@ Run it with:
 
 The factory returns an :class:`optbench.spec.Task`. The harness carves ``valid_size`` examples
 from the training pool per seed, owns data order, seeding and timing, and never shows the test
-set to anything but the reported test metrics.
+set to anything but the reported test metrics. Before any run, :func:`optbench.tasks.check_task`
+runs the model once on a few training examples: a wrong output shape, a loss that is not a 0-d
+batch mean or a metric that is not a 0-d batch sum stops the command with one line (exit code 2).
 """
 
 from __future__ import annotations

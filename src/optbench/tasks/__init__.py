@@ -2,7 +2,8 @@
 
 ``tasks`` is a strict registry of task factories (``() -> Task``), imported lazily.
 :func:`get_task` also accepts a user task ``"package.module:factory"`` or
-``"path/to/file.py:factory"`` whose factory returns a :class:`~optbench.spec.Task`.
+``"path/to/file.py:factory"`` whose factory returns a :class:`~optbench.spec.Task`;
+:func:`check_task` checks a task against its loaded data (one forward pass) before any run.
 """
 
 from __future__ import annotations
@@ -17,11 +18,21 @@ from pathlib import Path
 from optbench.errors import ConfigError
 from optbench.registry import Registry
 from optbench.spec import Task
+from optbench.tasks.validate import check_task
 
 tasks: Registry[Callable[[], Task]] = Registry("task")
-for _name in ("fmnist_cnn3", "fmnist_mlp", "mnist_mlp", "mnist1d_mlp", "mnist1d_cnn", "digits_mlp"):
-    tasks.register(_name, lazy=f"optbench.tasks.catalog:{_name}")
-del _name
+#: module (under optbench.tasks) -> the task factories it defines, registered lazily by name.
+_CATALOGUE = {
+    "catalog": ("fmnist_cnn3", "fmnist_mlp", "mnist_mlp", "mnist1d_mlp", "mnist1d_cnn", "digits_mlp"),
+    "deepobs": ("mnist_logreg", "fmnist_logreg", "mnist_2c2d", "fmnist_2c2d", "cifar10_3c3d", "cifar100_3c3d"),
+    "sequence": ("mnist1d_logreg", "mnist1d_gru"),
+    "language": ("shakespeare_char_lstm", "shakespeare_char_transformer", "brown_word_lstm"),
+    "synthetic": ("quadratic_deep", "logreg_convex"),
+}
+for _module, _names in _CATALOGUE.items():
+    for _name in _names:
+        tasks.register(_name, lazy=f"optbench.tasks.{_module}:{_name}")
+del _module, _names, _name
 
 
 def _load_factory(ref: str) -> Callable[[], Task]:
@@ -112,4 +123,4 @@ def get_task(ref: str) -> Task:
     return task
 
 
-__all__ = ["get_task", "parse_task_ref", "task_name", "tasks"]
+__all__ = ["check_task", "get_task", "parse_task_ref", "task_name", "tasks"]

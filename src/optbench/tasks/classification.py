@@ -51,7 +51,8 @@ def array_dataset_loader(dataset: str, scale: float, add_channel: bool) -> Calla
     """A ``load_data`` function for a dataset of :mod:`optbench.data` (fetched on first use)."""
 
     def load() -> Dataset:
-        from optbench.data import load_arrays  # imported here: data access happens on use only
+        # imported here: data access happens on use only
+        from optbench.data import load_arrays
 
         arrays = load_arrays(dataset)
         train_x, test_x = standardize(arrays.train_x, arrays.test_x, scale, add_channel)

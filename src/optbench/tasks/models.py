@@ -5,7 +5,7 @@ Every model maps a batch ``x`` of shape ``(B, *input_shape)`` to logits ``(B, cl
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from optbench.errors import ConfigError, require_positive
 
@@ -91,6 +91,93 @@ class Conv1dNet(nn.Module):
             out_len = (out_len + 2 - k) // 2 + 1
         self.head = nn.Linear(channels * out_len, classes)
 
-    def forward(self, x):  # noqa: D102 - (B, L) -> (B, classes)
+    def forward(self, x):
         h = self.features(x.unsqueeze(1))
         return self.head(h.flatten(1))
+
+
+def logreg(in_features: int, classes: int) -> nn.Sequential:
+    """Multinomial logistic regression: flatten, one linear layer ``in_features -> classes``.
+
+    Weights and biases start at 0.0, as DeepOBS's ``net_mnist_logreg`` (fsschneider/DeepOBS,
+    ``deepobs/pytorch/testproblems/testproblems_modules.py``): the objective is convex, so the
+    start needs no symmetry breaking. Parameters: ``(in_features + 1) * classes`` (7,850 for MNIST).
+    """
+    layer = nn.Linear(in_features, classes)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return nn.Sequential(nn.Flatten(), layer)
+
+
+def _truncated_normal_(tensor: Tensor, std: float) -> Tensor:
+    """TensorFlow's ``truncated_normal``: N(0, std^2) redrawn outside +-2 std (DeepOBS's init)."""
+    return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2 * std, b=2 * std)
+
+
+def net_2c2d(classes: int = 10, channels: tuple[int, int] = (32, 64), hidden: int = 1024,
+             norm: str = "none", dropout: float = 0.0) -> nn.Sequential:
+    """DeepOBS's 2c2d (``net_mnist_2c2d``, adapted from the TensorFlow CNN tutorial) for 1x28x28 inputs.
+
+    Two blocks of 5x5 conv ('same' padding 2) [+ norm] + ReLU + 2x2 max-pool (28 -> 14 -> 7), then
+    linear 7*7*64 -> 1024 [+ norm] + ReLU [+ dropout] and linear 1024 -> classes. Initialization as
+    DeepOBS: truncated normal (std 0.05, cut at 2 std) weights, biases 0.05. With the defaults:
+    3,274,634 parameters (832 + 51,264 + 3,212,288 + 10,250). No L2 in DeepOBS's definition.
+
+    Raises:
+        ConfigError: for a dropout outside [0, 1) or an unknown norm.
+    """
+    if not 0 <= dropout < 1:
+        raise ConfigError("dropout", dropout, "a number in [0, 1)")
+    c1, c2 = channels
+    layers: list[nn.Module] = [
+        nn.Conv2d(1, c1, 5, padding=2), *_norm(norm, c1, spatial=True), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5, padding=2), *_norm(norm, c2, spatial=True), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(7 * 7 * c2, hidden), *_norm(norm, hidden, spatial=False), nn.ReLU(),
+        *([nn.Dropout(dropout)] if dropout else []), nn.Linear(hidden, classes)]
+    model = nn.Sequential(*layers)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            _truncated_normal_(module.weight, 0.05)
+            nn.init.constant_(module.bias, 0.05)
+    return model
+
+
+def net_3c3d(classes: int = 10, channels: tuple[int, int, int] = (64, 96, 128), hidden: tuple[int, int] = (512, 256),
+             norm: str = "none", dropout: float = 0.0) -> nn.Sequential:
+    """DeepOBS's 3c3d (``net_cifar10_3c3d``) for 3x32x32 inputs.
+
+    conv 5x5 (no padding, 64) -> 28, conv 3x3 (no padding, 96) -> 12 (after the first pool),
+    conv 3x3 ('same', 128); each [+ norm] + ReLU + 3x3 max-pool stride 2 with TensorFlow's 'same'
+    padding (28 -> 14, 12 -> 6, 6 -> 3; done here with ``ceil_mode=True``, which pads bottom/right
+    like TF, and equals DeepOBS's zero padding because the inputs are ReLU outputs >= 0); then
+    linear 3*3*128 -> 512 -> 256 (ReLU [+ dropout]) -> classes. Initialization as DeepOBS: conv
+    weights Xavier normal, linear weights Xavier uniform, biases 0. With the defaults: 895,210
+    parameters for 10 classes (4,864 + 55,392 + 110,720 + 590,336 + 131,328 + 2,570), 918,340
+    for 100. DeepOBS adds L2 0.002 on the weights (the task's ``l2``, not part of the model).
+
+    Raises:
+        ConfigError: for a dropout outside [0, 1) or an unknown norm.
+    """
+    if not 0 <= dropout < 1:
+        raise ConfigError("dropout", dropout, "a number in [0, 1)")
+    c1, c2, c3 = channels
+    layers: list[nn.Module] = []
+    for c_in, c_out, k, pad in ((3, c1, 5, 0), (c1, c2, 3, 0), (c2, c3, 3, 1)):
+        layers += [nn.Conv2d(c_in, c_out, k, padding=pad), *_norm(norm, c_out, spatial=True), nn.ReLU(),
+                   nn.MaxPool2d(3, stride=2, ceil_mode=True)]
+    layers.append(nn.Flatten())
+    width = 3 * 3 * c3
+    for h in hidden:
+        layers += [nn.Linear(width, h), *_norm(norm, h, spatial=False), nn.ReLU(),
+                   *([nn.Dropout(dropout)] if dropout else [])]
+        width = h
+    layers.append(nn.Linear(width, classes))
+    model = nn.Sequential(*layers)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.xavier_normal_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
