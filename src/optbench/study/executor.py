@@ -169,6 +169,7 @@ class Worker:
         self.emit = emit or _ignore
         self.context = context or RunContext()
         self.id = WorkerId.current(f"w{index}")
+        self.parent_pid: int | None = None  # set in worker processes: no new claim once the parent died
 
     def try_run(self, spec: RunSpec, *, on_epoch: Callable[[EpochRecord], None] | None = None,
                 accept_pruned: bool = False, annotate: Mapping[str, Any] | None = None,
@@ -198,6 +199,8 @@ class Worker:
                 not an error: it is stored with status ``failed``.
         """
         rid = spec.run_id
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            os._exit(70)  # the study that started this worker is gone: claim nothing more
         if rid in self.store.completed_run_ids([rid], accept_pruned=accept_pruned):
             return None
         if not self.store.claim_run(rid, self.id, study=self.study, accept_pruned=accept_pruned,
@@ -256,6 +259,7 @@ def _worker_main(target: Callable[[Worker, Any], None], payload: Any, store_url:
         with open_store(store_url) as store:
             worker = Worker(store, study, device=torch.device(device), index=index,
                             emit=lambda event: events.put(("event", index, event)))
+            worker.parent_pid = parent_pid
             target(worker, payload)
     except BaseException as exc:  # noqa: BLE001 - reported to the caller, which stops the study
         events.put(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
