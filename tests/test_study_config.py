@@ -191,3 +191,13 @@ def test_search_examples_load(name):
     config = load_study(EXAMPLES / f"{name}.toml")
     assert config.search is not None and config.search.space is not None
 
+
+
+def test_deepobs_reruns_the_best_setting_on_ten_seeds_by_default():
+    from optbench.study.config import study_from_dict
+
+    base = {"study": {"protocol": "deepobs", "tasks": ["digits_mlp"]}, "budget": {"epochs": 1},
+            "recipes": [{"optimizer": "sgd"}]}
+    assert study_from_dict(base).seeds == tuple(range(10))
+    base["study"]["protocol"] = "seed004"
+    assert study_from_dict(base).seeds == (0, 1, 2)

@@ -58,6 +58,9 @@ RECIPE_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in BUDGET_FIELD
 _MAPPING_FIELDS = tuple(f.name for f in fields(Recipe) if f.name.endswith(("params", "augmentation"))
                         or f.name in ("hyperparams", "early_stopping"))
 DEFAULT_SEEDS = 3
+#: Seeds when a file gives none, where the protocol's source fixes a number (DeepOBS re-runs the
+#: best setting on 10 seeds, Schneider et al. 2019).
+PROTOCOL_DEFAULT_SEEDS = {"deepobs": 10}
 
 
 @dataclass(frozen=True)
@@ -421,7 +424,8 @@ def study_from_dict(data: Mapping[str, Any], source: str = "<api>") -> StudyConf
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         p.add("study.name", f"a non-empty name of at most 200 characters, got {name!r}")
     tasks = _parse_tasks(study.get("tasks"), p)
-    seeds = _parse_seeds(study.get("seeds", DEFAULT_SEEDS), p)
+    default_seeds = PROTOCOL_DEFAULT_SEEDS.get(protocol, DEFAULT_SEEDS) if isinstance(protocol, str) else DEFAULT_SEEDS
+    seeds = _parse_seeds(study.get("seeds", default_seeds), p)
     target = study.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)
                                or not math.isfinite(target)):
