@@ -95,10 +95,6 @@ class CifarDataset(DatasetSpec):
         return [f"{s.base.rstrip('/')}/{self.archive}{s.suffix}" if isinstance(s, UrlSource) else s.label
                 for s in self.sources]
 
-    @property
-    def needs_download(self) -> bool:
-        return True
-
     def archive_path(self, cache: Path) -> Path:
         """Where the archive lives: ``{cache}/{name}/{archive}``."""
         return self.directory(cache) / self.archive

@@ -99,14 +99,14 @@ class DatasetSpec(ABC):
     classes: int
 
     @property
-    @abstractmethod
     def source_labels(self) -> list[str]:
-        """Where the data comes from, in the order tried."""
+        """Where the data comes from, in the order tried (the labels of ``sources`` by default)."""
+        return [source.label for source in getattr(self, "sources", ())]
 
     @property
     def needs_download(self) -> bool:
-        """True when the data comes from the internet (not shipped or generated)."""
-        return False
+        """True when the data comes from the internet (a dataset with ``sources``), not shipped or generated."""
+        return bool(getattr(self, "sources", ()))
 
     def info(self) -> DatasetInfo:
         """The :class:`DatasetInfo` of this dataset."""
@@ -145,14 +145,6 @@ class IdxDataset(DatasetSpec):
 
     files: tuple[FileSpec, ...] = ()
     sources: tuple[Source, ...] = ()
-
-    @property
-    def source_labels(self) -> list[str]:
-        return [source.label for source in self.sources]
-
-    @property
-    def needs_download(self) -> bool:
-        return True
 
     def is_cached(self, cache: Path) -> bool:
         return all_cached(self.files, self.directory(cache))

@@ -241,14 +241,6 @@ class TextDataset(DatasetSpec):
         """Turn the verified raw file's bytes into the corpus."""
         raise NotImplementedError
 
-    @property
-    def source_labels(self) -> list[str]:
-        return [source.label for source in self.sources]
-
-    @property
-    def needs_download(self) -> bool:
-        return True
-
     def corpus_path(self, cache: Path) -> Path:
         """The processed corpus, ``{cache}/{name}/{name}.npz``."""
         return self.directory(cache) / f"{self.name}.npz"
