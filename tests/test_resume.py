@@ -94,10 +94,12 @@ def _check_resumed(url: str, log: Path, snapshots: list[dict[str, tuple[Any, ...
     assert _curves(url) == reference  # bitwise: the same floats as without interruption
 
 
-def test_sigkill_at_random_moments_then_resume_sqlite(tmp_path: Path, reference) -> None:
+def test_sigkill_at_random_moments_then_resume(store_url: str, tmp_path: Path, reference) -> None:
+    """Three SIGKILLs of the whole process group at seeded random moments, then a run to the end;
+    on SQLite and on PostgreSQL (``store_url``)."""
     curves, duration = reference
     rng = random.Random(20261121)
-    url, log = str(tmp_path / "study.db"), tmp_path / "child.log"
+    url, log = store_url, tmp_path / "child.log"
     snapshots = []
     for _ in range(3):
         proc = _start(url, log)
@@ -133,9 +135,10 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def test_sigkill_in_the_middle_then_resume_postgresql(postgres_url: str, tmp_path: Path, reference) -> None:
-    """Reduced version on PostgreSQL: one kill while runs are in progress (after two are saved), of
-    the study's main process only: its worker processes notice and exit by themselves."""
+def test_sigkill_of_the_study_process_only_then_resume_postgresql(postgres_url: str, tmp_path: Path,
+                                                                 reference) -> None:
+    """One kill while runs are in progress (after two are saved), of the study's main process only:
+    its worker processes notice and exit by themselves, their claims stay until taken over."""
     curves, duration = reference
     log = tmp_path / "child.log"
     proc = _start(postgres_url, log)
