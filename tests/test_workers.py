@@ -143,3 +143,17 @@ def test_run_workers_forwards_events_and_reports_a_crash(tmp_path: Path) -> None
         run_workers(_emit_then_crash, "always", store_url=url, study="s", workers=1, device=CPU,
                     on_event=events.append)
     assert [e.worker for e in events] == [0]
+
+
+def test_a_spec_whose_task_name_differs_from_the_built_task_is_refused_not_retried(tmp_path: Path) -> None:
+    """A RunSpec naming ``digits_mlp`` for ``digits_mlp[dropout=0.2]`` would store its result under
+    another run id, and the plan would retrain it forever: refused before training, claim released."""
+    from optbench.errors import ConfigError
+
+    recipe = Recipe("sgd", {"lr": 0.01}, batch_size=64, epochs=1, train_size=200)
+    (spec,) = plan_runs("digits_mlp[dropout=0.2]", "digits_mlp", [recipe], [0])
+    with open_store(str(tmp_path / "w.db")) as store:
+        store.ensure_study("s", {})
+        with pytest.raises(ConfigError, match="digits_mlp"):
+            Worker(store, "s", device=CPU).try_run(spec)
+        assert store.claims() == [] and store.load_runs() == []

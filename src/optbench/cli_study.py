@@ -36,6 +36,9 @@ def run_command(
     workers: Annotated[int, typer.Option(help="Parallel runs in separate processes.")] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan; run nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    checkpoints: Annotated[Path | None, typer.Option(
+        "--checkpoints", metavar="DIR", help="Save per-epoch checkpoints in DIR: a killed run resumes from its "
+                                             "last epoch [default: the file's [execution] section].")] = None,
 ) -> None:
     """Run (or resume) a study file: validate it (every problem at once, nothing written on bad input),
     run its protocol, print the protocol's tables, write the HTML report and OUT/protocol.md."""
@@ -56,7 +59,7 @@ def run_command(
     for line in describe_plan(config)[:6]:
         console.print(line, markup=False)
     outcome = run_study(config, store_url, workers=workers, create_store_dir=store is None,
-                        on_event=None if quiet else _progress(console))
+                        on_event=None if quiet else _progress(console), checkpoint_dir=checkpoints)
     files = write_study_outputs(outcome, store_url, out)
     stdout = Console(width=160) if not Console().is_terminal else Console()
     for table in protocol_rich_tables(outcome.result):

@@ -27,6 +27,10 @@ File layout (every section but ``[study]`` and ``[[recipes]]`` is optional)::
     "hyperparams.lr" = { low = 1e-5, high = 1e-1, log = true }
     [protocol]                   # protocol options, validated per protocol
     grid = { low = 1e-5, high = 1e2, points = 36 }
+    [execution]                  # how runs execute (never changes the numbers)
+    checkpoints = true           # per-epoch checkpoints: an interrupted run resumes from its last epoch
+    checkpoint_dir = "ckpt"      # default: "<store>.checkpoints" next to a SQLite store; alone, it turns
+                                 # checkpoints on
 
 Validation reports every problem at once (:class:`~optbench.errors.ConfigProblems`): unknown keys,
 unknown names (tasks, optimizers, schedules, penalties ..., samplers, pruners, protocols), bad
@@ -48,10 +52,11 @@ from optbench.errors import ConfigError, ConfigProblems, Problem
 from optbench.spec import Recipe
 from optbench.study.protocols import Reporter, protocols
 
-TOP_KEYS = ("study", "budget", "defaults", "recipes", "search", "protocol")
+TOP_KEYS = ("study", "budget", "defaults", "recipes", "search", "protocol", "execution")
 STUDY_KEYS = ("name", "protocol", "tasks", "seeds", "target", "description")
 BUDGET_KEYS = ("epochs", "train_size", "seconds", "trials")
 SEARCH_KEYS = ("sampler", "pruner", "seed", "grid_points", "space")
+EXECUTION_KEYS = ("checkpoints", "checkpoint_dir")
 #: Recipe fields owned by [budget] (the same for every recipe of a study: the fairness rule).
 BUDGET_FIELDS = ("epochs", "train_size", "max_train_seconds")
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in BUDGET_FIELDS)
@@ -82,6 +87,39 @@ class BudgetConfig:
     def apply(self, recipe: Recipe) -> Recipe:
         """``recipe`` with this budget's epochs, train_size and max_train_seconds."""
         return replace(recipe, epochs=self.epochs, train_size=self.train_size, max_train_seconds=self.seconds)
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """The ``[execution]`` section: how runs execute (it never changes a run's numbers or id).
+
+    Attributes:
+        checkpoints: save per-epoch checkpoints, so that a run interrupted (SIGKILL included)
+            continues from its last finished epoch when the study is started again (in a file:
+            default true when ``checkpoint_dir`` is given, else false).
+        checkpoint_dir: where (relative paths: to the current directory); None: ``<store>.checkpoints``
+            next to a SQLite store (required for a PostgreSQL store).
+    """
+
+    checkpoints: bool = False
+    checkpoint_dir: str | None = None
+
+    def directory(self, store: str | Path) -> Path | None:
+        """The checkpoint directory for results in ``store`` (None when checkpoints are off).
+
+        Raises:
+            ConfigError: checkpoints on, no ``checkpoint_dir`` and a store that is not a SQLite file.
+        """
+        if not self.checkpoints:
+            return None
+        if self.checkpoint_dir is not None:
+            return Path(self.checkpoint_dir)
+        store = str(store)
+        path = store.split(":///", 1)[1] if store.startswith("sqlite:///") else None if "://" in store else store
+        if not path or path == ":memory:":
+            raise ConfigError("execution.checkpoint_dir", None,
+                              "a directory for checkpoints (required unless the store is a SQLite file)")
+        return Path(f"{path}.checkpoints")
 
 
 @dataclass(frozen=True)
@@ -129,6 +167,7 @@ class StudyConfig:
         target: overrides each task's target value (None: the task's own).
         search: the ``[search]`` section, or None.
         options: the protocol's options with defaults filled in.
+        execution: the ``[execution]`` section (checkpoints).
         description: free text.
         source: the file it came from (``"<api>"`` for a dict).
     """
@@ -144,6 +183,7 @@ class StudyConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<api>"
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def with_budget(self, **changes: Any) -> StudyConfig:
         """A copy with budget fields changed (``epochs=1, train_size=300``) and applied to every recipe.
@@ -162,7 +202,7 @@ class StudyConfig:
         return {"name": self.name, "protocol": self.protocol, "tasks": list(self.tasks), "seeds": list(self.seeds),
                 "target": self.target, "budget": vars(self.budget).copy(), "recipes": [r.to_dict() for r in self.recipes],
                 "search": search, "options": _jsonable(self.options), "description": self.description,
-                "source": self.source}
+                "source": self.source, "execution": vars(self.execution).copy()}
 
 
 def _jsonable(value: Any) -> Any:
@@ -222,6 +262,23 @@ def _parse_budget(table: Mapping[str, Any], p: _Collector) -> BudgetConfig:
             out = replace(out, seconds=float(seconds))
         else:
             p.add("budget.seconds", f"a number of seconds > 0, got {seconds!r}")
+    return out
+
+
+def _parse_execution(table: Mapping[str, Any], p: _Collector) -> ExecutionConfig:
+    _unknown(table, EXECUTION_KEYS, "execution", p)
+    out = ExecutionConfig()
+    directory = table.get("checkpoint_dir")
+    if directory is not None:
+        if isinstance(directory, str) and directory.strip():
+            out = replace(out, checkpoints=True, checkpoint_dir=directory)
+        else:
+            p.add("execution.checkpoint_dir", f"a directory path, got {directory!r}")
+    if "checkpoints" in table:
+        if isinstance(table["checkpoints"], bool):
+            out = replace(out, checkpoints=table["checkpoints"])
+        else:
+            p.add("execution.checkpoints", f"true or false, got {table['checkpoints']!r}")
     return out
 
 
@@ -436,6 +493,7 @@ def study_from_dict(data: Mapping[str, Any], source: str = "<api>") -> StudyConf
         p.add("study.description", f"text, got {description!r}")
         description = ""
     budget = _parse_budget(_table(data, "budget", p), p)
+    execution = _parse_execution(_table(data, "execution", p), p)
     recipes = _parse_recipes(data, budget, p)
     search, space = _parse_search(data, p)
     options: dict[str, Any] = {}
@@ -450,7 +508,7 @@ def study_from_dict(data: Mapping[str, Any], source: str = "<api>") -> StudyConf
         raise ConfigProblems(p.problems)
     config = StudyConfig(name=name, protocol=protocol, tasks=tasks, seeds=seeds, recipes=tuple(r for r, _ in recipes),
                          budget=budget, target=None if target is None else float(target), search=search,
-                         options=options, description=description, source=source)
+                         options=options, description=description, source=source, execution=execution)
     for path, message in spec.check(config):
         p.add(path, message)
     if p.problems:
@@ -506,4 +564,4 @@ def load_study(path: str | Path) -> StudyConfig:
     return study_from_dict(data, source=str(path))
 
 
-__all__ = ["BudgetConfig", "SearchSettings", "StudyConfig", "load_study", "study_from_dict", "validate_study"]
+__all__ = ["BudgetConfig", "ExecutionConfig", "SearchSettings", "StudyConfig", "load_study", "study_from_dict", "validate_study"]

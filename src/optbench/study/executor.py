@@ -6,7 +6,8 @@
   (:func:`run_workers`) or other machines pointed at the same PostgreSQL store.
 * Resume: a study killed at any moment (SIGKILL included) leaves every saved run intact and its
   in-progress runs claimed by dead processes; started again, its workers take those claims over
-  at once (same host, process gone) and redo those runs from their start. Runs are deterministic
+  at once (same host, process gone) and redo those runs from their start, or, with per-epoch
+  checkpoints on (``checkpoint_dir``), from their last finished epoch. Runs are deterministic
   on CPU for a given thread count, so the final numbers equal an uninterrupted study's.
 * :func:`execute_plan` runs every not-completed run of a plan exactly once (a run that fails is
   not retried within the same call) and waits for runs that live workers elsewhere execute.
@@ -26,15 +27,17 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Self
 
 import torch
 from sqlalchemy.exc import SQLAlchemyError
 
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError, OptbenchError
 from optbench.spec import Dataset, EpochRecord, RunResult, Task, default_device
 from optbench.store import Store, WorkerId, open_store
 from optbench.study.plan import RunSpec
+from optbench.train.checkpoint import Checkpointer
 
 HEARTBEAT_S = 30.0
 """Seconds between heartbeats of a running claim (besides one per epoch); well below the
@@ -115,13 +118,22 @@ class RunContext:
             self.datasets[ref] = dataset
         return self.datasets[ref]
 
-    def run(self, spec: RunSpec, device: torch.device, emit: Callable[[EpochRecord], None]) -> RunResult:
-        """Train ``spec`` on ``device``; ``emit`` gets each epoch record (and may raise ``Pruned``)."""
+    def run(self, spec: RunSpec, device: torch.device, emit: Callable[[EpochRecord], None],
+            checkpoint: Checkpointer | None = None) -> RunResult:
+        """Train ``spec`` on ``device``; ``emit`` gets each epoch record (and may raise ``Pruned``);
+        ``checkpoint``: per-epoch checkpoints of the run (resumed from when one exists).
+
+        Raises:
+            ConfigError: ``spec.task`` is not the name of the task ``spec.task_ref`` builds (the
+                result would be stored under another run id and the plan would never complete).
+        """
         from optbench.train import split_data, train
 
         task = self.task(spec.task_ref)
+        if task.name != spec.task:
+            raise ConfigError("task", spec.task, f"the name of the task {spec.task_ref!r} builds: {task.name!r}")
         data = split_data(self.dataset(spec.task_ref), task.valid_size, spec.seed, spec.recipe.train_size)
-        return train(task, data, spec.recipe, spec.seed, device=device, on_epoch=emit)
+        return train(task, data, spec.recipe, spec.seed, device=device, on_epoch=emit, checkpoint=checkpoint)
 
 
 class _Heartbeat:
@@ -158,22 +170,27 @@ class Worker:
         index: the worker's number in its process group; its :class:`WorkerId` is named ``w{index}``.
         emit: receives :class:`RunStarted`, :class:`EpochDone` and :class:`RunDone` events.
         context: a task/data cache to reuse (a new one by default).
+        checkpoint_dir: per-epoch checkpoints of each run in ``<checkpoint_dir>/<run_id>.pt``
+            (None: none; a run interrupted is then redone from its start).
     """
 
     def __init__(self, store: Store, study: str, *, device: torch.device | None = None, index: int = 0,
-                 emit: EventCallback | None = None, context: RunContext | None = None) -> None:
+                 emit: EventCallback | None = None, context: RunContext | None = None,
+                 checkpoint_dir: str | Path | None = None) -> None:
         self.store = store
         self.study = study
         self.device = device or default_device()
         self.index = index
         self.emit = emit or _ignore
         self.context = context or RunContext()
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.id = WorkerId.current(f"w{index}")
         self.parent_pid: int | None = None  # set in worker processes: no new claim once the parent died
 
     def try_run(self, spec: RunSpec, *, on_epoch: Callable[[EpochRecord], None] | None = None,
                 accept_pruned: bool = False, annotate: Mapping[str, Any] | None = None,
-                attempted_since: datetime | None = None) -> RunResult | None:
+                attempted_since: datetime | None = None, checkpoint_dir: str | Path | None = None
+                ) -> RunResult | None:
         """Execute ``spec`` unless it is done or another live worker has it.
 
         Claims the run, trains it (heartbeat each epoch and every :data:`HEARTBEAT_S` s), merges
@@ -188,6 +205,9 @@ class Worker:
             accept_pruned: a stored ``pruned`` run counts as done (search studies).
             annotate: extra JSON-ready entries for ``result.environment`` (e.g. a trial number).
             attempted_since: also skip a run stored (in any status) at or after this time (UTC).
+            checkpoint_dir: per-epoch checkpoints in this directory (default: the worker's
+                ``checkpoint_dir``); the run resumes from its checkpoint when one is there, and the
+                file is deleted once the result is stored.
 
         Returns:
             the stored result (another worker's when it stored the run first), or None when the run
@@ -207,6 +227,8 @@ class Worker:
                                     attempted_since=attempted_since):
             return None
         started_at = datetime.now(UTC)
+        directory = Path(checkpoint_dir) if checkpoint_dir is not None else self.checkpoint_dir
+        checkpoint = None if directory is None else Checkpointer(directory / f"{rid}.pt", rid)
         try:
             self.emit(RunStarted(spec, self.index))
 
@@ -220,7 +242,7 @@ class Worker:
                     on_epoch(record)
 
             with _Heartbeat(self.store, rid, self.id, HEARTBEAT_S):
-                result = self.context.run(spec, self.device, epoch_done)
+                result = self.context.run(spec, self.device, epoch_done, checkpoint)
             result.environment["worker"] = {"name": self.id.name, "host": self.id.host, "pid": self.id.pid}
             result.environment.update(annotate or {})
             written = self.store.save_run(result, study=self.study, started_at=started_at, release=self.id)
@@ -230,6 +252,8 @@ class Worker:
             except SQLAlchemyError:
                 pass  # a stale claim of a dead process is taken over anyway
             raise
+        if checkpoint is not None:  # the result is stored: its checkpoint has served
+            checkpoint.delete()
         if not written:  # a worker that took over a claim it thought stale stored it first: keep theirs
             result = self.store.get_run(rid) or result
         self.emit(RunDone(spec, result, self.index, not written))
@@ -252,13 +276,13 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _worker_main(target: Callable[[Worker, Any], None], payload: Any, store_url: str, study: str, index: int,
-                 threads: int, device: str, events: Any, parent_pid: int) -> None:
+                 threads: int, device: str, events: Any, parent_pid: int, checkpoint_dir: Path | None) -> None:
     _watch_parent(parent_pid)
     torch.set_num_threads(threads)
     try:
         with open_store(store_url) as store:
             worker = Worker(store, study, device=torch.device(device), index=index,
-                            emit=lambda event: events.put(("event", index, event)))
+                            emit=lambda event: events.put(("event", index, event)), checkpoint_dir=checkpoint_dir)
             worker.parent_pid = parent_pid
             target(worker, payload)
     except BaseException as exc:  # noqa: BLE001 - reported to the caller, which stops the study
@@ -269,7 +293,7 @@ def _worker_main(target: Callable[[Worker, Any], None], payload: Any, store_url:
 
 def run_workers(target: Callable[[Worker, Any], None], payload: Any, *, store_url: str, study: str,
                 workers: int = 1, device: torch.device | None = None, on_event: EventCallback | None = None,
-                context: RunContext | None = None) -> None:
+                context: RunContext | None = None, checkpoint_dir: str | Path | None = None) -> None:
     """Call ``target(worker, payload)`` in ``workers`` workers on this machine and wait for all.
 
     Args:
@@ -284,6 +308,7 @@ def run_workers(target: Callable[[Worker, Any], None], payload: Any, *, store_ur
         device: where runs train (CUDA when available by default).
         on_event: receives every worker's events, in this (the calling) process.
         context: task/data cache reused when ``workers == 1``.
+        checkpoint_dir: every worker's ``checkpoint_dir`` (see :class:`Worker`); None: no checkpoints.
 
     Raises:
         OptbenchError: when a worker raises (with its message) or dies; the other workers are
@@ -291,15 +316,18 @@ def run_workers(target: Callable[[Worker, Any], None], payload: Any, *, store_ur
     """
     device = device or default_device()
     emit = on_event or _ignore
+    checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     if workers <= 1:
         with open_store(store_url) as store:
-            target(Worker(store, study, device=device, index=0, emit=emit, context=context), payload)
+            target(Worker(store, study, device=device, index=0, emit=emit, context=context,
+                          checkpoint_dir=checkpoint_dir), payload)
         return
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     threads = max(1, torch.get_num_threads() // workers)
     procs = [ctx.Process(target=_worker_main, name=f"optbench-w{i}", daemon=True,
-                         args=(target, payload, store_url, study, i, threads, str(device), events, os.getpid()))
+                         args=(target, payload, store_url, study, i, threads, str(device), events, os.getpid(),
+                               checkpoint_dir))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -361,7 +389,8 @@ def _plan_target(worker: Worker, payload: _PlanPayload) -> None:
 
 def execute_plan(store_url: str, study: str, specs: Sequence[RunSpec], *, workers: int = 1,
                  device: torch.device | None = None, on_event: EventCallback | None = None,
-                 accept_pruned: bool = False, context: RunContext | None = None) -> list[RunResult]:
+                 accept_pruned: bool = False, context: RunContext | None = None,
+                 checkpoint_dir: str | Path | None = None) -> list[RunResult]:
     """Run (or resume) a plan: every spec not completed in the store, exactly once.
 
     Links ``specs`` to ``study`` (which the caller created with :meth:`Store.ensure_study`),
@@ -380,6 +409,9 @@ def execute_plan(store_url: str, study: str, specs: Sequence[RunSpec], *, worker
         on_event: progress events (:class:`RunStarted`, :class:`EpochDone`, :class:`RunDone`).
         accept_pruned: a stored ``pruned`` run counts as completed (search studies).
         context: task/data cache reused when ``workers == 1``.
+        checkpoint_dir: save per-epoch checkpoints of every run in ``<checkpoint_dir>/<run_id>.pt``
+            (created when missing); a run interrupted (e.g. by SIGKILL) continues from its last
+            finished epoch at the next call. None (default): no checkpoints.
 
     Returns:
         the stored result of every spec, in plan order.
@@ -410,7 +442,7 @@ def execute_plan(store_url: str, study: str, specs: Sequence[RunSpec], *, worker
         if pending:
             run_workers(_plan_target, _PlanPayload(pending, accept_pruned, since), store_url=str(store_url),
                         study=study, workers=min(workers, len(pending)), device=device, on_event=forward,
-                        context=context)
+                        context=context, checkpoint_dir=checkpoint_dir)
         results = store.get_runs(ids)
     missing = [i for i in ids if i not in results]
     if missing:

@@ -91,7 +91,7 @@ def check_data(config: StudyConfig, context: StudyContext) -> None:
 
 def run_study(config: StudyConfig, store: str | Path, *, workers: int = 1, device: torch.device | None = None,
               on_event: Callable[[Any], None] | None = None, create_store_dir: bool = False,
-              context: StudyContext | None = None) -> StudyOutcome:
+              context: StudyContext | None = None, checkpoint_dir: str | Path | None = None) -> StudyOutcome:
     """Run (or resume) ``config`` with the results in ``store``.
 
     Validated before anything is written (names, data, training-set size, store path).
@@ -102,10 +102,14 @@ def run_study(config: StudyConfig, store: str | Path, *, workers: int = 1, devic
         workers / device / on_event: how runs execute (see ``optbench.study.executor.execute_plan``).
         create_store_dir: create the SQLite file's directory (after validation) when missing.
         context: a ready :class:`StudyContext` (tests, other backends); default: one on ``store``.
+        checkpoint_dir: save per-epoch checkpoints there (overrides ``config.execution``; by
+            default its ``[execution]`` section decides: off, or ``<store>.checkpoints``). An
+            interrupted run then continues from its last finished epoch when the study is run again.
 
     Raises:
         ConfigProblems: every problem of ``config``.
-        ConfigError: a bad worker count, train size or store path.
+        ConfigError: a bad worker count, train size or store path; checkpoints on without a
+            ``checkpoint_dir`` for a store that is not a SQLite file.
     """
     from optbench.store import open_store
 
@@ -114,7 +118,8 @@ def run_study(config: StudyConfig, store: str | Path, *, workers: int = 1, devic
         raise ConfigProblems(problems)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError("--workers", workers, "an integer >= 1")
-    context = context or StudyContext(str(store), config.name, workers, device, on_event)
+    directory = Path(checkpoint_dir) if checkpoint_dir is not None else config.execution.directory(store)
+    context = context or StudyContext(str(store), config.name, workers, device, on_event, checkpoint_dir=directory)
     check_data(config, context)
     if create_store_dir and "://" not in str(store):
         Path(store).parent.mkdir(parents=True, exist_ok=True)

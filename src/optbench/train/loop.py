@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,6 +23,9 @@ from optbench.spec import EpochRecord, Recipe, RunResult, RunStatus, Split, Task
 from optbench.train.data import memory_format, ordered_batches, shuffled_batches, to_device
 from optbench.train.environment import environment
 from optbench.train.metrics import Diverged, TrainMetrics
+
+if TYPE_CHECKING:
+    from optbench.train.checkpoint import Checkpointer
 
 EpochCallback = Callable[[EpochRecord], None]
 
@@ -119,6 +122,31 @@ def _monitored(task: Task) -> str:
     return f"valid_{task.target.metric}"
 
 
+def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torch.device, result: RunResult,
+             checkpoint: Checkpointer | None) -> tuple[_Setup, torch.Generator, int, bool]:
+    """Seed and build the run, then restore its checkpoint when there is a usable one.
+
+    Returns ``(setup, data-order generator, last epoch done, stopped)``; ``(.., 0, False)`` for a
+    fresh start. A checkpoint that does not fit the run is ignored with a warning (built again)."""
+    from optbench.train.checkpoint import restore
+
+    state = checkpoint.load() if checkpoint is not None else None
+    hyperparams = dict(result.hyperparams)  # before the batch rule rewrites its lr
+    while True:
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        setup = _build(task, data, recipe, device, torch.Generator().manual_seed(seed + 1), hyperparams)
+        if recipe.batch_rule != "none":  # record the learning rate the rule chose
+            result.hyperparams["lr"] = float(setup.optimizer.param_groups[0]["lr"])
+        if state is None or checkpoint is None:
+            return setup, generator, 0, False
+        try:
+            return (setup, generator, *restore(state, setup, result, generator, device))
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            checkpoint.warn_ignored(f"it does not fit the run ({type(exc).__name__}: {exc})")
+            state = None
+
+
 def _train_epoch(setup: _Setup, task: Task, split: Split, generator: torch.Generator, first_step: int,
                  check_every: int, average_every_step: bool) -> tuple[dict[str, float], int]:
     """One pass over ``split``; returns averaged train metrics and the number of steps.
@@ -139,7 +167,7 @@ def _train_epoch(setup: _Setup, task: Task, split: Split, generator: torch.Gener
 
 
 def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torch.device | None = None,
-          on_epoch: EpochCallback | None = None) -> RunResult:
+          on_epoch: EpochCallback | None = None, checkpoint: Checkpointer | None = None) -> RunResult:
     """Train ``task``'s model with ``recipe`` from ``seed`` and measure every epoch.
 
     Per epoch: train loss/metrics (averaged over the epoch's steps, always the task's own
@@ -158,6 +186,13 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
     ``environment["early_stopping"]``), and so does ``recipe.max_train_seconds`` (recorded in
     ``environment["time_budget"]``).
 
+    Checkpoints (opt-in, ``checkpoint``): after every epoch (its record emitted, schedule and early
+    stopping updated) the run's whole state is saved (:mod:`optbench.train.checkpoint`); a run
+    given a usable checkpoint of itself continues after the saved epoch, bitwise as if never
+    interrupted on CPU. The restored epochs are not passed to ``on_epoch`` again;
+    ``environment["checkpoint"]`` records ``{"resumed_epoch": k}``. The file is left in place:
+    whoever stores the result deletes it (:meth:`Checkpointer.delete`).
+
     Args:
         task: the test problem.
         data: train/valid/test splits (see :func:`optbench.train.data.split_data`).
@@ -167,6 +202,7 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
         device: where to train; CUDA when available by default.
         on_epoch: called with each :class:`EpochRecord` as soon as it is measured; it may raise
             :class:`Pruned` to end the run there (status ``pruned``).
+        checkpoint: save (and resume from) per-epoch checkpoints of this run; None: none.
 
     Returns:
         the :class:`RunResult` (never raises for a failing run).
@@ -179,18 +215,14 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
     start = time.perf_counter()
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
         try:
             result.hyperparams = resolved_hyperparams(recipe.optimizer, **recipe.hyperparams)
             data = to_device(data, device, memory_format(data))
-            generator = torch.Generator().manual_seed(seed)
-            setup = _build(task, data, recipe, device, torch.Generator().manual_seed(seed + 1),
-                           result.hyperparams)
-            if recipe.batch_rule != "none":  # record the learning rate the rule chose
-                result.hyperparams["lr"] = float(setup.optimizer.param_groups[0]["lr"])
+            setup, generator, done, stopped = _prepare(task, data, recipe, seed, device, result, checkpoint)
             check_every = 32 if device.type == "cpu" else 64  # each check is a host sync
             per_step = setup.averager is not None and recipe.averaging == "ema"
-            for epoch in range(1, recipe.epochs + 1):
+            last = done if stopped else recipe.epochs  # a run restored after its last epoch trains no more
+            for epoch in range(done + 1, last + 1):
                 t0 = time.perf_counter()
                 train_metrics, steps = _train_epoch(setup, task, data.train, generator, result.steps,
                                                     check_every, per_step)
@@ -216,12 +248,17 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                     on_epoch(record)
                 if setup.controller is not None:  # a plateau schedule never sees test metrics
                     setup.controller.on_epoch_end({k: v for k, v in metrics.items() if not k.startswith("test_")})
+                stop = False
                 if recipe.max_train_seconds is not None and result.train_seconds >= recipe.max_train_seconds:
                     result.environment["time_budget"] = {"stopped_epoch": epoch, "seconds": result.train_seconds}
-                    break
-                if setup.stopper is not None and setup.stopper.update(metrics[_monitored(task)]):
+                    stop = True
+                elif setup.stopper is not None and setup.stopper.update(metrics[_monitored(task)]):
                     result.environment["early_stopping"] = {"stopped_epoch": epoch,
                                                             "best_epoch": setup.stopper.best_epoch}
+                    stop = True
+                if checkpoint is not None:
+                    _save(checkpoint, setup, result, generator, device, epoch, stop, time.perf_counter() - start)
+                if stop:
                     break
         except Diverged as exc:
             result.status, result.error = RunStatus.DIVERGED, f"{exc} in epoch {len(result.epochs) + 1}"
@@ -231,8 +268,21 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
             result.status = RunStatus.FAILED
             result.error = f"{type(exc).__name__}: {exc}"
             result.environment["traceback"] = traceback.format_exc(limit=8)
-    result.total_seconds = time.perf_counter() - start
+    result.total_seconds += time.perf_counter() - start  # += : the seconds before a resume are kept
     return result
+
+
+def _save(checkpoint: Checkpointer, setup: _Setup, result: RunResult, generator: torch.Generator,
+          device: torch.device, epoch: int, stopped: bool, seconds: float) -> None:
+    """Save the run's state after ``epoch`` (``seconds``: wall time of this process's part). A
+    checkpoint that cannot be written is warned about; the run goes on without it."""
+    from optbench.train.checkpoint import capture
+
+    try:
+        checkpoint.save(capture(setup, result, generator, device, epoch=epoch, stopped=stopped,
+                                elapsed=result.total_seconds + seconds))
+    except OSError as exc:
+        checkpoint.warn_ignored(f"it cannot be written ({exc})", then="the run goes on without it")
 
 
 __all__ = ["EVAL_BATCH_SIZE", "EpochCallback", "Pruned", "evaluate", "train"]

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from optbench.registry import Registry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
     from optbench.spec import Recipe, RunResult, Task
@@ -80,6 +82,8 @@ class StudyContext:
         workers: parallel runs in separate processes.
         device: training device (CUDA when available by default).
         on_event: progress events of the executor.
+        checkpoint_dir: where fixed runs save per-epoch checkpoints (None: no checkpoints);
+            tuning searches run without (their trials are short; Optuna's bookkeeping is the store).
     """
 
     store_url: str
@@ -87,6 +91,7 @@ class StudyContext:
     workers: int = 1
     device: torch.device | None = None
     on_event: Callable[[Any], None] | None = None
+    checkpoint_dir: Path | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
 
     def task(self, ref: str) -> Task:
@@ -102,7 +107,8 @@ class StudyContext:
         from optbench.study import executor
 
         return executor.execute_plan(self.store_url, self.study, list(specs), workers=self.workers,
-                                     device=self.device, on_event=self.on_event)
+                                     device=self.device, on_event=self.on_event,
+                                     checkpoint_dir=self.checkpoint_dir)
 
     def search(self, task_ref: str, base: Recipe, config: Any, *, run_seed: int) -> Any:
         """Run (or resume) an Optuna search of ``base`` with ``config`` (an
