@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -293,3 +294,28 @@ def test_loop_integration_sketch_runs_every_component() -> None:
             break
     assert averager.count == 5 * 2 if stopped_at is None else averager.count == stopped_at * 2
     assert stopper.best_epoch >= 1
+
+
+def test_goyal_warmup_is_the_schedules_warmup_and_matches_the_paper() -> None:
+    """Goyal et al. 2017, sec. 2.2: lr rises linearly from base_lr to k * base_lr (k = batch / base batch)
+    over 5 epochs, then stays; the plan's numbers come from the schedules package's warmup."""
+    from optbench.schedules import Warmup, make_schedule, schedule_values
+
+    base, k, spe = 0.1, 6, 50  # k not a power of two: the two formulas may differ in the last bit
+    plan = goyal_warmup(base, 256, 256 * k, steps_per_epoch=spe)
+    t = np.arange(1000, dtype=np.float64)
+    paper = np.where(t < 5 * spe, base + (k * base - base) * t / (5 * spe), k * base)
+    ours = schedule_values(plan.schedule, 1000)
+    assert isinstance(plan.schedule, Warmup) and plan.steps == 5 * spe
+    assert ours == pytest.approx(paper, rel=1e-14, abs=0)
+    assert [plan.lr_at(s) for s in (0, 125, 250, 999)] == pytest.approx([base, base + (k - 1) * base / 2, k * base,
+                                                                         k * base], rel=1e-14)
+    # a recipe reaches the same numbers: batch_rule "linear" sets the peak, the schedule's warmup the ramp
+    recipe_schedule = make_schedule("constant", plan.peak_lr, total_steps=1000, steps_per_epoch=spe,
+                                    warmup_epochs=5, warmup_start_factor=1 / k)
+    assert schedule_values(recipe_schedule, 1000) == pytest.approx(paper, rel=1e-14, abs=0)
+    assert goyal_warmup(base, 256, 1024, steps_per_epoch=spe, warmup_epochs=0).lr_at(0) == pytest.approx(0.4)
+    with pytest.raises(ConfigError, match="batch_size"):
+        goyal_warmup(base, 256, 128, steps_per_epoch=spe)
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        goyal_warmup(base, 256, 512, steps_per_epoch=spe, warmup_epochs=-1)

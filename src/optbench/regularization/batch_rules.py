@@ -3,7 +3,9 @@
 * ``linear`` — ``lr = base_lr * batch_size / base_batch_size`` (Goyal et al. 2017, "Accurate,
   large minibatch SGD", sec. 2.1, "Linear Scaling Rule"), to be used with gradual warmup
   (sec. 2.2): the lr rises linearly from ``base_lr`` to the scaled lr over the first 5 epochs
-  (:func:`goyal_warmup`); the warmup itself is applied by the schedules package.
+  (:func:`goyal_warmup`, built on the schedules package's warmup; in a run, give the recipe the
+  schedule parameters ``warmup_epochs=5, warmup_start_factor=base_batch_size/batch_size``: the
+  ``linear`` rule scales the lr only).
 * ``sqrt`` — ``lr = base_lr * sqrt(batch_size / base_batch_size)`` (Krizhevsky 2014, "One weird
   trick", sec. 5; Hoffer et al. 2017), which keeps the variance of the update constant and is the
   usual rule for adaptive methods.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
@@ -28,6 +31,9 @@ from optbench.errors import ConfigError
 from optbench.registry import Registry
 from optbench.regularization import _validate
 from optbench.regularization.catalog import Technique
+
+if TYPE_CHECKING:
+    from optbench.schedules import Schedule
 
 LrRule = Callable[[float, int, int], float]
 
@@ -51,7 +57,8 @@ lr_scaling.register("none", Technique(
     "none", "lr_scaling", _none, "-", "The lr does not depend on the batch size.", _LR_DATA))
 lr_scaling.register("linear", Technique(
     "linear", "lr_scaling", _linear, "Goyal et al. 2017, sec. 2.1 (with warmup, sec. 2.2)",
-    "lr * batch/base_batch, with 5 epochs of linear warmup from the base lr.", _LR_DATA))
+    "lr * batch/base_batch; pair it with Goyal's 5-epoch warmup from the base lr (schedule parameters "
+    "warmup_epochs=5, warmup_start_factor=base_batch/batch): the rule alone does not warm up.", _LR_DATA))
 lr_scaling.register("sqrt", Technique(
     "sqrt", "lr_scaling", _sqrt, "Krizhevsky 2014, sec. 5; Hoffer et al. 2017",
     "lr * sqrt(batch/base_batch).", _LR_DATA))
@@ -73,17 +80,35 @@ def scaled_lr(base_lr: float, base_batch_size: int, batch_size: int, rule: str =
 
 @dataclass(frozen=True)
 class WarmupPlan:
-    """Linear warmup from ``start_lr`` to ``peak_lr`` over ``steps`` optimizer steps."""
+    """Linear warmup from ``start_lr`` to ``peak_lr`` over ``steps`` optimizer steps, then ``peak_lr``.
+
+    A record of the plan; the learning rates come from the schedules package's warmup
+    (:attr:`schedule`: :func:`optbench.schedules.with_warmup` in front of a constant ``peak_lr``,
+    start factor ``start_lr / peak_lr``), so there is one implementation of the ramp.
+
+    Raises:
+        ConfigError: (from :attr:`schedule`) unless ``0 <= start_lr <= peak_lr``, ``peak_lr > 0`` and
+            ``steps`` is an integer >= 0.
+    """
 
     start_lr: float
     peak_lr: float
     steps: int
 
+    @property
+    def schedule(self) -> Schedule:
+        """The plan as a :class:`~optbench.schedules.Schedule` (step -> lr), e.g. for an
+        :class:`~optbench.schedules.LRController`."""
+        from optbench.schedules import with_warmup
+        from optbench.schedules.decay import Constant
+
+        return with_warmup(Constant(self.peak_lr), self.steps, self.start_lr / self.peak_lr)
+
     def lr_at(self, step: int) -> float:
-        """The lr at 0-based ``step``: ``start + (peak - start) * step / steps``, then ``peak``."""
-        if step >= self.steps:
-            return self.peak_lr
-        return self.start_lr + (self.peak_lr - self.start_lr) * step / self.steps
+        """The lr at 0-based ``step``: ``start + (peak - start) * step / steps``, then ``peak``
+        (equal up to float rounding: computed as ``peak * (s + (1 - s) * step / steps)``,
+        ``s = start / peak``)."""
+        return self.schedule(step)
 
 
 def goyal_warmup(base_lr: float, base_batch_size: int, batch_size: int, steps_per_epoch: int,
@@ -93,12 +118,18 @@ def goyal_warmup(base_lr: float, base_batch_size: int, batch_size: int, steps_pe
     (``round(warmup_epochs * steps_per_epoch)`` steps), increasing by a constant amount each step.
 
     In the schedules package this is a linear warmup with start factor
-    ``base_batch_size / batch_size`` in front of a schedule whose peak is the scaled lr.
+    ``base_batch_size / batch_size`` in front of a schedule whose peak is the scaled lr (the returned
+    plan's :attr:`WarmupPlan.schedule`; a recipe gets it with ``warmup_epochs`` and
+    ``warmup_start_factor`` schedule parameters and ``batch_rule="linear"``).
 
     Raises:
-        ConfigError: for non-positive sizes or lr, or ``warmup_epochs`` < 0.
+        ConfigError: for non-positive sizes or lr, ``batch_size < base_batch_size`` (the warmup
+            raises the lr), or ``warmup_epochs`` < 0.
     """
     peak = scaled_lr(base_lr, base_batch_size, batch_size, "linear")
+    if batch_size < base_batch_size:
+        raise ConfigError("batch_size", batch_size, f"an integer >= base_batch_size {base_batch_size} "
+                                                    "(the gradual warmup raises the lr to the scaled one)")
     _validate.integer("steps_per_epoch", steps_per_epoch, low=1)
     epochs = _validate.number("warmup_epochs", warmup_epochs, low=0.0, high_open=True)
     return WarmupPlan(start_lr=float(base_lr), peak_lr=peak, steps=round(epochs * steps_per_epoch))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from optbench.errors import ConfigError
+from optbench.options import parse_options
 from optbench.schedules.base import is_int, is_number
 
 Kind = Literal["int", "float", "int_list", "choice", "bool", "str"]
@@ -157,23 +157,9 @@ def resolve(schedule: str, declared: Iterable[Param], given: Mapping[str, Any],
     return out
 
 
-def _parse_scalar(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return text.strip()
-    return number if math.isfinite(number) else text.strip()
-
-
 def parse_params(items: Iterable[str]) -> dict[str, Any]:
-    """Parse CLI ``NAME=VALUE`` items into schedule parameters.
+    """Parse CLI ``NAME=VALUE`` items into schedule parameters, by the literal rule of
+    :mod:`optbench.options` (:func:`optbench.options.parse_options`).
 
     Values: integers (``30``), numbers (``0.1``, ``1e-3``), ``true``/``false``, lists as
     comma-separated numbers (``milestones=30,60,90`` -> ``[30, 60, 90]``), anything else a
@@ -183,19 +169,7 @@ def parse_params(items: Iterable[str]) -> dict[str, Any]:
     Raises:
         ConfigError: for an item without ``=``, an empty name, or a name given twice.
     """
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            raise ConfigError("schedule parameter", item, "NAME=VALUE, e.g. gamma=0.5 or milestones=30,60")
-        if name in out:
-            raise ConfigError("schedule parameter", item, "each name once")
-        if "," in text:
-            out[name] = [_parse_scalar(part) for part in text.split(",") if part.strip() != ""]
-        else:
-            out[name] = _parse_scalar(text)
-    return out
+    return parse_options(items, field="schedule parameter", example="NAME=VALUE, e.g. gamma=0.5 or milestones=30,60")
 
 
 __all__ = ["REQUIRED", "Param", "parse_params", "resolve"]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from optbench.errors import ConfigError
+from optbench.options import format_literal, parse_bracketed
 from optbench.registry import Registry
 from optbench.spec import Task
 from optbench.tasks.validate import check_task
@@ -59,39 +60,35 @@ def _load_factory(ref: str) -> Callable[[], Task]:
     return factory
 
 
-def _parse_value(text: str) -> object:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_task_ref(ref: str) -> tuple[str, dict[str, object]]:
     """``"fmnist_cnn3[norm=batch,dropout=0.3]"`` -> ``("fmnist_cnn3", {"norm": "batch", "dropout": 0.3})``.
 
+    Values follow the literal rule of :mod:`optbench.options` (bool, int, finite float, else string);
+    pairs are separated by commas, so a task option is one literal, never a list.
+
     Raises:
-        ConfigError: for a malformed parameter list.
+        ConfigError: for a malformed parameter list or a parameter given twice.
     """
-    ref = ref.strip()
-    if not ref.endswith("]") or "[" not in ref:
-        return ref, {}
-    base, _, inner = ref[:-1].partition("[")
-    params: dict[str, object] = {}
-    for item in filter(None, (p.strip() for p in inner.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise ConfigError("task parameter", item, "key=value pairs, e.g. fmnist_cnn3[norm=batch,dropout=0.3]")
-        params[key.strip()] = _parse_value(value.strip())
-    return base, params
+    return parse_bracketed(ref, field="task parameter",
+                           example="key=value pairs, e.g. fmnist_cnn3[norm=batch,dropout=0.3]")
+
+
+def _check_numeric(base: str, factory: Callable[[], Task], params: dict[str, object]) -> None:
+    """A parameter whose default is a number must be given a number (``width=abc`` or ``dropout=nan``
+    would otherwise reach the factory as a string)."""
+    defaults = {p.name: p.default for p in inspect.signature(factory).parameters.values()}
+    for key, value in params.items():
+        default = defaults.get(key)
+        if isinstance(default, int | float) and not isinstance(default, bool) \
+                and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"task {base} parameter {key}", value, "a finite number")
 
 
 def task_name(base: str, params: dict[str, object]) -> str:
     """The canonical name of a parameterised task: ``base[k1=v1,k2=v2]`` with sorted keys."""
     if not params:
         return base
-    return base + "[" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + "]"
+    return base + "[" + ",".join(f"{k}={format_literal(params[k])}" for k in sorted(params)) + "]"
 
 
 def get_task(ref: str) -> Task:
@@ -104,8 +101,9 @@ def get_task(ref: str) -> Task:
 
     Raises:
         UnknownNameError: for an unknown registry name (lists the known names).
-        ConfigError: for an unknown task parameter (lists the allowed ones), or when a user
-            factory cannot be imported or does not return a Task.
+        ConfigError: for a malformed or unknown task parameter (lists the allowed ones), a
+            non-number for a numeric one, or when a user factory cannot be imported or does not
+            return a Task.
     """
     base, params = parse_task_ref(ref)
     factory = _load_factory(base) if ":" in base else tasks.get(base)
@@ -115,6 +113,7 @@ def get_task(ref: str) -> Task:
         for key in params:
             if key not in allowed:
                 raise ConfigError(f"parameter of task {base}", key, allowed or "none (this task has no parameters)")
+        _check_numeric(base, factory, params)
     task = factory(**params)
     if not isinstance(task, Task):
         raise ConfigError("task", ref, f"a factory returning optbench.spec.Task, got {type(task).__name__}")

@@ -21,6 +21,11 @@ class TrainMetrics:
     concatenated and each metric is computed once, so a tiny model's step is not slowed by
     several small metric kernels. Sums are float64 and exact per group.
 
+    The same object serves the single-process loop and the distributed modes: :meth:`vector`
+    gives the raw sums and the example count as one float64 vector (to all-reduce, or to send in a
+    parameter-server header), and :meth:`averages` turns such a vector, summed over workers, into
+    the epoch's averages.
+
     Args:
         task: gives the metrics and ``count``.
         device: where the sums live.
@@ -29,12 +34,18 @@ class TrainMetrics:
             sum is ``mean * count``; when False (label smoothing, say) the task's ``loss``
             metric is computed from the outputs instead, so that ``train_loss`` is always the
             task's loss, comparable across recipes.
+        max_elements: output values held before a group is computed early (bounds memory).
+        check_finite: raise :class:`Diverged` when a group's loss is not finite (one host sync per
+            group). False in the distributed modes, whose ranks must not stop on their own: they
+            read the non-finite ``train_loss`` of the averages instead.
     """
 
     def __init__(self, task: Task, device: torch.device, group: int, *, loss_is_task_loss: bool = True,
-                 max_elements: int = 1 << 22) -> None:
+                 max_elements: int = 1 << 22, check_finite: bool = True) -> None:
         self.task = task
+        self.device = device
         self.loss_is_task_loss = loss_is_task_loss
+        self.check_finite = check_finite
         self.from_outputs = [m for m in task.metrics if m.name != "loss" or not loss_is_task_loss]
         self.sums = {m.name: torch.zeros((), dtype=torch.float64, device=device) for m in task.metrics}
         self.group, self.max_elements = group, max_elements
@@ -58,7 +69,8 @@ class TrainMetrics:
             self.flush()
 
     def flush(self) -> None:
-        """Compute the held group's metric sums; raise :class:`Diverged` on a non-finite loss."""
+        """Compute the held group's metric sums; raise :class:`Diverged` on a non-finite loss
+        (when ``check_finite``)."""
         if not self.counts:
             return
         self.count += sum(self.counts)
@@ -72,11 +84,38 @@ class TrainMetrics:
                 for m in self.from_outputs:
                     self.sums[m.name] += m.batch_sum(output, y).double()
         self.losses, self.counts, self.outputs, self.targets, self.held = [], [], [], [], 0
-        if not math.isfinite(objective.item()):  # NaN/inf stays in the sum of the group
+        if self.check_finite and not math.isfinite(objective.item()):  # NaN/inf stays in the sum of the group
             raise Diverged("non-finite training loss")
+
+    def reset(self) -> None:
+        """Forget every batch (held or summed): start a new epoch, or a new step of a worker."""
+        for total in self.sums.values():
+            total.zero_()
+        self.losses, self.counts, self.outputs, self.targets, self.held = [], [], [], [], 0
+        self.count = 0
+
+    @staticmethod
+    def vector_length(task: Task) -> int:
+        """Length of :meth:`vector` for ``task``: one per metric plus the count."""
+        return len(task.metrics) + 1
+
+    def vector(self) -> torch.Tensor:
+        """The raw sums and the example count (flushes first): float64, shape
+        ``(len(task.metrics) + 1,)`` = ``[sum_metric_0, ..., sum_metric_k, count]`` in the order of
+        ``task.metrics``, on ``device``. Vectors of several workers add up (all-reduce, headers)."""
+        self.flush()
+        count = torch.tensor([float(self.count)], dtype=torch.float64, device=self.device)
+        return torch.cat([torch.stack(list(self.sums.values())), count])
+
+    def averages(self, vector: torch.Tensor) -> dict[str, float]:
+        """``{"train_<metric>": sum / count}`` (plus the task's derived metrics) from a
+        :meth:`vector`, or a sum of vectors over workers; NaN when the count is 0."""
+        *sums, count = vector.double().cpu().tolist()
+        names = [m.name for m in self.task.metrics]
+        return self.task.add_derived(
+            {f"train_{name}": (total / count if count else math.nan) for name, total in zip(names, sums, strict=True)},
+            "train")
 
     def result(self) -> dict[str, float]:
         """``{"train_<metric>": average}`` over the epoch (flushes first)."""
-        self.flush()
-        return self.task.add_derived({f"train_{name}": float(total) / self.count for name, total in self.sums.items()},
-                                     "train")
+        return self.averages(self.vector())

@@ -1,5 +1,6 @@
 """Pieces every process of a distributed job shares: its context (task, data, device), the data
-shard of each step, metric sums, flat parameter vectors, and collectives on small messages.
+shard of each step, training-metric sums (the single-process loop's
+:class:`~optbench.train.metrics.TrainMetrics`), flat parameter vectors, and collectives on small messages.
 
 Data order: every rank draws the same permutation per epoch from a generator seeded with the run's
 seed; global step ``c`` takes the examples ``perm[c*G : (c+1)*G]`` (``G = N * b``) and worker ``w``
@@ -11,7 +12,6 @@ same way), which is what the equivalence tests check.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +24,8 @@ from optbench.errors import ConfigError
 from optbench.spec import Task, TaskData
 from optbench.train.data import memory_format, split_data, to_device
 from optbench.train.distributed.config import DistributedConfig, Mode
-from optbench.train.loop import sync  # noqa: F401  (one helper for both loops)
+from optbench.train.loop import sync  # one helper for both loops (re-exported)
+from optbench.train.metrics import TrainMetrics
 
 
 @dataclass
@@ -130,30 +131,11 @@ def now() -> float:
     return time.perf_counter()
 
 
-class MetricSums:
-    """Sums of the task's metrics over training batches, plus the example count, as one float64 vector
-    ``[sum_metric_0, ..., sum_metric_k, count]`` (so it can be all-reduced or sent in a header)."""
-
-    def __init__(self, task: Task, device: torch.device) -> None:
-        self.task = task
-        self.values = torch.zeros(len(task.metrics) + 1, dtype=torch.float64, device=device)
-
-    def add(self, output: Tensor, y: Tensor) -> None:
-        """Add one batch: ``output`` of the model and targets ``y``."""
-        with torch.no_grad():
-            self.values[:-1] += torch.stack([m.batch_sum(output.detach(), y).double() for m in self.task.metrics])
-        self.values[-1] += self.task.count(y)
-
-    def result(self, values: Tensor | None = None) -> dict[str, float]:
-        """``{"train_<metric>": average}`` of ``values`` (this object's sums by default)."""
-        v = (self.values if values is None else values).double().cpu().tolist()
-        count = v[-1]
-        return self.task.add_derived(
-            {f"train_{m.name}": (v[i] / count if count else math.nan) for i, m in enumerate(self.task.metrics)}, "train")
-
-    def reset(self) -> None:
-        """Start a new epoch."""
-        self.values.zero_()
+def train_metrics(ctx: RankContext, group: int = 32) -> TrainMetrics:
+    """The single-process loop's :class:`~optbench.train.metrics.TrainMetrics` for a worker of ``ctx``
+    (sums on ``ctx.device``, metrics computed every ``group`` batches), without the divergence check:
+    a rank must not stop alone, so divergence is read from the averaged ``train_loss`` on rank 0."""
+    return TrainMetrics(ctx.task, ctx.device, group, check_finite=False)
 
 
 class FlatParams:
@@ -244,5 +226,5 @@ def gather_json(ctx: RankContext, obj: object) -> list[object] | None:
     return [json.loads(b[:int(s.item())].cpu().numpy().tobytes().decode()) for b, s in zip(bufs, sizes, strict=True)]
 
 
-__all__ = ["FlatParams", "MetricSums", "RankContext", "agree", "average_into", "backend_for", "gather_json", "now",
-           "resolve_device", "setup_rank", "sync"]
+__all__ = ["FlatParams", "RankContext", "agree", "average_into", "backend_for", "gather_json", "now",
+           "resolve_device", "setup_rank", "sync", "train_metrics"]

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from optbench.train.distributed.common import MetricSums, RankContext, now, sync
+from optbench.train.distributed.common import RankContext, now, sync, train_metrics
 from optbench.train.distributed.records import StepRecord
 
 
@@ -66,7 +66,7 @@ class CommTimer:
         return total
 
 
-def timed_allreduce_hook(timer: CommTimer, bucket):  # noqa: ANN001, ANN201 - see docstring
+def timed_allreduce_hook(timer: CommTimer, bucket):  # unannotated on purpose: see docstring
     """DDP communication hook: PyTorch's default averaging all-reduce of ``bucket``
     (a :class:`torch.distributed.GradBucket`), timed by ``timer``; returns a
     ``torch.futures.Future[Tensor]``. Left unannotated on purpose: DDP compares the runtime annotations
@@ -100,7 +100,7 @@ class DdpTrainer:
         recipe = ctx.config.recipe
         self.optimizer = create_optimizer(recipe.optimizer, self.ddp.parameters(), device=ctx.device,
                                           **recipe.hyperparams)
-        self.sums = MetricSums(ctx.task, ctx.device)
+        self.metrics = train_metrics(ctx, group=32 if ctx.device.type == "cpu" else 64)  # as the loop
         self.steps: list[StepRecord] = []
         self.clock = 0
 
@@ -108,7 +108,7 @@ class DdpTrainer:
         """One epoch: ``steps_per_epoch`` steps on this worker's shards of the permutation ``perm``."""
         ctx, device, train = self.ctx, self.ctx.device, self.ctx.data.train
         self.ddp.train()
-        self.sums.reset()
+        self.metrics.reset()
         for c in range(ctx.steps_per_epoch):
             sync(device)
             t0 = now()
@@ -122,7 +122,7 @@ class DdpTrainer:
             sync(device)
             t_backward = now()
             self.optimizer.step()
-            self.sums.add(output, y)
+            self.metrics.add(loss, output, y)
             sync(device)
             t_end = now()
             wait = max(0.0, t_backward - self.timer.last_launch(default=t_backward))
@@ -135,9 +135,9 @@ class DdpTrainer:
     def epoch_metrics(self) -> dict[str, float]:
         """Train metrics of the epoch averaged over all workers' batches (an all-reduce: call on every
         rank); the values are meaningful on every rank."""
-        values = self.sums.values.to(self.ctx.comm_device)
+        values = self.metrics.vector().to(self.ctx.comm_device)
         dist.all_reduce(values)
-        return self.sums.result(values)
+        return self.metrics.averages(values)
 
     def eval_model(self) -> nn.Module:
         """The replica (identical on every rank), for evaluation on rank 0."""

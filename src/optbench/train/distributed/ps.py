@@ -36,8 +36,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from optbench.train.distributed.common import FlatParams, MetricSums, RankContext, average_into, now, sync
+from optbench.train.distributed.common import (
+    FlatParams,
+    RankContext,
+    average_into,
+    now,
+    sync,
+    train_metrics,
+)
 from optbench.train.distributed.records import StepRecord
+from optbench.train.metrics import TrainMetrics
 
 TAG_REQ, TAG_GRAD, TAG_REPLY, TAG_PARAMS = 11, 12, 13, 14
 PULL, PUSH = 1, 2
@@ -72,8 +80,9 @@ class PsServer:
         self.optimizer = create_optimizer(recipe.optimizer, self.flat.params, device=ctx.device, **recipe.hyperparams)
         self.weights = self.flat.params_into(self.flat.empty())  # the message buffer, always current
         self.average = self.flat.empty()
-        self.header = torch.zeros(_FIXED + len(ctx.task.metrics) + 1, dtype=torch.float64)
-        self.sums = MetricSums(ctx.task, torch.device("cpu"))
+        self.header = torch.zeros(_FIXED + TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
+        self.metrics = train_metrics(ctx)  # only its averages(): the sums arrive in the push headers
+        self.sums = torch.zeros(TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
         self.version = 0
         self.staleness: list[int] = []
         self.updates = 0
@@ -88,7 +97,7 @@ class PsServer:
         if kind & PUSH:
             grad = self.flat.empty()
             dist.recv(grad, src=src, tag=TAG_GRAD)
-            self.sums.values += self.header[_FIXED:]
+            self.sums += self.header[_FIXED:]
         # the worker waits from here on: the transfers before count as its communication
         return _Request(src, kind, push_clock, version_read, want_clock, now(), grad)
 
@@ -110,7 +119,7 @@ class PsServer:
     # ------------------------------------------------------------------ protocols
     def train_epoch(self, epoch: int, perm: Tensor) -> None:
         """Serve one epoch of the mode's protocol (``perm`` is the workers' business)."""
-        self.sums.reset()
+        self.sums.zero_()
         if self.ctx.mode.kind == "ps-sync":
             self._epoch_sync()
         else:
@@ -172,7 +181,7 @@ class PsServer:
     # ------------------------------------------------------------------ results
     def epoch_metrics(self) -> dict[str, float]:
         """Train metrics of the epoch averaged over every pushed batch (from the push headers)."""
-        return self.sums.result()
+        return self.metrics.averages(self.sums)
 
     def eval_model(self) -> nn.Module:
         """The server's model (its parameters are the current weights)."""
@@ -197,14 +206,14 @@ class PsWorker:
         self.weights = self.flat.empty()
         self.grad = self.flat.empty()
         self.reply = torch.zeros(2, dtype=torch.float64)
-        self.header = torch.zeros(_FIXED + len(ctx.task.metrics) + 1, dtype=torch.float64)
-        self.step_sums = MetricSums(ctx.task, ctx.device)
+        self.header = torch.zeros(_FIXED + TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
+        self.step_metrics = train_metrics(ctx, group=1)  # one step's sums per push
         self.steps: list[StepRecord] = []
         self.clock = 0
 
     def _send(self, kind: int, push_clock: int, version_read: int, want_clock: int) -> None:
         self.header[:_FIXED] = torch.tensor([kind, push_clock, version_read, want_clock], dtype=torch.float64)
-        self.header[_FIXED:] = self.step_sums.values.cpu() if kind & PUSH else 0.0
+        self.header[_FIXED:] = self.step_metrics.vector().cpu() if kind & PUSH else 0.0
         dist.send(self.header, dst=0, tag=TAG_REQ)
         if kind & PUSH:
             dist.send(self.grad, dst=0, tag=TAG_GRAD)
@@ -228,9 +237,10 @@ class PsWorker:
             x, y = train.x[index], train.y[index]
             self.model.zero_grad(set_to_none=True)
             output = self.model(x)
-            ctx.task.loss(output, y).backward()
-            self.step_sums.reset()
-            self.step_sums.add(output, y)
+            loss = ctx.task.loss(output, y)
+            loss.backward()
+            self.step_metrics.reset()
+            self.step_metrics.add(loss, output, y)
             self.flat.grads_into(self.grad)
             sync(device)
             computed = now()
@@ -247,7 +257,6 @@ class PsWorker:
 
     def epoch_metrics(self) -> None:
         """Workers report their metrics in the push headers; the server has them."""
-        return None
 
     def server_stats(self) -> tuple[list[int], None]:
         """Workers keep no server statistics."""
