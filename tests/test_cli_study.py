@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from optbench import cli_study
 from optbench.cli import handle_errors
-from optbench.study import executor
 
 TINY = """
 [study]
@@ -43,7 +42,6 @@ def app() -> typer.Typer:
     return app
 
 
-@pytest.mark.skipif(not hasattr(executor, "execute_plan"), reason="needs execute_plan (helper E)")
 def test_run_status_list(tmp_path, app):
     study = tmp_path / "tiny.toml"
     study.write_text(TINY)

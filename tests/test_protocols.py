@@ -82,25 +82,15 @@ def test_algoperf_median_of_fastest_and_profiles():
     assert "never" in protocol_markdown(result)
 
 
-def _local_context(store: str, study: str, calls: list[int]) -> StudyContext:
-    """The executor of helper E when present; else the same contract on the existing executor."""
+def _context(store: str, study: str, events: list[executor.RunDone]) -> StudyContext:
+    """A CPU context on ``store`` that records every run stored or found stored."""
+    import torch
 
-    class Local(StudyContext):
-        def execute(self, specs):
-            calls.append(len(specs))
-            if hasattr(executor, "execute_plan"):
-                return super().execute(specs)
-            ids = list(dict.fromkeys(s.run_id for s in specs))
-            with open_store(self.store_url) as db:
-                db.add_runs_to_study(self.study, ids)
-                done = db.completed_run_ids(ids)
-                pending = list({s.run_id: s for s in specs if s.run_id not in done}.values())
-                for result in executor.execute(pending, device=self.device):
-                    db.save_run(result, study=self.study)
-                    calls.append(-1)
-                return [db.get_run(s.run_id) for s in specs]
+    def record(event: object) -> None:
+        if isinstance(event, executor.RunDone):
+            events.append(event)
 
-    return Local(store, study)
+    return StudyContext(store, study, device=torch.device("cpu"), on_event=record)
 
 
 def _count_executed(store: str) -> int:
@@ -110,16 +100,13 @@ def _count_executed(store: str) -> int:
 
 @pytest.mark.parametrize("name", ["seed004", "deepobs"])
 def test_fixed_protocols_end_to_end_and_resume(tmp_path, name):
-    import torch
-
     config = load_study(EXAMPLES / f"{name}.toml").with_budget(epochs=1, train_size=300)
     store = str(tmp_path / "s.db")
-    calls: list[int] = []
-    ctx = _local_context(store, config.name, calls)
-    ctx.device = torch.device("cpu")
-    outcome = run_study(config, store, context=ctx)
+    events: list[executor.RunDone] = []
+    outcome = run_study(config, store, context=_context(store, config.name, events))
     n = _count_executed(store)
     assert n == len(outcome.results) > 0
+    assert sum(not e.skipped for e in events) == n  # each run executed once
     if name == "seed004":
         assert isinstance(outcome.result, Seed004Result)
         (summaries,) = outcome.result.summaries.values()
@@ -136,20 +123,11 @@ def test_fixed_protocols_end_to_end_and_resume(tmp_path, name):
     assert files["report"].is_file() and files["protocol"].read_text().count("|") > 10
     assert protocol_tables(outcome.result)
     # resume: the same study again executes nothing new
-    again = run_study(config, store, context=_local_context(store, config.name, calls2 := []))
-    assert _count_executed(store) == n and -1 not in calls2
+    again = run_study(config, store, context=_context(store, config.name, events2 := []))
+    assert _count_executed(store) == n and events2 and all(e.skipped for e in events2)
     assert protocol_markdown(again.result) == protocol_markdown(outcome.result)
 
 
-def _search_ready() -> bool:
-    try:
-        from optbench.search import apply_params, run_search  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(executor, "execute_plan")
-
-
-@pytest.mark.skipif(not _search_ready(), reason="needs optbench.search (helper C2) and execute_plan (helper E)")
 @pytest.mark.parametrize("name", ["crowded_valley", "algoperf_lite", "tpe_asha"])
 def test_search_protocols_end_to_end(tmp_path, name):
     config = load_study(EXAMPLES / f"{name}.toml").with_budget(epochs=2, train_size=300, trials=2)

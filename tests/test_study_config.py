@@ -12,14 +12,6 @@ from optbench.study.config import StudyConfig, load_study, study_from_dict, vali
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "studies"
 
 
-def _has_search() -> bool:
-    try:
-        from optbench.search import parse_space  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
@@ -162,7 +154,6 @@ def test_validate_study_on_api_config():
     assert {"recipes[0].optimizer", "study.tasks[1]"} <= paths
 
 
-@pytest.mark.skipif(not _has_search(), reason="optbench.search (helper C2) not available yet")
 def test_search_space_problems_reported_with_the_rest(tmp_path):
     path = _write(tmp_path, """
 [study]
@@ -185,7 +176,6 @@ sampler = "random"
     assert any(p.startswith("search.space") and "momentum" in p for p in paths)
 
 
-@pytest.mark.skipif(not _has_search(), reason="optbench.search (helper C2) not available yet")
 @pytest.mark.parametrize("name", ["crowded_valley", "algoperf_lite", "tpe_asha"])
 def test_search_examples_load(name):
     config = load_study(EXAMPLES / f"{name}.toml")
