@@ -17,7 +17,7 @@ import pytest
 
 from optbench.errors import ConfigError
 from optbench.spec import EpochRecord, Recipe, RunResult, RunStatus, run_id
-from optbench.store import SCHEMA_VERSION, Store, StudyInfo, open_store
+from optbench.store import SCHEMA_VERSION, Store, StudyInfo, open_store, sqlite_file
 from optbench.store import sql as store_sql
 
 
@@ -242,6 +242,15 @@ def test_load_runs_filters_by_study_and_task_in_a_stable_order(store: Store) -> 
 
 
 # --------------------------------------------------------------------------- bad paths
+
+
+def test_sqlite_file_of_paths_and_urls() -> None:
+    assert sqlite_file("runs/results.db") == Path("runs/results.db")
+    assert sqlite_file(Path("/a/b.db")) == Path("/a/b.db")
+    assert sqlite_file("sqlite:////abs/r.db") == Path("/abs/r.db")
+    assert sqlite_file("sqlite:///rel/r.db?timeout=5") == Path("rel/r.db")
+    assert sqlite_file("sqlite://") is None and sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_file("postgresql+psycopg://u@localhost/db") is None and sqlite_file("not a url://") is None
 
 
 def test_bad_paths_raise_config_error_before_writing(tmp_path: Path) -> None:

@@ -23,6 +23,6 @@ from __future__ import annotations
 
 from optbench.store.claims import ClaimInfo, WorkerId
 from optbench.store.schema import SCHEMA_VERSION
-from optbench.store.sql import Store, StudyInfo, open_store
+from optbench.store.sql import Store, StudyInfo, open_store, sqlite_file
 
-__all__ = ["SCHEMA_VERSION", "ClaimInfo", "Store", "StudyInfo", "WorkerId", "open_store"]
+__all__ = ["SCHEMA_VERSION", "ClaimInfo", "Store", "StudyInfo", "WorkerId", "open_store", "sqlite_file"]

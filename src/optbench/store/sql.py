@@ -117,6 +117,27 @@ def _shown(url_or_path: str | Path) -> object:
         return url_or_path
 
 
+def _file_database(url: URL) -> Path | None:
+    """The database file of a SQLite URL, as written in it; None for other backends and in-memory
+    or ``file:`` URI databases."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def sqlite_file(url_or_path: str | Path) -> Path | None:
+    """The database file of a SQLite store given as a path or a ``sqlite:///`` URL, as given (not
+    resolved, not checked); None for any other store (PostgreSQL, in-memory SQLite, a URL that does
+    not parse)."""
+    if not _is_url(url_or_path):
+        return Path(os.fspath(url_or_path))
+    try:
+        return _file_database(make_url(str(url_or_path)))
+    except ArgumentError:
+        return None
+
+
 def _resolve(url_or_path: str | Path) -> URL:
     """The SQLAlchemy URL for a path or URL string; SQLite files are checked (see open_store)."""
     if not _is_url(url_or_path):
@@ -127,9 +148,9 @@ def _resolve(url_or_path: str | Path) -> URL:
         url = make_url(str(url_or_path))
     except ArgumentError as err:
         raise ConfigError("store", url_or_path, STORE_ALLOWED) from err
-    database = url.database or ""
-    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:"):
-        path = Path(database).expanduser().absolute()
+    database = _file_database(url)
+    if database is not None:
+        path = database.expanduser().absolute()
         _check_sqlite_file(path, _shown(url_or_path))
         url = url.set(database=str(path))
     return url

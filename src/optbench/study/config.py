@@ -112,11 +112,12 @@ class ExecutionConfig:
         """
         if not self.checkpoints:
             return None
+        from optbench.store import sqlite_file
+
         if self.checkpoint_dir is not None:
             return Path(self.checkpoint_dir)
-        store = str(store)
-        path = store.split(":///", 1)[1] if store.startswith("sqlite:///") else None if "://" in store else store
-        if not path or path == ":memory:":
+        path = sqlite_file(str(store))
+        if path is None or path.name in ("", ":memory:"):
             raise ConfigError("execution.checkpoint_dir", None,
                               "a directory for checkpoints (required unless the store is a SQLite file)")
         return Path(f"{path}.checkpoints")

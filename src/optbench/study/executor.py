@@ -171,12 +171,15 @@ class Worker:
         emit: receives :class:`RunStarted`, :class:`EpochDone` and :class:`RunDone` events.
         context: a task/data cache to reuse (a new one by default).
         checkpoint_dir: per-epoch checkpoints of each run in ``<checkpoint_dir>/<run_id>.pt``
-            (None: none; a run interrupted is then redone from its start).
+            (None: none; a run interrupted is then redone from its start). A run resumes from its
+            checkpoint when one is there; the file is deleted once the result is stored.
+        parent_pid: in a worker process, the pid of the study process that started it: once that
+            process is gone, the worker exits before claiming another run. None: no such check.
     """
 
     def __init__(self, store: Store, study: str, *, device: torch.device | None = None, index: int = 0,
                  emit: EventCallback | None = None, context: RunContext | None = None,
-                 checkpoint_dir: str | Path | None = None) -> None:
+                 checkpoint_dir: str | Path | None = None, parent_pid: int | None = None) -> None:
         self.store = store
         self.study = study
         self.device = device or default_device()
@@ -185,12 +188,11 @@ class Worker:
         self.context = context or RunContext()
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.id = WorkerId.current(f"w{index}")
-        self.parent_pid: int | None = None  # set in worker processes: no new claim once the parent died
+        self.parent_pid = parent_pid
 
     def try_run(self, spec: RunSpec, *, on_epoch: Callable[[EpochRecord], None] | None = None,
                 accept_pruned: bool = False, annotate: Mapping[str, Any] | None = None,
-                attempted_since: datetime | None = None, checkpoint_dir: str | Path | None = None
-                ) -> RunResult | None:
+                attempted_since: datetime | None = None) -> RunResult | None:
         """Execute ``spec`` unless it is done or another live worker has it.
 
         Claims the run, trains it (heartbeat each epoch and every :data:`HEARTBEAT_S` s), merges
@@ -205,9 +207,6 @@ class Worker:
             accept_pruned: a stored ``pruned`` run counts as done (search studies).
             annotate: extra JSON-ready entries for ``result.environment`` (e.g. a trial number).
             attempted_since: also skip a run stored (in any status) at or after this time (UTC).
-            checkpoint_dir: per-epoch checkpoints in this directory (default: the worker's
-                ``checkpoint_dir``); the run resumes from its checkpoint when one is there, and the
-                file is deleted once the result is stored.
 
         Returns:
             the stored result (another worker's when it stored the run first), or None when the run
@@ -227,8 +226,7 @@ class Worker:
                                     attempted_since=attempted_since):
             return None
         started_at = datetime.now(UTC)
-        directory = Path(checkpoint_dir) if checkpoint_dir is not None else self.checkpoint_dir
-        checkpoint = None if directory is None else Checkpointer(directory / f"{rid}.pt", rid)
+        checkpoint = None if self.checkpoint_dir is None else Checkpointer(self.checkpoint_dir / f"{rid}.pt", rid)
         try:
             self.emit(RunStarted(spec, self.index))
 
@@ -282,8 +280,8 @@ def _worker_main(target: Callable[[Worker, Any], None], payload: Any, store_url:
     try:
         with open_store(store_url) as store:
             worker = Worker(store, study, device=torch.device(device), index=index,
-                            emit=lambda event: events.put(("event", index, event)), checkpoint_dir=checkpoint_dir)
-            worker.parent_pid = parent_pid
+                            emit=lambda event: events.put(("event", index, event)), checkpoint_dir=checkpoint_dir,
+                            parent_pid=parent_pid)
             target(worker, payload)
     except BaseException as exc:  # noqa: BLE001 - reported to the caller, which stops the study
         events.put(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
