@@ -7,7 +7,7 @@ in the cache (``optbench data fetch fashion_mnist``), else random tensors of the
 are interleaved (mode and process count alternate) and the median over rounds is reported.
 
 Cost-model check: the latency and bandwidth of the local transport are measured by ping-pong
-(:func:`optbench.train.distributed.probe.probe_link`); the 2-process step is predicted from the
+(:func:`optbench.engine.distributed.probe.probe_link`); the 2-process step is predicted from the
 1-process compute time (``ddp`` at 1 process: forward + backward + update) plus the modelled
 communication (ring all-reduce for ``ddp``, 2 N M / beta for ``ps-sync``; one bucket, so no overlap),
 and from the compute time measured at 2 processes (which isolates the communication model from
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from optbench.spec import Dataset, Recipe, Split, Task
+from optbench.core.spec import Dataset, Recipe, Split, Task
 from optbench.tasks.classification import classification_task
 from optbench.tasks.models import cnn3
 
@@ -52,8 +52,8 @@ def synthetic_cnn3() -> Task:
 def main() -> None:
     from optbench.analysis.scaling import Network, Workload, parameter_server_seconds, ring_allreduce_seconds
     from optbench.data import is_cached
-    from optbench.train.distributed import DistributedConfig, run_distributed
-    from optbench.train.distributed.probe import probe_link
+    from optbench.engine.distributed import DistributedConfig, run_distributed
+    from optbench.engine.distributed.probe import probe_link
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)

@@ -23,9 +23,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from optbench.optim import create_optimizer
-from optbench.spec import Recipe, Split, TaskData
+from optbench.core.spec import Recipe, Split, TaskData
 from optbench.tasks import get_task
-from optbench.train import train
+from optbench.engine import train
 
 
 def hand_loop(make_model, x, y, optimizer_name: str, lr: float, batch_size: int, seed: int) -> float:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from optbench.errors import DataUnavailableError
-from optbench.spec import EpochRecord, Recipe, RunResult
+from optbench.core.errors import DataUnavailableError
+from optbench.core.spec import EpochRecord, Recipe, RunResult
 from optbench.tasks import check_task, get_task
-from optbench.train import Pruned, split_data, train
+from optbench.engine import Pruned, split_data, train
 
 DEFAULT_TASKS = ("mnist_2c2d", "fmnist_2c2d", "shakespeare_char_lstm", "shakespeare_char_transformer",
                  "brown_word_lstm")

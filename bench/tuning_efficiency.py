@@ -66,8 +66,8 @@ from optbench.search import Param, SearchConfig
 from optbench.search.local import LocalRuns, run_search_local
 from optbench.search.space import apply_params
 from optbench.search.study import objective
-from optbench.spec import Recipe, RunStatus
-from optbench.study.plan import RunSpec
+from optbench.core.spec import Recipe, RunStatus
+from optbench.runs.plan import RunSpec
 
 TASK = "mnist1d_mlp"
 SPACE = (Param("hyperparams.lr", "float", low=1e-3, high=1.0, log=True),

@@ -5,7 +5,7 @@ Run it with:
     optbench compare --task examples/custom_task.py:make_task --optimizers adam,sgd,momentum \
         --epochs 5 --lr 0.01
 
-The factory returns an :class:`optbench.spec.Task`. The harness carves ``valid_size`` examples
+The factory returns an :class:`optbench.core.spec.Task`. The harness carves ``valid_size`` examples
 from the training pool per seed, owns data order, seeding and timing, and never shows the test
 set to anything but the reported test metrics. Before any run, :func:`optbench.tasks.check_task`
 runs the model once on a few training examples: a wrong output shape, a loss that is not a 0-d
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from optbench.spec import Dataset, Split, Task
+from optbench.core.spec import Dataset, Split, Task
 from optbench.tasks.classification import classification_task
 
 

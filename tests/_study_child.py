@@ -3,7 +3,7 @@
 Usage: ``python tests/_study_child.py STORE_URL LOG [--study S] [--workers N] [--threads K] [--seeds S]
 [--epochs E] [--train-size T] [--ready-file PATH --go-file PATH]``
 
-Runs a digits_mlp plan (4 optimizers x seeds) with :func:`optbench.study.executor.execute_plan` and
+Runs a digits_mlp plan (4 optimizers x seeds) with :func:`optbench.runs.executor.execute_plan` and
 appends one line per event to LOG (``started RUN_ID PID``, ``done RUN_ID PID SKIPPED``), so that a
 test can count how often each run was started and executed. With ``--ready-file``/``--go-file``
 the child creates the first once everything is imported and waits for the second to exist, so
@@ -35,10 +35,10 @@ def main() -> None:
 
     import torch
 
-    from optbench.spec import Recipe
-    from optbench.store import open_store
-    from optbench.study.executor import RunDone, RunStarted, execute_plan
-    from optbench.study.plan import plan_runs
+    from optbench.core.spec import Recipe
+    from optbench.runs.store import open_store
+    from optbench.runs.executor import RunDone, RunStarted, execute_plan
+    from optbench.runs.plan import plan_runs
 
     torch.set_num_threads(args.threads)
     recipes = [Recipe(name, {"lr": 0.01}, batch_size=64, epochs=args.epochs, train_size=args.train_size)

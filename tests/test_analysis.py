@@ -17,8 +17,8 @@ from optbench.analysis import (
     summarize_runs,
     welch_p_value,
 )
-from optbench.errors import ConfigError
-from optbench.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
 
 KEYS = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "test_loss", "test_accuracy")
 DIRECTIONS = {k: Direction.MAXIMIZE if k.endswith("accuracy") else Direction.MINIMIZE for k in KEYS}

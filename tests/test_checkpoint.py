@@ -17,13 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from optbench.errors import ConfigError, ConfigProblems
-from optbench.spec import Recipe, RunResult, RunStatus, Task, run_id
+from optbench.core.errors import ConfigError, ConfigProblems
+from optbench.core.spec import Recipe, RunResult, RunStatus, Task, run_id
 from optbench.study.config import ExecutionConfig, study_from_dict
 from optbench.tasks import get_task
 from optbench.tasks.classification import array_dataset_loader, classification_task
-from optbench.train import split_data, train
-from optbench.train.checkpoint import CHECKPOINT_FORMAT, Checkpointer, CheckpointWarning
+from optbench.engine import split_data, train
+from optbench.engine.checkpoint import CHECKPOINT_FORMAT, Checkpointer, CheckpointWarning
 
 
 class Kill(BaseException):  # stands for SIGKILL inside one process (not an error)
@@ -246,10 +246,10 @@ def test_study_with_checkpoints_cleans_up_after_itself(tmp_path: Path) -> None:
 
 CHILD = textwrap.dedent('''
     import sys, torch
-    from optbench.spec import Recipe
-    from optbench.store import open_store
-    from optbench.study.executor import EpochDone, execute_plan
-    from optbench.study.plan import plan_runs
+    from optbench.core.spec import Recipe
+    from optbench.runs.store import open_store
+    from optbench.runs.executor import EpochDone, execute_plan
+    from optbench.runs.plan import plan_runs
 
     store, log, ckpt = sys.argv[1], sys.argv[2], (sys.argv[3] if sys.argv[3] != "-" else None)
     torch.set_num_threads(1)
@@ -281,7 +281,7 @@ def _epochs(log: Path) -> list[int]:
 
 
 def _stored(store: Path) -> RunResult:
-    from optbench.store import open_store
+    from optbench.runs.store import open_store
 
     with open_store(str(store)) as db:
         (result,) = db.load_runs(study="kill")
@@ -320,8 +320,8 @@ def test_sigkill_mid_run_resumes_from_the_last_epoch(tmp_path: Path) -> None:
 def _cli_app():
     import typer
 
-    from optbench import cli_study
-    from optbench.cli import handle_errors
+    from optbench.cli import study as cli_study
+    from optbench.cli.main import handle_errors
 
     app = typer.Typer()
 

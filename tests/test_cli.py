@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from optbench.cli import main
-from optbench.spec import RunStatus
-from optbench.store import open_store
+from optbench.cli.main import main
+from optbench.core.spec import RunStatus
+from optbench.runs.store import open_store
 from optbench.study.compare import CompareConfig, run_compare
 
 TINY = ["compare", "--task", "digits_mlp", "--optimizers", "adam,sgd", "--seeds", "2", "--epochs", "2",

@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from optbench import cli_study
-from optbench.cli import handle_errors
+from optbench.cli import study as cli_study
+from optbench.cli.main import handle_errors
 
 TINY = """
 [study]

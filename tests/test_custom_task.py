@@ -14,10 +14,10 @@ from torch import nn
 from torch.nn import functional as F
 from typer.testing import CliRunner
 
-from optbench.cli import app
-from optbench.errors import ConfigError
-from optbench.spec import Direction, Metric, RunStatus
-from optbench.store import open_store
+from optbench.cli.main import app
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction, Metric, RunStatus
+from optbench.runs.store import open_store
 from optbench.tasks import check_task, get_task
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_task.py"

@@ -27,7 +27,7 @@ from optbench.data import (
 )
 from optbench.data.cache import ENV_VAR, atomic_write_bytes
 from optbench.data.sources import read_deb_data
-from optbench.errors import ConfigError, DataUnavailableError, UnknownNameError
+from optbench.core.errors import ConfigError, DataUnavailableError, UnknownNameError
 
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 

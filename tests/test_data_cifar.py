@@ -16,7 +16,7 @@ import pytest
 
 from optbench.data import FetchContext, FunctionSource, UrlSource, cifar, datasets, is_cached
 from optbench.data.cifar import CIFAR10, CIFAR100, CifarDataset, unpickle_batch
-from optbench.errors import DataUnavailableError
+from optbench.core.errors import DataUnavailableError
 
 
 def batch_bytes(data: np.ndarray, labels: list[int], key: bytes = b"labels") -> bytes:

@@ -25,7 +25,7 @@ from optbench.data.brown import (
 )
 from optbench.data.shakespeare import SHAKESPEARE, WHEEL, play_text
 from optbench.data.text import corpus_sha256, read_corpus, save_corpus
-from optbench.errors import ConfigError, DataUnavailableError
+from optbench.core.errors import ConfigError, DataUnavailableError
 
 # ---------------------------------------------------------------- TextCorpus helpers
 

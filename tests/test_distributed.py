@@ -14,14 +14,14 @@ import typer
 from torch import nn
 from typer.testing import CliRunner
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.optim import create_optimizer
-from optbench.spec import Recipe, RunStatus, Task
-from optbench.store import open_store
+from optbench.core.spec import Recipe, RunStatus, Task
+from optbench.runs.store import open_store
 from optbench.tasks import get_task
 from optbench.tasks.classification import array_dataset_loader, classification_task
-from optbench.train import split_data, train
-from optbench.train.distributed import (DistributedConfig, DistributedError, parse_counts, parse_mode, parse_modes,
+from optbench.engine import split_data, train
+from optbench.engine.distributed import (DistributedConfig, DistributedError, parse_counts, parse_mode, parse_modes,
                                         run_distributed)
 
 N, B, TRAIN = 2, 16, 512  # 512 / (2 * 16) = 16 steps per epoch, no incomplete global batch
@@ -205,8 +205,8 @@ def test_bad_input_is_rejected_before_any_process_starts():
 # ---------------------------------------------------------------- command line
 @pytest.fixture()
 def cli() -> tuple[typer.Typer, CliRunner]:
-    from optbench.cli import handle_errors
-    from optbench.distributed_cli import register
+    from optbench.cli.main import handle_errors
+    from optbench.cli.distributed import register
 
     app = typer.Typer()
     register(app, handle_errors)

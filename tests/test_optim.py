@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from optbench.errors import ConfigError, UnknownNameError
+from optbench.core.errors import ConfigError, UnknownNameError
 from optbench.optim import (
     PRESETS,
     capabilities,
@@ -30,7 +30,7 @@ from optbench.optim import (
     resolved_hyperparams,
 )
 from optbench.optim.catalog import OptimizerSpec, build_registry
-from optbench.registry import Registry
+from optbench.core.registry import Registry
 
 STEPS = 50
 RTOL = 1e-6

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from optbench.errors import ConfigError, UnknownNameError
+from optbench.core.errors import ConfigError, UnknownNameError
 from optbench.optim import (
     SAM,
     Capabilities,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optbench.cli_techniques import parse_augmentation, techniques
-from optbench.errors import ConfigError
-from optbench.options import (
+from optbench.cli.techniques import parse_augmentation, techniques
+from optbench.core.errors import ConfigError
+from optbench.core.options import (
     format_literal,
     parse_bracketed,
     parse_literal,

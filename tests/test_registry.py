@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from optbench.errors import ConfigError, UnknownNameError
-from optbench.registry import Registry
+from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.core.registry import Registry
 
 
 def test_unknown_name_lists_known_names():

@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from optbench.errors import ConfigError, UnknownNameError
-from optbench.regularization import (
+from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.techniques import (
     EarlyStopping,
     augmentations,
     averagers,
@@ -37,7 +37,7 @@ from optbench.regularization import (
     smoothed_cross_entropy,
     split_decay_parameters,
 )
-from optbench.spec import Direction
+from optbench.core.spec import Direction
 
 
 def _net() -> nn.Sequential:

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from optbench.errors import ConfigError, UnknownNameError
-from optbench.regularization import (
+from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.techniques import (
     EarlyStopping,
     accumulation_steps,
     clip_grad_norm,
@@ -30,7 +30,7 @@ from optbench.regularization import (
     swa,
     swa_lr_scheduler,
 )
-from optbench.spec import Direction
+from optbench.core.spec import Direction
 
 
 def _set(model: nn.Module, value: float) -> None:

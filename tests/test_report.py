@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from optbench.analysis import curve_bands, summarize_runs
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.report import (
     label_colors,
     plot_curves,
@@ -26,7 +26,7 @@ from optbench.report import (
     save_figure,
     summary_markdown,
 )
-from optbench.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
 
 KEYS = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "test_loss", "test_accuracy")
 DIRECTIONS = {k: Direction.MAXIMIZE if k.endswith("accuracy") else Direction.MINIMIZE for k in KEYS}

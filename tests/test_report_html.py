@@ -21,10 +21,10 @@ from optbench.analysis.report_data import (
     performance_profiles,
     study_overview,
 )
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.report import TableData, make_table, render_report, to_csv, to_latex, to_markdown, write_report
-from optbench.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
-from optbench.store import open_store
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
+from optbench.runs.store import open_store
 
 
 def _run(task: str, optimizer: str, seed: int, *, lr: float = 0.01, epochs: int = 3, acc0: float = 0.5,
@@ -195,8 +195,8 @@ def test_table_exports():
 
 
 def test_report_command_from_store(tmp_path):
-    from optbench.cli import handle_errors
-    from optbench.cli_report import register
+    from optbench.cli.main import handle_errors
+    from optbench.cli.report import register
 
     app = typer.Typer()
     register(app, handle_errors)

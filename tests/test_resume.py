@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from optbench.spec import RunStatus
-from optbench.store import open_store
-from optbench.store.claims import pid_alive
+from optbench.core.spec import RunStatus
+from optbench.runs.store import open_store
+from optbench.runs.store.claims import pid_alive
 
 CHILD = Path(__file__).with_name("_study_child.py")
 CHILD_ARGS = ["--workers", "2", "--threads", "2", "--seeds", "2", "--epochs", "12"]

@@ -9,7 +9,7 @@ import pytest
 from optbench.analysis.scaling import (GBIT, MODELS, PUBLISHED, MeasuredPoint, Network, Workload, check_published,
                                        measured_efficiency, parameter_server_seconds, predict, prediction_grid,
                                        ring_allreduce_seconds, step_seconds)
-from optbench.errors import ConfigError, UnknownNameError
+from optbench.core.errors import ConfigError, UnknownNameError
 
 NET25 = Network.gbit(25)
 

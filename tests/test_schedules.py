@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as tl
 
-from optbench.errors import ConfigError, UnknownNameError
+from optbench.core.errors import ConfigError, UnknownNameError
 from optbench.schedules import (
     Constant,
     CosineDecay,
@@ -26,7 +26,7 @@ from optbench.schedules import (
     schedules,
     with_warmup,
 )
-from optbench.spec import Direction
+from optbench.core.spec import Direction
 
 LR = 0.1
 N = 300  # steps compared against torch

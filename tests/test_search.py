@@ -10,7 +10,7 @@ import optuna
 import pytest
 import torch
 
-from optbench.errors import ConfigError, OptbenchError, UnknownNameError
+from optbench.core.errors import ConfigError, OptbenchError, UnknownNameError
 from optbench.search import (
     Param,
     SearchConfig,
@@ -30,8 +30,8 @@ from optbench.search.local import LocalRuns, run_search_local
 from optbench.search.loop import outcome_of, search_runs
 from optbench.search.samplers import distributions
 from optbench.search.study import build_study
-from optbench.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
-from optbench.train import Pruned
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
+from optbench.engine import Pruned
 
 LR = Param("hyperparams.lr", "float", low=1e-4, high=1.0, log=True)
 MOMENTUM = Param("hyperparams.momentum", "float", low=0.0, high=0.95)
@@ -308,7 +308,7 @@ def test_minimizing_the_validation_loss():
 
 
 def test_search_outcome_reads_the_store(tmp_path):
-    from optbench.store import open_store
+    from optbench.runs.store import open_store
 
     config = SearchConfig(SPACE, sampler="random", n_trials=3, seed=4)
     runs = FakeRuns(epochs=2)
@@ -326,7 +326,7 @@ def test_search_outcome_reads_the_store(tmp_path):
 
 def test_run_search_on_the_store_matches_the_in_process_loop(tmp_path):
     from optbench.search import run_search
-    from optbench.store import open_store
+    from optbench.runs.store import open_store
 
     config = SearchConfig(SPACE, sampler="tpe", pruner="asha", n_trials=4, seed=3)
     local = run_search_local("digits_mlp", "digits_mlp", BASE, config)
@@ -343,7 +343,7 @@ def test_run_search_on_the_store_matches_the_in_process_loop(tmp_path):
 
 def test_run_search_with_two_workers_shares_history(tmp_path):
     from optbench.search import run_search
-    from optbench.store import open_store
+    from optbench.runs.store import open_store
 
     config = SearchConfig(SPACE, sampler="random", n_trials=4, seed=0)
     url = str(tmp_path / "w.db")

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from optbench.errors import ConfigError
-from optbench.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
 
 
 def test_direction_is_explicit():
@@ -62,8 +62,8 @@ def test_time_to_target_sums_training_seconds_only():
 def test_task_without_metric_direction_fails_at_construction():
     import pytest
 
-    from optbench.errors import ConfigError
-    from optbench.spec import DerivedMetric, Direction, Metric
+    from optbench.core.errors import ConfigError
+    from optbench.core.spec import DerivedMetric, Direction, Metric
     from optbench.tasks import get_task
 
     base = get_task("digits_mlp")

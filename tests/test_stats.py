@@ -26,8 +26,8 @@ from optbench.analysis import (
     welch_power,
 )
 from optbench.analysis.report_data import performance_profiles
-from optbench.errors import ConfigError
-from optbench.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
 
 MAX, MIN = Direction.MAXIMIZE, Direction.MINIMIZE
 

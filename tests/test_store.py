@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from optbench.errors import ConfigError
-from optbench.spec import EpochRecord, Recipe, RunResult, RunStatus, run_id
-from optbench.store import SCHEMA_VERSION, Store, StudyInfo, open_store, sqlite_file
-from optbench.store import sql as store_sql
+from optbench.core.errors import ConfigError
+from optbench.core.spec import EpochRecord, Recipe, RunResult, RunStatus, run_id
+from optbench.runs.store import SCHEMA_VERSION, Store, StudyInfo, open_store, sqlite_file
+from optbench.runs.store import sql as store_sql
 
 
 def make_result(task: str = "digits_mlp", optimizer: str = "adam", seed: int = 0,

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, text, update
 from test_store import make_result, normalized
 
-from optbench.spec import RunStatus
-from optbench.store import SCHEMA_VERSION, WorkerId, open_store
-from optbench.store.schema import run_claims
+from optbench.core.spec import RunStatus
+from optbench.runs.store import SCHEMA_VERSION, WorkerId, open_store
+from optbench.runs.store.schema import run_claims
 
 N_CONTENDERS = 4
 CONTESTED_RUNS = 12
@@ -140,7 +140,7 @@ def test_claims_of_a_study_include_its_linked_runs(store_url: str) -> None:
 
 
 def test_failure_in_save_keeps_the_claim_and_writes_nothing(store_url: str, monkeypatch) -> None:
-    from optbench.store import sql as store_sql
+    from optbench.runs.store import sql as store_sql
 
     with open_store(store_url) as store:
         store.ensure_study("s", {})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from optbench.errors import ConfigProblems
+from optbench.core.errors import ConfigProblems
 from optbench.study.config import StudyConfig, load_study, study_from_dict, validate_study
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "studies"
@@ -147,7 +147,7 @@ def test_validate_study_on_api_config():
     config = load_study(EXAMPLES / "seed004.toml")
     from dataclasses import replace
 
-    from optbench.spec import Recipe
+    from optbench.core.spec import Recipe
 
     broken = replace(config, recipes=(Recipe("nope"),), tasks=("digits_mlp", "nope_task"))
     paths = {p.path for p in validate_study(broken)}

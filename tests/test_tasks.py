@@ -9,10 +9,10 @@ import textwrap
 import pytest
 import torch
 
-from optbench.errors import ConfigError, UnknownNameError
-from optbench.spec import Dataset, Recipe, RunStatus, Split, Task
+from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.core.spec import Dataset, Recipe, RunStatus, Split, Task
 from optbench.tasks import get_task, tasks
-from optbench.train import split_data, train
+from optbench.engine import split_data, train
 
 # (input shape, parameter count derived from the architecture in the task docstring)
 SHAPES = {
@@ -90,7 +90,7 @@ def test_user_task_from_file(tmp_path):
     src.write_text(textwrap.dedent("""
         import torch
         from torch import nn
-        from optbench.spec import Dataset, Split
+        from optbench.core.spec import Dataset, Split
         from optbench.tasks.classification import classification_task
 
         def load():

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from optbench.errors import ConfigError
-from optbench.spec import Dataset, Recipe, RunStatus, Split
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Dataset, Recipe, RunStatus, Split
 from optbench.tasks import check_task, get_task, tasks
-from optbench.train import Pruned, split_data, train
+from optbench.engine import Pruned, split_data, train
 
 CATALOGUE = {
     "fmnist_cnn3", "fmnist_mlp", "mnist_mlp", "mnist1d_mlp", "mnist1d_cnn", "digits_mlp",

@@ -11,8 +11,8 @@ import torch
 
 import optbench.data
 from optbench.data.text import corpus_from_text
-from optbench.errors import ConfigError
-from optbench.spec import Recipe, RunStatus
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Recipe, RunStatus
 from optbench.tasks import check_task, get_task
 from optbench.tasks.language import (
     LSTMLanguageModel,
@@ -20,7 +20,7 @@ from optbench.tasks.language import (
     text_loader,
     token_windows,
 )
-from optbench.train import split_data, train
+from optbench.engine import split_data, train
 
 LM_TASKS = ("shakespeare_char_lstm", "shakespeare_char_transformer", "brown_word_lstm")
 

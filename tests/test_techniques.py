@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from optbench.errors import ConfigError
-from optbench.spec import Recipe, RunStatus
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Recipe, RunStatus
 from optbench.tasks import get_task
-from optbench.train import split_data, train
+from optbench.engine import split_data, train
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +152,8 @@ def test_closure_and_full_batch_optimizers_run_through_the_same_loop(digits, nam
 
 
 def test_image_augmentations_on_the_cnn_and_rejected_where_invalid(digits):
-    from optbench.spec import Dataset, Split
-    from optbench.train.validate import check_recipe
+    from optbench.core.spec import Dataset, Split
+    from optbench.engine.validate import check_recipe
 
     g = torch.Generator().manual_seed(0)
     fake = Dataset(Split(torch.randn(96, 1, 28, 28, generator=g), torch.randint(0, 10, (96,), generator=g)),

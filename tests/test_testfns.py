@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from optbench.errors import ConfigError, UnknownNameError
+from optbench.core.errors import ConfigError, UnknownNameError
 from optbench.testfns import functions, get_function, trajectory
 
 
@@ -84,7 +84,7 @@ def test_bad_input():
 def test_trajectory_command_writes_the_paths(tmp_path, capsys):
     import json
 
-    from optbench.cli import main
+    from optbench.cli.main import main
 
     out = tmp_path / "t.json"
     assert main(["trajectory", "--function", "ill_conditioned_quadratic", "--condition", "20", "--optimizers",

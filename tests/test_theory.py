@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.testfns.theory import plot_theory, theory_check
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from optbench.spec import Recipe, RunStatus
+from optbench.core.spec import Recipe, RunStatus
 from optbench.tasks import get_task
-from optbench.train import split_data, train
+from optbench.engine import split_data, train
 
 
 def _digits(train_size=400):
@@ -64,7 +64,7 @@ def test_exception_is_recorded_as_failed():
 
 
 def test_on_epoch_may_prune_the_run_after_an_epoch():
-    from optbench.train import Pruned
+    from optbench.engine import Pruned
 
     task, data = _digits(128)
 
@@ -81,7 +81,7 @@ def test_derived_metric_is_reported_on_every_split():
     import dataclasses
     import math
 
-    from optbench.spec import PERPLEXITY, Target
+    from optbench.core.spec import PERPLEXITY, Target
 
     task, data = _digits(128)
     task = dataclasses.replace(task, derived=(PERPLEXITY,), target=Target("valid", "perplexity", 2.0))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from optbench.tasks import get_task
-from optbench.train.metrics import Diverged, TrainMetrics
+from optbench.engine.metrics import Diverged, TrainMetrics
 
 CPU = torch.device("cpu")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from optbench.errors import ConfigError, UnknownNameError
+from optbench.core.errors import ConfigError, UnknownNameError
 from optbench.report.trajectories import PATH_GID, animate_trajectories, frame_indices, plot_trajectories
 from optbench.testfns import get_function, trajectory
 from optbench.testfns.demos import demos, escape_step, run_demo
@@ -117,7 +117,7 @@ def test_rosenbrock_demo_tunes_every_lr():
 
 
 def test_trajectory_command_writes_png_gif_and_demo_files(tmp_path, capsys):
-    from optbench.cli import main
+    from optbench.cli.main import main
 
     png, gif, out = tmp_path / "r.png", tmp_path / "r.gif", tmp_path / "r.json"
     assert main(["trajectory", "--function", "rosenbrock", "--optimizers", "sgd,adam", "--steps", "30", "--tune",

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from optbench.errors import OptbenchError
-from optbench.spec import Recipe, RunStatus
-from optbench.store import WorkerId, open_store
-from optbench.study.executor import EpochDone, RunDone, RunStarted, Worker, execute_plan, run_workers
-from optbench.study.plan import plan_runs
-from optbench.train import Pruned
+from optbench.core.errors import OptbenchError
+from optbench.core.spec import Recipe, RunStatus
+from optbench.runs.store import WorkerId, open_store
+from optbench.runs.executor import EpochDone, RunDone, RunStarted, Worker, execute_plan, run_workers
+from optbench.runs.plan import plan_runs
+from optbench.engine import Pruned
 
 CHILD = Path(__file__).with_name("_study_child.py")
 CPU = torch.device("cpu")
@@ -148,7 +148,7 @@ def test_run_workers_forwards_events_and_reports_a_crash(tmp_path: Path) -> None
 def test_a_spec_whose_task_name_differs_from_the_built_task_is_refused_not_retried(tmp_path: Path) -> None:
     """A RunSpec naming ``digits_mlp`` for ``digits_mlp[dropout=0.2]`` would store its result under
     another run id, and the plan would retrain it forever: refused before training, claim released."""
-    from optbench.errors import ConfigError
+    from optbench.core.errors import ConfigError
 
     recipe = Recipe("sgd", {"lr": 0.01}, batch_size=64, epochs=1, train_size=200)
     (spec,) = plan_runs("digits_mlp[dropout=0.2]", "digits_mlp", [recipe], [0])

@@ -17,20 +17,20 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _EXPORTS = {
-    "Direction": "optbench.spec", "Metric": "optbench.spec", "DerivedMetric": "optbench.spec",
-    "Task": "optbench.spec", "Recipe": "optbench.spec", "RunResult": "optbench.spec",
-    "RunStatus": "optbench.spec", "Target": "optbench.spec", "Dataset": "optbench.spec", "Split": "optbench.spec",
-    "ConfigError": "optbench.errors", "ConfigProblems": "optbench.errors",
+    "Direction": "optbench.core.spec", "Metric": "optbench.core.spec", "DerivedMetric": "optbench.core.spec",
+    "Task": "optbench.core.spec", "Recipe": "optbench.core.spec", "RunResult": "optbench.core.spec",
+    "RunStatus": "optbench.core.spec", "Target": "optbench.core.spec", "Dataset": "optbench.core.spec", "Split": "optbench.core.spec",
+    "ConfigError": "optbench.core.errors", "ConfigProblems": "optbench.core.errors",
     "get_task": "optbench.tasks", "check_task": "optbench.tasks",
-    "train": "optbench.train", "Pruned": "optbench.train",
+    "train": "optbench.engine", "Pruned": "optbench.engine",
     "create_optimizer": "optbench.optim", "make_schedule": "optbench.schedules",
     "load_arrays": "optbench.data", "load_text": "optbench.data",
-    "open_store": "optbench.store", "WorkerId": "optbench.store",
+    "open_store": "optbench.runs.store", "WorkerId": "optbench.runs.store",
     "CompareConfig": "optbench.study.compare", "run_compare": "optbench.study.compare",
     "load_study": "optbench.study.config", "study_from_dict": "optbench.study.config",
     "run_study": "optbench.study.runner",
-    "execute_plan": "optbench.study.executor", "Worker": "optbench.study.executor",
-    "RunSpec": "optbench.study.plan",
+    "execute_plan": "optbench.runs.executor", "Worker": "optbench.runs.executor",
+    "RunSpec": "optbench.runs.plan",
     "SearchConfig": "optbench.search", "run_search": "optbench.search",
     "summarize_runs": "optbench.analysis.summary",
 }

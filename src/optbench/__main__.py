@@ -2,6 +2,6 @@
 
 import sys
 
-from optbench.cli import main
+from optbench.cli.main import main
 
 sys.exit(main())

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optbench.errors import ConfigError
-from optbench.spec import RunResult, RunStatus
+from optbench.core.errors import ConfigError
+from optbench.core.spec import RunResult, RunStatus
 
 X_AXES = ("epoch", "step", "seconds")
 BANDS = ("minmax", "std")

@@ -19,8 +19,8 @@ from itertools import combinations
 import numpy as np
 
 from optbench.analysis.stats import holm, mann_whitney_p_value, welch_p_value_samples
-from optbench.errors import ConfigError
-from optbench.spec import Direction
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction
 
 #: Tests a ranking can be based on.
 TESTS = ("welch", "mann_whitney")

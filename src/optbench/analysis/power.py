@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _scipy_stats
 
-from optbench.errors import ConfigError
-from optbench.spec import Direction
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction
 
 #: Beyond this many seeds per group the normal approximation is returned (t and normal agree).
 LARGE_N = 10**9

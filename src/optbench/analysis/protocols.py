@@ -24,7 +24,7 @@ import numpy as np
 from optbench.analysis.report_data import Profiles, performance_profiles
 from optbench.analysis.stats import Summary, summarize, welch_p_value
 from optbench.analysis.summary import RecipeSummary, summarize_runs
-from optbench.spec import Direction, RunResult, RunStatus, Task
+from optbench.core.spec import Direction, RunResult, RunStatus, Task
 
 
 @dataclass(frozen=True)

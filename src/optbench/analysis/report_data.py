@@ -26,8 +26,8 @@ import numpy as np
 
 from optbench.analysis.scaling import MeasuredPoint, measured_efficiency
 from optbench.analysis.stats import Summary, summarize
-from optbench.errors import ConfigError
-from optbench.spec import Direction, RunResult, RunStatus
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction, RunResult, RunStatus
 
 #: Environment keys shown in the summary, in display order.
 ENV_KEYS = ("optbench", "python", "torch", "platform", "cpu", "cpu_count", "threads", "device", "gpu", "cuda")

@@ -30,8 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from optbench.errors import ConfigError, require_positive
-from optbench.registry import Registry
+from optbench.core.errors import ConfigError, require_positive
+from optbench.core.registry import Registry
 
 Algorithm = Literal["allreduce", "ps"]
 ALGORITHMS: tuple[Algorithm, ...] = ("allreduce", "ps")

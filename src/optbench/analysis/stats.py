@@ -27,7 +27,7 @@ from math import comb
 import numpy as np
 from scipy import stats as _scipy_stats
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

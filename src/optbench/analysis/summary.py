@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 
 from optbench.analysis.pairwise import TESTS, pairwise_comparisons, rank_with_ties
 from optbench.analysis.stats import Summary, censored_median, summarize
-from optbench.errors import ConfigError
-from optbench.spec import Direction, RunResult, RunStatus
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction, RunResult, RunStatus
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from optbench.data.sources import FetchContext, FileSpec, SourceError, _run
 from optbench.data.text import EOS, TextCorpus, TextDataset, word_corpus
-from optbench.errors import DataUnavailableError
+from optbench.core.errors import DataUnavailableError
 
 CANONICAL = "brown-tagged.txt"
 NLTK_URL = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/brown.zip"

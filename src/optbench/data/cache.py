@@ -18,8 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from optbench.errors import ConfigError
-from optbench.fileio import atomic_writer  # noqa: F401  (re-exported for data modules)
+from optbench.core.errors import ConfigError
+from optbench.core.fileio import atomic_writer  # noqa: F401  (re-exported for data modules)
 
 ENV_VAR = "OPTBENCH_DATA"
 _APP = "optbench"

@@ -32,7 +32,7 @@ from optbench.data.datasets import Arrays, DatasetSpec, FileStatus, file_status
 from optbench.data.sources import (
     _SOURCE_FAILURES, NO_DOWNLOAD_HINT, FetchContext, Log, Source, UrlSource, brief,
 )
-from optbench.errors import DataUnavailableError
+from optbench.core.errors import DataUnavailableError
 
 #: Globals a pickled numpy array refers to; anything else in a batch is refused.
 _ALLOWED_GLOBALS = frozenset({

@@ -29,8 +29,8 @@ from optbench.data.sources import (
     NO_DOWNLOAD_HINT, DebianSource, FileSpec, Log, NpmSource, Source, UrlSource, _quiet, all_cached,
     fetch_files,
 )
-from optbench.errors import ConfigError, DataUnavailableError
-from optbench.registry import Registry
+from optbench.core.errors import ConfigError, DataUnavailableError
+from optbench.core.registry import Registry
 
 
 @dataclass(frozen=True, eq=False)

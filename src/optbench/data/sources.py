@@ -30,7 +30,7 @@ from typing import Protocol
 
 from optbench.data.cache import atomic_write_bytes, sha256_bytes, sha256_file
 from optbench.data.idx import gunzip_if_needed
-from optbench.errors import DataUnavailableError
+from optbench.core.errors import DataUnavailableError
 
 Log = Callable[[str], None]
 

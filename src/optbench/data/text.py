@@ -35,7 +35,7 @@ from optbench.data.datasets import Arrays, DatasetSpec, FileStatus, datasets, fi
 from optbench.data.sources import (
     NO_DOWNLOAD_HINT, FetchContext, FileSpec, Log, Source, SourceError, _quiet, fetch_files,
 )
-from optbench.errors import ConfigError, DataUnavailableError
+from optbench.core.errors import ConfigError, DataUnavailableError
 
 UNK = "<unk>"
 EOS = "<eos>"

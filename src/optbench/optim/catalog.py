@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from optbench.errors import UnknownNameError
+from optbench.core.errors import UnknownNameError
 from optbench.optim.base import (
     IMPLEMENTATION_FLAGS,
     Capabilities,
@@ -44,7 +44,7 @@ from optbench.optim.base import (
 )
 from optbench.optim.presets import PRESETS as _BASE_PRESETS
 from optbench.optim.sam import DEFAULT_BASE, SEPARATOR, SamSpec, parse_optimizer_name, sam_spec
-from optbench.registry import Registry
+from optbench.core.registry import Registry
 
 __all__ = [
     "IMPLEMENTATION_FLAGS", "LIBRARY_TRAITS", "PRESETS", "Capabilities", "Family",
@@ -112,7 +112,7 @@ def pytorch_optimizer_specs() -> list[OptimizerSpec]:
 
 
 class OptimizerRegistry(Registry[OptimizerSpec]):
-    """A :class:`~optbench.registry.Registry` of :class:`OptimizerSpec` filled in stages.
+    """A :class:`~optbench.core.registry.Registry` of :class:`OptimizerSpec` filled in stages.
 
     The presets are registered at construction. Each later stage (a function returning specs
     with namespaced names) is loaded on demand, in order: when a name is not found among the

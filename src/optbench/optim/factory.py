@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.optim.base import IMPLEMENTATION_FLAGS, RANGE_RULES, OptimizerSpec
 from optbench.optim.catalog import optimizers
 from optbench.optim.sam import SAM, SamSpec

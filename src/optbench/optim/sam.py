@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.optim.base import (
     IMPLEMENTATION_FLAGS,
     Capabilities,

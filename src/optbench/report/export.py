@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from optbench.errors import ConfigError
-from optbench.fileio import atomic_write_text
+from optbench.core.errors import ConfigError
+from optbench.core.fileio import atomic_write_text
 
 TABLE_FORMATS = ("md", "csv", "tex")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

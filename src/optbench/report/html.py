@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from optbench.analysis.report_data import study_overview
-from optbench.errors import ConfigError, OptbenchError
-from optbench.fileio import atomic_write_text, atomic_writer
+from optbench.core.errors import ConfigError, OptbenchError
+from optbench.core.fileio import atomic_write_text, atomic_writer
 from optbench.report.export import write_table
 from optbench.report.page import ReportPage
 from optbench.report.plots import label_colors, save_figure
 from optbench.report.sections import TaskInfo, profiles_section, summary_section, task_section
-from optbench.spec import Direction, RunResult
+from optbench.core.spec import Direction, RunResult
 
 #: Directions of metric names used when a stored task cannot be loaded (e.g. a user task whose
 #: module is not importable here). These are optbench's own metric names, not guesses.
@@ -133,7 +133,7 @@ def report_from_store(store: str | Path, out: str | Path, *, study: str | None =
     Raises:
         ConfigError: an unknown study (lists the known ones), a store without runs.
     """
-    from optbench.store import open_store
+    from optbench.runs.store import open_store
 
     with open_store(store) as db:
         infos = {s.name: s for s in db.studies()}

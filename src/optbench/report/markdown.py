@@ -17,7 +17,7 @@ from optbench.report.tables import (
     time_to_target_cells,
     trace_cells,
 )
-from optbench.spec import Direction, RunStatus
+from optbench.core.spec import Direction, RunStatus
 
 
 def _fmt(value: float, percent: bool) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from matplotlib.figure import Figure
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.report.export import TableData
 
 #: Inline style sheet: system fonts only, so the page never fetches anything.

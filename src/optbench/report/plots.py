@@ -18,9 +18,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from optbench.analysis.curves import curve_bands
-from optbench.errors import ConfigError
-from optbench.fileio import atomic_writer
-from optbench.spec import RunResult
+from optbench.core.errors import ConfigError
+from optbench.core.fileio import atomic_writer
+from optbench.core.spec import RunResult
 
 # matplotlib's "tab10" followed by the light half of "tab20": 20 distinct colours.
 PALETTE = (

@@ -21,7 +21,7 @@ from optbench.analysis.protocols import (
     Setting,
 )
 from optbench.analysis.stats import Summary
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.report.tables import ranking_cells
 
 

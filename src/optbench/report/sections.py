@@ -36,7 +36,7 @@ from optbench.report.tables import (
     time_to_target_cells,
     trace_cells,
 )
-from optbench.spec import SPLITS, Direction, RunResult
+from optbench.core.spec import SPLITS, Direction, RunResult
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from rich.table import Table
 from optbench.analysis.pairwise import PairwiseTable
 from optbench.analysis.stats import Summary
 from optbench.analysis.summary import RecipeSummary
-from optbench.spec import Direction
+from optbench.core.spec import Direction
 
 DASH = "—"
 

@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from optbench.errors import ConfigError, require_positive
-from optbench.fileio import atomic_writer
+from optbench.core.errors import ConfigError, require_positive
+from optbench.core.fileio import atomic_writer
 from optbench.report.plots import label_colors
 from optbench.testfns.functions import TestFunction
 from optbench.testfns.trajectory import Trajectory
@@ -148,7 +148,7 @@ def animate_trajectories(function: TestFunction, paths: Sequence[Trajectory], pa
     Args:
         function, paths, colors, title: as for :func:`plot_trajectories`.
         path: destination, must end in ``.gif``; written atomically (temporary file in the
-            same folder, then :func:`os.replace`, see :func:`optbench.fileio.atomic_writer`).
+            same folder, then :func:`os.replace`, see :func:`optbench.core.fileio.atomic_writer`).
         frames: frames showing growing paths (evenly spaced in steps, see :func:`frame_indices`).
         fps: frames per second.
         hold: extra copies of the last frame, so a looping GIF pauses on the whole picture.

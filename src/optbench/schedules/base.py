@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 
 
 def check(field: str, ok: bool, value: object, allowed: str) -> None:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from optbench.errors import ConfigError
-from optbench.registry import Registry
+from optbench.core.errors import ConfigError
+from optbench.core.registry import Registry
 from optbench.schedules.base import Schedule, check, is_int, is_number, with_warmup
 from optbench.schedules.cyclic import ANNEAL, CYCLIC_MODES, Cyclic, OneCycle
 from optbench.schedules.decay import (
@@ -32,7 +32,7 @@ from optbench.schedules.decay import (
 )
 from optbench.schedules.params import REQUIRED, Param, resolve
 from optbench.schedules.plateau import THRESHOLD_MODES, ReduceOnPlateau
-from optbench.spec import Direction
+from optbench.core.spec import Direction
 
 DirectionOf = Callable[[str], Direction]
 

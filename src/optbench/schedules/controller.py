@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.schedules.base import Schedule, step_index
 from optbench.schedules.plateau import ReduceOnPlateau
 

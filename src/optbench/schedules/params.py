@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from optbench.errors import ConfigError
-from optbench.options import parse_options
+from optbench.core.errors import ConfigError
+from optbench.core.options import parse_options
 from optbench.schedules.base import is_int, is_number
 
 Kind = Literal["int", "float", "int_list", "choice", "bool", "str"]
@@ -159,7 +159,7 @@ def resolve(schedule: str, declared: Iterable[Param], given: Mapping[str, Any],
 
 def parse_params(items: Iterable[str]) -> dict[str, Any]:
     """Parse CLI ``NAME=VALUE`` items into schedule parameters, by the literal rule of
-    :mod:`optbench.options` (:func:`optbench.options.parse_options`).
+    :mod:`optbench.core.options` (:func:`optbench.core.options.parse_options`).
 
     Values: integers (``30``), numbers (``0.1``, ``1e-3``), ``true``/``false``, lists as
     comma-separated numbers (``milestones=30,60,90`` -> ``[30, 60, 90]``), anything else a

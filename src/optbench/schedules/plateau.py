@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from optbench.schedules.base import Schedule, check, is_int, is_number, step_index
-from optbench.spec import Direction
+from optbench.core.spec import Direction
 
 THRESHOLD_MODES = ("rel", "abs")
 

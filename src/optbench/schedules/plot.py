@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 
 
 def plot_schedule(values: Sequence[float] | np.ndarray, title: str, *, steps_per_epoch: int | None = None,

@@ -1,4 +1,4 @@
-"""An in-process stand-in for the executor's worker: runs trials with :func:`optbench.train.train`
+"""An in-process stand-in for the executor's worker: runs trials with :func:`optbench.engine.train`
 and keeps results in a dict (no Store, one process). For tests, benchmarks and notebooks."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from optbench.search.loop import SearchConfig, SearchOutcome, outcome_of, search_loop, search_runs
-from optbench.spec import Dataset, EpochRecord, Recipe, RunResult, RunStatus, Task
-from optbench.study.plan import RunSpec
+from optbench.core.spec import Dataset, EpochRecord, Recipe, RunResult, RunStatus, Task
+from optbench.runs.plan import RunSpec
 
 _COMPLETED = (RunStatus.FINISHED, RunStatus.DIVERGED)
 
@@ -42,7 +42,7 @@ class LocalRuns:
                                      or (accept_pruned and previous.status is RunStatus.PRUNED)):
             return None
         from optbench.tasks import get_task
-        from optbench.train import split_data, train
+        from optbench.engine import split_data, train
 
         if spec.task_ref not in self._tasks:
             self._tasks[spec.task_ref] = get_task(spec.task_ref)

@@ -15,7 +15,7 @@ seeds the sampler with (seed, trial number, retry). Hence:
   concurrent workers may tie; the outcome numbers trials by (recorded number, run id).
   Up to ``workers - 1`` trials more than ``n_trials`` may be stored.
 * pruning decisions (``trial.report`` / ``should_prune`` after each epoch, raising
-  :class:`optbench.train.Pruned`; never after the last epoch) compare against the trials that
+  :class:`optbench.engine.Pruned`; never after the last epoch) compare against the trials that
   were stored when the trial was asked: runs still running in other workers are not visible.
 
 Tuning reads only the validation split: the objective must be a ``valid_*`` key.
@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from optbench.errors import ConfigError, OptbenchError
+from optbench.core.errors import ConfigError, OptbenchError
 from optbench.search.samplers import distributions, grid_size, pruners, samplers
 from optbench.search.space import SearchSpace, apply_params, read_params
 from optbench.search.study import build_study, objective
-from optbench.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
-from optbench.study.plan import RunSpec
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
+from optbench.runs.plan import RunSpec
 
 #: Asks since the last run that may propose a point stored already before the loop gives up.
 MAX_RETRIES = 25
@@ -239,7 +239,7 @@ def _pruning_callback(trial: Any, config: SearchConfig, max_epochs: int) -> Call
         return None
 
     def on_epoch(record: EpochRecord) -> None:
-        from optbench.train import Pruned
+        from optbench.engine import Pruned
 
         value = record.metrics.get(config.objective)
         if value is None or not math.isfinite(value):
@@ -277,8 +277,8 @@ def run_search(store_url: str, study: str, task_ref: str, task_name: str, base: 
         ConfigError: see :func:`search_loop`; for a store the executor cannot open.
         OptbenchError: see :func:`search_loop`, or when a worker dies.
     """
-    from optbench.store import open_store
-    from optbench.study.executor import run_workers  # type: ignore[attr-defined]
+    from optbench.runs.store import open_store
+    from optbench.runs.executor import run_workers  # type: ignore[attr-defined]
 
     payload = _Payload(task_ref, task_name, base, config, run_seed)
     run_workers(_search_worker, payload, store_url=store_url, study=study, workers=workers, device=device,

@@ -47,8 +47,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from optbench.errors import ConfigError
-from optbench.registry import Registry
+from optbench.core.errors import ConfigError
+from optbench.core.registry import Registry
 from optbench.search.space import Param, SearchSpace, grid_values
 
 

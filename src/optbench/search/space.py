@@ -2,7 +2,7 @@
 
 A :class:`Param` names a recipe field by a *path*:
 
-* a scalar :class:`~optbench.spec.Recipe` field: ``batch_size``, ``epochs``, ``train_size``,
+* a scalar :class:`~optbench.core.spec.Recipe` field: ``batch_size``, ``epochs``, ``train_size``,
   ``optimizer``, ``schedule``, ``warmup_steps``, ``penalty``, ``label_smoothing``, ``averaging``,
   ``precision``, ``clip_norm``, ``clip_value``, ``accumulation_steps``, ``batch_rule``,
   ``base_batch_size``, ``decay_bias_and_norm``, ``max_train_seconds``;
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from optbench.errors import ConfigError, Problem
-from optbench.spec import Recipe
+from optbench.core.errors import ConfigError, Problem
+from optbench.core.spec import Recipe
 
 #: Recipe fields that hold a mapping a path may index into (``hyperparams.lr``).
 MAPPING_PATHS = ("hyperparams", "schedule_params", "penalty_params")
@@ -115,7 +115,7 @@ def parse_space(table: Mapping[str, Any], source: str,
 
     Returns:
         ``(space, problems)``: the valid parameters in table order, and one
-        :class:`~optbench.errors.Problem` per mistake (path ``f"{where}.{path}.{key}"``):
+        :class:`~optbench.core.errors.Problem` per mistake (path ``f"{where}.{path}.{key}"``):
         unknown keys, unknown path, ``low >= high``, log with ``low <= 0``, empty choices.
     """
     params: list[Param] = []

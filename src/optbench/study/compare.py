@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import torch
 
-from optbench.errors import ConfigError, require_positive
-from optbench.spec import Recipe, RunResult, Task
-from optbench.study.executor import EventCallback, RunContext, RunDone, execute_plan
-from optbench.study.plan import plan_runs
+from optbench.core.errors import ConfigError, require_positive
+from optbench.core.spec import Recipe, RunResult, Task
+from optbench.runs.executor import EventCallback, RunContext, RunDone, execute_plan
+from optbench.runs.plan import plan_runs
 from optbench.study.reference import (  # noqa: F401
     DEFAULT_EPOCHS,
     DEFAULT_SEEDS,
@@ -55,7 +55,7 @@ class CompareConfig:
         target: validation target for time-to-target, None for the task's own.
         workers: parallel runs in separate processes.
         study: study name in the store; None derives one from the configuration.
-        techniques: further :class:`~optbench.spec.Recipe` fields shared by every recipe
+        techniques: further :class:`~optbench.core.spec.Recipe` fields shared by every recipe
             (``schedule``, ``label_smoothing``, ``precision`` ...).
 
     Raises:
@@ -124,7 +124,7 @@ def validate(config: CompareConfig) -> Task:
         ConfigError: unknown hyperparameter or technique parameter, or a value out of range.
     """
     from optbench.tasks import get_task
-    from optbench.train.validate import check_recipe
+    from optbench.engine.validate import check_recipe
 
     task = get_task(config.task)
     allowed = {f.name for f in fields(Recipe)} - {"optimizer", "hyperparams", "batch_size", "epochs", "train_size"}
@@ -174,7 +174,7 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
     Everything is validated before anything is written: names, numbers, the data (fetched if
     needed), the training-set size and the store path. Finished runs in the store are not
     executed again; each new run is stored, in one transaction, as soon as it ends. Runs are
-    executed by :func:`~optbench.study.executor.execute_plan` (claimed atomically, so several
+    executed by :func:`~optbench.runs.executor.execute_plan` (claimed atomically, so several
     processes or machines on one store share the work; a killed comparison resumes).
 
     Args:
@@ -189,8 +189,8 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
         ConfigError / UnknownNameError: bad input (nothing written).
         DataUnavailableError: the task's data cannot be obtained.
     """
-    from optbench.store import open_store
-    from optbench.train.validate import canonical_recipe
+    from optbench.runs.store import open_store
+    from optbench.engine.validate import canonical_recipe
 
     task = validate(config)
     context = RunContext()

@@ -32,7 +32,7 @@ File layout (every section but ``[study]`` and ``[[recipes]]`` is optional)::
     checkpoint_dir = "ckpt"      # default: "<store>.checkpoints" next to a SQLite store; alone, it turns
                                  # checkpoints on
 
-Validation reports every problem at once (:class:`~optbench.errors.ConfigProblems`): unknown keys,
+Validation reports every problem at once (:class:`~optbench.core.errors.ConfigProblems`): unknown keys,
 unknown names (tasks, optimizers, schedules, penalties ..., samplers, pruners, protocols), bad
 values, empty ranges and log ranges with a non-positive bound, each with the file and key path.
 """
@@ -48,8 +48,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import ConfigError, ConfigProblems, Problem
-from optbench.spec import Recipe
+from optbench.core.errors import ConfigError, ConfigProblems, Problem
+from optbench.core.spec import Recipe
 from optbench.study.protocols import Reporter, protocols
 
 TOP_KEYS = ("study", "budget", "defaults", "recipes", "search", "protocol", "execution")
@@ -112,7 +112,7 @@ class ExecutionConfig:
         """
         if not self.checkpoints:
             return None
-        from optbench.store import sqlite_file
+        from optbench.runs.store import sqlite_file
 
         if self.checkpoint_dir is not None:
             return Path(self.checkpoint_dir)
@@ -163,7 +163,7 @@ class StudyConfig:
         protocol: registered protocol name (:data:`optbench.study.protocols.protocols`).
         tasks: task references.
         seeds: the seeds results are reported over.
-        recipes: one :class:`~optbench.spec.Recipe` per setting, budget applied.
+        recipes: one :class:`~optbench.core.spec.Recipe` per setting, budget applied.
         budget: the per-run budget.
         target: overrides each task's target value (None: the task's own).
         search: the ``[search]`` section, or None.
@@ -405,7 +405,7 @@ def _check_names(tasks: tuple[str, ...], recipes: list[tuple[Recipe, Callable[[s
     from optbench.optim import optimizers, resolved_hyperparams
     from optbench.schedules import check_params, schedules
     from optbench.tasks import get_task
-    from optbench.train.validate import check_recipe
+    from optbench.engine.validate import check_recipe
 
     built = []
     for j, ref in enumerate(tasks):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from optbench.fileio import atomic_write_text
+from optbench.core.fileio import atomic_write_text
 from optbench.study.compare import (
     FULL_PROTOCOL_EPOCHS,
     CompareOutcome,

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from optbench.errors import ConfigError, ConfigProblems
-from optbench.spec import RunResult
+from optbench.core.errors import ConfigError, ConfigProblems
+from optbench.core.spec import RunResult
 from optbench.study.config import StudyConfig, validate_study
 from optbench.study.protocols import StudyContext, protocols
 
@@ -99,7 +99,7 @@ def run_study(config: StudyConfig, store: str | Path, *, workers: int = 1, devic
     Args:
         config: the study (from :func:`~optbench.study.config.load_study` or ``study_from_dict``).
         store: SQLite file path or SQLAlchemy URL.
-        workers / device / on_event: how runs execute (see ``optbench.study.executor.execute_plan``).
+        workers / device / on_event: how runs execute (see ``optbench.runs.executor.execute_plan``).
         create_store_dir: create the SQLite file's directory (after validation) when missing.
         context: a ready :class:`StudyContext` (tests, other backends); default: one on ``store``.
         checkpoint_dir: save per-epoch checkpoints there (overrides ``config.execution``; by
@@ -111,7 +111,7 @@ def run_study(config: StudyConfig, store: str | Path, *, workers: int = 1, devic
         ConfigError: a bad worker count, train size or store path; checkpoints on without a
             ``checkpoint_dir`` for a store that is not a SQLite file.
     """
-    from optbench.store import open_store
+    from optbench.runs.store import open_store
 
     problems = validate_study(config)
     if problems:
@@ -139,7 +139,7 @@ def write_study_outputs(outcome: StudyOutcome, store: str | Path, out: str | Pat
         ConfigError: the study has no stored run.
         OSError: ``out`` cannot be written.
     """
-    from optbench.fileio import atomic_write_text
+    from optbench.core.fileio import atomic_write_text
     from optbench.report.html import report_from_store
     from optbench.report.protocols import protocol_markdown
 

@@ -2,7 +2,7 @@
 
 ``tasks`` is a strict registry of task factories (``() -> Task``), imported lazily.
 :func:`get_task` also accepts a user task ``"package.module:factory"`` or
-``"path/to/file.py:factory"`` whose factory returns a :class:`~optbench.spec.Task`;
+``"path/to/file.py:factory"`` whose factory returns a :class:`~optbench.core.spec.Task`;
 :func:`check_task` checks a task against its loaded data (one forward pass) before any run.
 """
 
@@ -15,10 +15,10 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
-from optbench.errors import ConfigError
-from optbench.options import format_literal, parse_bracketed
-from optbench.registry import Registry
-from optbench.spec import Task
+from optbench.core.errors import ConfigError
+from optbench.core.options import format_literal, parse_bracketed
+from optbench.core.registry import Registry
+from optbench.core.spec import Task
 from optbench.tasks.validate import check_task
 
 tasks: Registry[Callable[[], Task]] = Registry("task")
@@ -63,7 +63,7 @@ def _load_factory(ref: str) -> Callable[[], Task]:
 def parse_task_ref(ref: str) -> tuple[str, dict[str, object]]:
     """``"fmnist_cnn3[norm=batch,dropout=0.3]"`` -> ``("fmnist_cnn3", {"norm": "batch", "dropout": 0.3})``.
 
-    Values follow the literal rule of :mod:`optbench.options` (bool, int, finite float, else string);
+    Values follow the literal rule of :mod:`optbench.core.options` (bool, int, finite float, else string);
     pairs are separated by commas, so a task option is one literal, never a list.
 
     Raises:
@@ -116,7 +116,7 @@ def get_task(ref: str) -> Task:
         _check_numeric(base, factory, params)
     task = factory(**params)
     if not isinstance(task, Task):
-        raise ConfigError("task", ref, f"a factory returning optbench.spec.Task, got {type(task).__name__}")
+        raise ConfigError("task", ref, f"a factory returning optbench.core.spec.Task, got {type(task).__name__}")
     if params:
         task = dataclasses.replace(task, name=task_name(task.name, params))
     return task

@@ -1,4 +1,4 @@
-"""The task catalogue (DESIGN.md section 5). Each factory returns a :class:`~optbench.spec.Task`.
+"""The task catalogue (DESIGN.md section 5). Each factory returns a :class:`~optbench.core.spec.Task`.
 
 Targets are validation accuracies; the recipes are ones that reach them (see each docstring
 for the measured cost on 2 CPU cores, from ``python bench/tasks_cost.py``).
@@ -6,7 +6,7 @@ for the measured cost on 2 CPU cores, from ``python bench/tasks_cost.py``).
 
 from __future__ import annotations
 
-from optbench.spec import Task
+from optbench.core.spec import Task
 from optbench.tasks.classification import array_dataset_loader, classification_task
 from optbench.tasks.models import Conv1dNet, cnn3, mlp, scaled
 
@@ -22,8 +22,8 @@ def _check_architecture(norm: str, dropout: float, width: float) -> None:
     Raises:
         UnknownNameError: unknown ``norm``; ConfigError: dropout outside [0, 1), width <= 0.
     """
-    from optbench.errors import ConfigError, require_positive
-    from optbench.regularization import norms
+    from optbench.core.errors import ConfigError, require_positive
+    from optbench.techniques import norms
 
     norms.canonical(norm)
     if not 0 <= dropout < 1:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from optbench.spec import Dataset, Direction, Metric, Split, Target, Task
+from optbench.core.spec import Dataset, Direction, Metric, Split, Target, Task
 
 
 def cross_entropy(output: Tensor, y: Tensor) -> Tensor:

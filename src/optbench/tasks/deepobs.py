@@ -6,7 +6,7 @@ fsschneider/DeepOBS, ``deepobs/pytorch/testproblems/``: ``mnist_logreg.py``, ``m
 Architecture, initialization and L2 regularization follow DeepOBS (see
 :mod:`optbench.tasks.models`). DeepOBS's regularizer is ``0.5 * l2 * sum w^2`` over parameters
 named ``weight`` (``testproblem.py``, ``get_regularization_loss``), the same convention as
-:attr:`optbench.spec.Task.l2`, so ``cifar10_3c3d`` uses ``l2=0.002`` unchanged. Differences from
+:attr:`optbench.core.spec.Task.l2`, so ``cifar10_3c3d`` uses ``l2=0.002`` unchanged. Differences from
 DeepOBS, all of them the harness's: validation is carved from the training pool per seed (DeepOBS
 uses a fixed 10,000-example train-eval set), inputs are standardized (one scalar for
 (Fashion-)MNIST, per channel for CIFAR; DeepOBS scales to [0, 1]), and the CIFAR training data
@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from optbench.spec import Dataset, Split, Task
+from optbench.core.spec import Dataset, Split, Task
 from optbench.tasks.classification import array_dataset_loader, classification_task
 from optbench.tasks.models import logreg, net_2c2d, net_3c3d, scaled
 

@@ -1,6 +1,6 @@
 """Language-modelling tasks: next-token prediction on Shakespeare (characters) and Brown (words).
 
-Data layout (the harness's :class:`~optbench.spec.Dataset` has a training pool and a test set):
+Data layout (the harness's :class:`~optbench.core.spec.Dataset` has a training pool and a test set):
 each split's token stream is cut into non-overlapping windows of ``T`` inputs, ``x[i] = s[iT : iT+T]``
 and targets ``y[i] = s[iT+1 : iT+T+1]`` (both ``(N, T)`` int64). The training pool is the corpus's
 training split, the test set its test split; the harness carves ``valid_size`` random windows from
@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from optbench.errors import ConfigError, require_positive
-from optbench.spec import PERPLEXITY, Dataset, Direction, Metric, Split, Target, Task
+from optbench.core.errors import ConfigError, require_positive
+from optbench.core.spec import PERPLEXITY, Dataset, Direction, Metric, Split, Target, Task
 
 
 def token_windows(ids: np.ndarray, length: int) -> Split:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from optbench.errors import ConfigError, require_positive
+from optbench.core.errors import ConfigError, require_positive
 
 
 def _norm(kind: str, features: int, *, spatial: bool, spatial_dims: int = 2) -> list[nn.Module]:
     """The normalization layer after a conv/linear layer (empty for ``"none"``)."""
-    from optbench.regularization import norm_layer
+    from optbench.techniques import norm_layer
 
     return [] if kind == "none" else [norm_layer(kind, features, spatial=spatial, spatial_dims=spatial_dims)]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from optbench.spec import Task
+from optbench.core.spec import Task
 from optbench.tasks.classification import array_dataset_loader, classification_task
 from optbench.tasks.models import logreg, scaled
 
@@ -53,7 +53,7 @@ def mnist1d_gru(width: float = 1.0) -> Task:
     batch 100, 10 epochs (seed 0: 0.77 after epoch 7, 0.89 after epoch 8, 0.93 after epoch 10; checked
     in the tests). Cost: ~0.5 s per epoch on 2 idle CPU threads.
     """
-    from optbench.errors import require_positive
+    from optbench.core.errors import require_positive
 
     require_positive("width", width)
     hidden = scaled(width, (64,))[0]

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from optbench.spec import Dataset, DerivedMetric, Direction, Metric, Split, Target, Task
+from optbench.core.spec import Dataset, DerivedMetric, Direction, Metric, Split, Target, Task
 
 QUADRATIC_DIM = 100
 QUADRATIC_NOISE = 0.6  # std of the data points (DeepOBS ``quadratic`` dataset, ``noise_level``)

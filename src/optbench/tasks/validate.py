@@ -13,8 +13,8 @@ import numbers
 import torch
 from torch import Tensor, nn
 
-from optbench.errors import ConfigError
-from optbench.spec import Dataset, Task
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Dataset, Task
 
 #: Training examples the check runs the model on.
 CHECK_EXAMPLES = 4
@@ -35,7 +35,7 @@ def check_task(task: Task, dataset: Dataset, *, examples: int = CHECK_EXAMPLES) 
     batch size; ``loss`` is a finite 0-d tensor that depends on the parameters; every metric's
     ``batch_sum`` is a finite 0-d tensor; ``count(y)`` is a positive integer; every derived metric
     is computable from its source's average; ``valid_size`` leaves training examples. Metric
-    directions and names are checked when the Task is constructed (:class:`optbench.spec.Task`).
+    directions and names are checked when the Task is constructed (:class:`optbench.core.spec.Task`).
 
     Raises:
         ConfigError: ``field`` = ``"task <name> <part>"``, e.g. ``task two_spirals_mlp loss: got
@@ -47,7 +47,7 @@ def check_task(task: Task, dataset: Dataset, *, examples: int = CHECK_EXAMPLES) 
         return ConfigError(f"task {name} {part}", got, expected)
 
     if not isinstance(dataset, Dataset):
-        raise fail("load_data", type(dataset).__name__, "an optbench.spec.Dataset (train and test Splits)")
+        raise fail("load_data", type(dataset).__name__, "an optbench.core.spec.Dataset (train and test Splits)")
     pool = len(dataset.train)
     if pool < 1 or len(dataset.test) < 1:
         raise fail("data", f"{pool} training / {len(dataset.test)} test examples", "at least one of each")

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from optbench.errors import require_positive
-from optbench.registry import Registry
+from optbench.core.errors import require_positive
+from optbench.core.registry import Registry
 from optbench.testfns.functions import TestFunction, get_function
 from optbench.testfns.trajectory import Trajectory, trajectory
 from optbench.testfns.tuning import TuningResult, tune_lr

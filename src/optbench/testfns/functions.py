@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from optbench.errors import require_positive
-from optbench.registry import Registry
+from optbench.core.errors import require_positive
+from optbench.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def get_function(name: str, **params: float) -> TestFunction:
     Raises:
         UnknownNameError: for an unknown name; ConfigError: for a bad parameter.
     """
-    from optbench.errors import ConfigError
+    from optbench.core.errors import ConfigError
 
     factory = functions.get(name)
     try:

@@ -37,7 +37,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from optbench.errors import ConfigError, require_positive
+from optbench.core.errors import ConfigError, require_positive
 
 
 @dataclass(frozen=True)

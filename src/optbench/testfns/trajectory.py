@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from optbench.errors import ConfigError, require_positive
+from optbench.core.errors import ConfigError, require_positive
 from optbench.testfns.functions import TestFunction
 
 

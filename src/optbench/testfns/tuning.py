@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optbench.errors import ConfigError, require_positive
+from optbench.core.errors import ConfigError, require_positive
 from optbench.testfns.functions import TestFunction
 from optbench.testfns.trajectory import trajectory
 

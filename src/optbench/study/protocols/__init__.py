@@ -1,7 +1,7 @@
 """Protocols: the rules of fairness of a study (what is tuned, with what budget, how seeds are
 aggregated), one registry entry each (DESIGN.md section 2).
 
-``protocols`` is a strict :class:`~optbench.registry.Registry` of :class:`ProtocolSpec`, imported
+``protocols`` is a strict :class:`~optbench.core.registry.Registry` of :class:`ProtocolSpec`, imported
 lazily: ``seed004``, ``deepobs``, ``crowded-valley``, ``algoperf-lite`` and ``search``. A protocol
 plans its phases as deterministic runs (content-hashed run ids), executes them through a
 :class:`StudyContext` (``execute_plan`` for fixed runs, ``run_search`` for tuning), and returns its
@@ -16,16 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from optbench.registry import Registry
+from optbench.core.registry import Registry
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import torch
 
-    from optbench.spec import Recipe, RunResult, Task
+    from optbench.core.spec import Recipe, RunResult, Task
     from optbench.study.config import StudyConfig
-    from optbench.study.plan import RunSpec
+    from optbench.runs.plan import RunSpec
 
 #: ``report(key path relative to the table, message)``: how option parsers report problems.
 Reporter = Callable[[str, str], None]
@@ -104,7 +104,7 @@ class StudyContext:
 
     def execute(self, specs: Sequence[RunSpec]) -> list[RunResult]:
         """Run ``specs`` (finished ones are read from the store, not redone); results in plan order."""
-        from optbench.study import executor
+        from optbench.runs import executor
 
         return executor.execute_plan(self.store_url, self.study, list(specs), workers=self.workers,
                                      device=self.device, on_event=self.on_event,
@@ -133,7 +133,7 @@ def prepared_tasks(config: StudyConfig, context: StudyContext) -> list[tuple[str
 
 def canonical_recipes(recipes: Sequence[Recipe]) -> list[Recipe]:
     """``recipes`` with registry aliases resolved (one experiment, one run id)."""
-    from optbench.train.validate import canonical_recipe
+    from optbench.engine.validate import canonical_recipe
 
     return [canonical_recipe(r) for r in recipes]
 

@@ -23,9 +23,9 @@ from dataclasses import replace
 from typing import Any
 
 from optbench.analysis.protocols import CrowdedValleyResult, TaskKeys, setting, valley_comparisons
-from optbench.spec import Recipe
+from optbench.core.spec import Recipe
 from optbench.study.config import StudyConfig
-from optbench.study.plan import plan_runs
+from optbench.runs.plan import plan_runs
 from optbench.study.protocols import (
     ProtocolSpec,
     Reporter,

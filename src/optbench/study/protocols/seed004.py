@@ -12,7 +12,7 @@ from typing import Any
 
 from optbench.analysis.protocols import Seed004Result, seed004_result
 from optbench.study.config import StudyConfig
-from optbench.study.plan import plan_runs
+from optbench.runs.plan import plan_runs
 from optbench.study.protocols import (
     ProtocolSpec,
     StudyContext,

@@ -1,0 +1,358 @@
+"""``optbench run`` and ``optbench scale``: distributed training from the command line (issue 7).
+
+``cli.py`` adds them with ``register(app, handle_errors)``. Bad input raises
+:class:`~optbench.core.errors.ConfigError` before any process starts (one line, exit 2 through
+``handle_errors``); a failed or timed-out job raises :class:`~optbench.engine.distributed.DistributedError`
+(exit 1). Heavy imports happen inside the commands, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from optbench.core.errors import ConfigError
+from optbench.study.reference import DEFAULT_TRAIN_SIZE, REFERENCE_TASK
+
+DEFAULT_STORE = Path("optbench-out") / "optbench.db"
+PREDICT_NPROC = "1,2,4,8,16,32,64,128,256,512"
+
+
+# ---------------------------------------------------------------- shared option handling
+def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr: float | None,
+                 batch_size: int | None, epochs: int | None, train_size: str, seed: int, threads: int,
+                 timeout: float) -> tuple[Any, Any]:
+    """A validated :class:`DistributedConfig` and its Task; missing recipe values come from the task's
+    working recipe. Loads (and if needed fetches) the data once here, so that children never download
+    and ``--train-size auto`` (10,000 or all if fewer) is resolved before the run id is computed.
+
+    Raises:
+        ConfigError / UnknownNameError: bad input. DataUnavailableError: data cannot be obtained.
+    """
+    from optbench.core.spec import Recipe
+    from optbench.tasks import get_task
+    from optbench.engine.distributed import DistributedConfig, parse_mode, validate
+
+    parse_mode(mode)
+    for field, value in (("--nproc", nproc), ("--batch-size", batch_size), ("--epochs", epochs),
+                         ("--threads", threads)):
+        if value is not None and value < 1:
+            raise ConfigError(field, value, "an integer >= 1")
+    if lr is not None and not lr > 0:
+        raise ConfigError("--lr", lr, "a number > 0")
+    if not timeout > 0:
+        raise ConfigError("--timeout", timeout, "a number of seconds > 0")
+    task_obj = get_task(task)
+    working = dict(task_obj.recipe)
+    hyperparams = dict(working.get("hyperparams", {})) if optimizer is None else {}
+    if lr is not None:
+        hyperparams["lr"] = lr
+    available = len(task_obj.load_data().train) - task_obj.valid_size
+    size = _train_size(train_size, available)
+    recipe = Recipe(optimizer=optimizer or working.get("optimizer", "sgd"), hyperparams=hyperparams,
+                    batch_size=batch_size or working.get("batch_size", 128), epochs=epochs or working.get("epochs", 1),
+                    train_size=size)
+    config = DistributedConfig(task=task, recipe=recipe, mode=mode, nproc=nproc, seed=seed, threads=threads,
+                               timeout=timeout)
+    validate(config)
+    if (size or available) < config.global_batch:
+        raise ConfigError("--batch-size", recipe.batch_size,
+                          f"at most {(size or available) // nproc} with {nproc} workers and {size or available} "
+                          "training examples")
+    return config, task_obj
+
+
+def _train_size(text: str, available: int) -> int | None:
+    word = text.strip().lower()
+    if word == "all":
+        return None
+    if word == "auto":
+        return DEFAULT_TRAIN_SIZE if DEFAULT_TRAIN_SIZE < available else None
+    allowed = f"an integer in [1, {available}], 'all' or 'auto'"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError("--train-size", text, allowed) from None
+    if not 1 <= value <= available:
+        raise ConfigError("--train-size", text, allowed)
+    return value
+
+
+def _open(store: str | None) -> Any:
+    from optbench.runs.store import open_store
+
+    if store is None:
+        DEFAULT_STORE.parent.mkdir(parents=True, exist_ok=True)
+    return open_store(store or DEFAULT_STORE)
+
+
+def _target(task_obj: Any, target: float | None) -> tuple[str, float, Any]:
+    key = task_obj.target.key
+    return key, (task_obj.target.value if target is None else target), task_obj.direction(key)
+
+
+# ---------------------------------------------------------------- run
+def _epoch_table(run: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{run.result.task} {run.config.mode} x{run.config.nproc} (run {run.result.run_id})")
+    for column in ("epoch", "train loss", "valid acc", "test acc", "train s", "samples/s"):
+        table.add_column(column, justify="right")
+    for e in run.result.epochs:
+        m = e.metrics
+        table.add_row(str(e.epoch), f"{m.get('train_loss', math.nan):.4f}", f"{m.get('valid_accuracy', math.nan):.4f}",
+                      f"{m.get('test_accuracy', math.nan):.4f}", f"{e.train_seconds:.2f}", f"{e.samples_per_second:,.0f}")
+    return table
+
+
+def _study_config(config: Any, kind: str) -> dict[str, Any]:
+    return {"protocol": kind, "task": config.task, "recipe": config.recipe.to_dict(), "seed": config.seed,
+            "threads": config.threads}
+
+
+# ---------------------------------------------------------------- scale
+def scale_tables(runs: Sequence[Any], task_obj: Any, target: float | None) -> tuple[Any, Any, str]:
+    """Two rich tables: samples/s and efficiency per mode x processes, and time-to-target; plus the
+    sentence naming the efficiency baseline."""
+    from rich.table import Table
+
+    from optbench.analysis.scaling import MeasuredPoint, measured_efficiency
+
+    key, value, direction = _target(task_obj, target)
+    points = []
+    for run in runs:
+        ttt = run.time_to_target(key, value, direction)
+        points.append(MeasuredPoint(run.config.mode, run.config.nproc, run.samples_per_second,
+                                    ttt.seconds if ttt else None))
+    efficiency, baseline = measured_efficiency(points)
+    modes = list(dict.fromkeys(p.mode for p in points))
+    counts = sorted({p.nproc for p in points})
+    by_key = {(p.mode, p.nproc): p for p in points}
+    throughput = Table(title=f"{task_obj.name}: samples/s (scaling efficiency against ideal)")
+    ttt_table = Table(title=f"time-to-target: training seconds until {key} >= {value:g}")
+    for table in (throughput, ttt_table):
+        table.add_column("mode")
+        for n in counts:
+            table.add_column(f"{n} proc", justify="right")
+    for mode in modes:
+        cells, ttt_cells = [], []
+        for n in counts:
+            p = by_key.get((mode, n))
+            cells.append("-" if p is None else f"{p.samples_per_second:,.0f} ({efficiency[(mode, n)]:.0%})")
+            ttt_cells.append("-" if p is None else ("not reached" if p.time_to_target is None
+                                                    else f"{p.time_to_target:.2f} s"))
+        throughput.add_row(mode, *cells)
+        ttt_table.add_row(mode, *ttt_cells)
+    if "ddp" in modes and "ps-sync" in modes:
+        ratios = [f"{by_key[('ddp', n)].samples_per_second / by_key[('ps-sync', n)].samples_per_second:.2f}"
+                  if ("ddp", n) in by_key and ("ps-sync", n) in by_key else "-" for n in counts]
+        throughput.add_row("ddp / ps-sync", *ratios)
+    return throughput, ttt_table, baseline
+
+
+def prediction_tables(models: Sequence[str], gbps: Sequence[float], nprocs: Sequence[int], *, overlap: float,
+                      latency_us: float, servers: int) -> list[Any]:
+    """Rich tables of predicted efficiency per model (rows: workers; columns: algorithm x bandwidth) and
+    the predicted-versus-published check."""
+    from rich.table import Table
+
+    from optbench.analysis.scaling import MODELS, check_published, prediction_grid
+
+    tables = []
+    grid = {(p.model, p.algorithm, p.gbps, p.n): p
+            for p in prediction_grid(models, gbps, nprocs, overlap=overlap, latency=latency_us * 1e-6, servers=servers)}
+    for model in models:
+        w = MODELS.get(model)
+        table = Table(title=f"{model}: predicted scaling efficiency ({w.parameters / 1e6:.1f}M parameters, "
+                            f"{w.compute_seconds * 1e3:.0f} ms compute per step at batch {w.batch_size}); "
+                            f"ring = ring all-reduce, PS = {servers} parameter server(s); Gbit/s",
+                      caption=w.source)
+        table.add_column("workers", justify="right")
+        for algorithm in ("allreduce", "ps"):
+            for b in gbps:
+                table.add_column(f"{'ring' if algorithm == 'allreduce' else 'PS'} {b:g}G", justify="right")
+        for n in nprocs:
+            table.add_row(str(n), *(f"{grid[(model, a, b, n)].efficiency:.0%}" for a in ("allreduce", "ps")
+                                    for b in gbps))
+        tables.append(table)
+    check = Table(title=f"predicted vs published (ring all-reduce, overlap {overlap:g}, latency {latency_us:g} us)")
+    for column in ("model", "workers", "Gb/s", "published", "predicted", "overlap 0 .. 1", "source"):
+        check.add_column(column)
+    for c in check_published(overlap=overlap, latency=latency_us * 1e-6):
+        p = c.published
+        check.add_row(p.model, str(p.n), f"{p.gbps:g}", f"{p.efficiency:.0%}", f"{c.predicted:.0%}",
+                      f"{c.low:.0%} .. {c.high:.0%}", p.source.split(",")[0])
+    tables.append(check)
+    return tables
+
+
+# ---------------------------------------------------------------- registration
+def register(app: typer.Typer, handle_errors: Callable | None = None) -> None:
+    """Add the commands ``run`` and ``scale`` to ``app``.
+
+    Args:
+        app: the typer application (``optbench.cli.main.app``).
+        handle_errors: the CLI's error decorator (``optbench.cli.main.handle_errors``, imported lazily when
+            None: ConfigError -> one line and exit 2, other optbench errors -> exit 1).
+    """
+    if handle_errors is None:
+        from optbench.cli.main import handle_errors as default_handler
+
+        handle_errors = default_handler
+
+    @app.command("run")
+    @handle_errors
+    def run(
+        mode: Annotated[str, typer.Option(help="ddp, ps-sync, ps-async or ps-ssp:S (S = staleness bound).")] = "ddp",
+        nproc: Annotated[int | None, typer.Option(help="Workers N (server modes start N + 1 processes) "
+                                                       "[default: 2; under torchrun: from WORLD_SIZE].")] = None,
+        task: Annotated[str, typer.Option(help="Task name or 'module:factory'.")] = REFERENCE_TASK,
+        optimizer: Annotated[str | None, typer.Option(help="Optimizer [default: the task's recipe].")] = None,
+        lr: Annotated[float | None, typer.Option(help="Learning rate [default: the task's recipe].")] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Batch size PER WORKER [default: the task's].")] = None,
+        epochs: Annotated[int | None, typer.Option(help="Epochs [default: the task's recipe].")] = None,
+        train_size: Annotated[str, typer.Option(help="Training examples: a number, 'all' or 'auto' "
+                                                     f"({DEFAULT_TRAIN_SIZE:,} or all if fewer).")] = "auto",
+        seed: Annotated[int, typer.Option(help="Seed of initialization, split and data order.")] = 0,
+        target: Annotated[float | None, typer.Option(help="Target for time-to-target [default: the task's].")] = None,
+        threads: Annotated[int, typer.Option(help="CPU threads per process.")] = 1,
+        timeout: Annotated[float, typer.Option(help="Stop the job with an error after this many seconds.")] = 3600.0,
+        store: Annotated[str | None, typer.Option(help=f"Results database [default: {DEFAULT_STORE}].")] = None,
+        study: Annotated[str | None, typer.Option(help="Study name [default: distributed-<task>].")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the summary only.")] = False,
+    ) -> None:
+        """Train with one distributed mode on N local processes (or as one rank of a torchrun job) and
+        print samples/s, per-step compute/communication/waiting, staleness and time-to-target."""
+        from rich.console import Console
+
+        from optbench.engine.distributed import run_distributed, run_under_torchrun, torchrun_nproc, under_torchrun
+
+        distributed = under_torchrun()
+        workers = nproc if nproc is not None else (torchrun_nproc(mode) if distributed else 2)
+        config, task_obj = build_config(task=task, mode=mode, nproc=workers, optimizer=optimizer, lr=lr,
+                                        batch_size=batch_size, epochs=epochs, train_size=train_size, seed=seed,
+                                        threads=threads, timeout=timeout)
+        if distributed and os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 stores and prints
+            run_under_torchrun(config)
+            return
+        console = Console(stderr=True, quiet=quiet)
+        study_name = study or f"distributed-{task_obj.name}"
+        with _open(store) as db:
+            db.ensure_study(study_name, _study_config(config, "distributed"))
+            console.print(f"[bold]optbench run[/] task={task_obj.name} mode={config.mode} nproc={config.nproc} "
+                          f"optimizer={config.recipe.optimizer} {config.recipe.hyperparams} "
+                          f"batch_size={config.recipe.batch_size}/worker epochs={config.recipe.epochs}")
+            result = run_under_torchrun(config) if distributed else run_distributed(config)
+            assert result is not None  # rank 0 always gets the result
+            written = db.save_run(result.result, study=study_name)
+        if not quiet:
+            Console().print(_epoch_table(result))
+        key, value, direction = _target(task_obj, target)
+        for line in result.describe(key, value, direction):
+            typer.echo(line)
+        typer.echo(f"stored as run {result.result.run_id} in study {study_name}"
+                   + ("" if written else " (an identical run was stored before; kept)"))
+
+    @app.command("scale")
+    @handle_errors
+    def scale(
+        task: Annotated[str, typer.Option(help="Task name or 'module:factory'.")] = REFERENCE_TASK,
+        modes: Annotated[str, typer.Option(help="Comma-separated modes.")] = "ddp,ps-sync,ps-async,ps-ssp:2",
+        nproc: Annotated[str | None, typer.Option(help="Comma-separated worker counts [default: 1,2; with "
+                                                       f"--predict: {PREDICT_NPROC}].")] = None,
+        optimizer: Annotated[str | None, typer.Option(help="Optimizer [default: the task's recipe].")] = None,
+        lr: Annotated[float | None, typer.Option(help="Learning rate [default: the task's recipe].")] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Batch size PER WORKER [default: the task's].")] = None,
+        epochs: Annotated[int | None, typer.Option(help="Epochs [default: the task's recipe].")] = None,
+        train_size: Annotated[str, typer.Option(help="Training examples: a number, 'all' or 'auto'.")] = "auto",
+        seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+        target: Annotated[float | None, typer.Option(help="Target for time-to-target [default: the task's].")] = None,
+        threads: Annotated[int, typer.Option(help="CPU threads per process.")] = 1,
+        timeout: Annotated[float, typer.Option(help="Limit per job (s).")] = 3600.0,
+        store: Annotated[str | None, typer.Option(help=f"Results database [default: {DEFAULT_STORE}].")] = None,
+        study: Annotated[str | None, typer.Option(help="Study name [default: scale-<task>-<settings hash>].")] = None,
+        predict: Annotated[bool, typer.Option("--predict", help="Print the cost model's predictions instead of "
+                                                                "measuring.")] = False,
+        models: Annotated[str, typer.Option(help="--predict: comma-separated built-in models.")]
+        = "vgg16,resnet50,resnet101,inception_v3",
+        bandwidth: Annotated[str, typer.Option(help="--predict: link bandwidths in Gbit/s.")] = "10,25,100",
+        latency_us: Annotated[float, typer.Option(help="--predict: latency per message (us).")] = 10.0,
+        overlap: Annotated[float, typer.Option(help="--predict: share of communication hidden behind backward "
+                                                    "(0..1).")] = 0.5,
+        servers: Annotated[int, typer.Option(help="--predict: parameter servers the model is sharded over.")] = 1,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Tables only.")] = False,
+    ) -> None:
+        """Measure each mode at each process count (stored; finished jobs are not repeated) and report
+        samples/s, scaling efficiency against ideal and time-to-target; or, with --predict, the cost model's
+        predicted efficiency of large models on clusters, checked against published results."""
+        from rich.console import Console
+
+        from optbench.engine.distributed import parse_counts, parse_modes
+
+        out = Console()
+        if predict:
+            from optbench.analysis.scaling import MODELS
+
+            names = [m.strip() for m in models.split(",") if m.strip()]
+            if not names:
+                raise ConfigError("--models", models, MODELS.names())
+            for name in names:
+                MODELS.canonical(name)
+            gbps = _numbers(bandwidth, "--bandwidth")
+            if not (latency_us >= 0 and math.isfinite(latency_us)):
+                raise ConfigError("--latency-us", latency_us, "a number >= 0")
+            if not 0 <= overlap <= 1:
+                raise ConfigError("--overlap", overlap, "a number in [0, 1]")
+            if servers < 1:
+                raise ConfigError("--servers", servers, "an integer >= 1")
+            counts = parse_counts(nproc or PREDICT_NPROC, maximum=1_000_000)
+            for table in prediction_tables(names, gbps, counts, overlap=overlap, latency_us=latency_us,
+                                           servers=servers):
+                out.print(table)
+            return
+        from dataclasses import replace
+
+        from optbench.engine.distributed.sweep import run_sweep
+
+        mode_list = parse_modes(modes)
+        counts = parse_counts(nproc or "1,2")
+        config, task_obj = build_config(task=task, mode=mode_list[0].name, nproc=max(counts), optimizer=optimizer,
+                                        lr=lr, batch_size=batch_size, epochs=epochs, train_size=train_size, seed=seed,
+                                        threads=threads, timeout=timeout)
+        configs = [replace(config, mode=m.name, nproc=n) for m in mode_list for n in counts]
+        console = Console(stderr=True, quiet=quiet)
+        settings = _study_config(config, "scale") | {"modes": [m.name for m in mode_list], "nproc": list(counts)}
+        study_name = study or f"scale-{task_obj.name}-{_digest(settings)}"
+        with _open(store) as db:
+            db.ensure_study(study_name, settings)
+            runs = run_sweep(configs, db, study_name, task_obj.name, emit=console.print)
+        throughput, ttt, baseline = scale_tables(runs, task_obj, target)
+        out.print(throughput)
+        out.print(ttt)
+        typer.echo(f"{baseline}; study {study_name}")
+
+
+def _numbers(text: str, field: str) -> list[float]:
+    allowed = "a comma-separated list of numbers > 0"
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(field, text, allowed) from None
+    if not values or not all(v > 0 and math.isfinite(v) for v in values):
+        raise ConfigError(field, text, allowed)
+    return values
+
+
+def _digest(settings: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+__all__ = ["DEFAULT_STORE", "build_config", "prediction_tables", "register", "scale_tables"]

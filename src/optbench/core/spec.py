@@ -1,0 +1,520 @@
+"""The contracts every part of optbench builds on: Task, Recipe, RunResult.
+
+Vocabulary (DESIGN.md section 2):
+
+* **Task** — data + model + loss + metrics + a target value for time-to-target
+  (a DeepOBS "test problem").
+* **Recipe** — everything about *how* to train: optimizer and hyperparameters, batch size,
+  epoch budget, training-set size.
+* **Run** — one Task x Recipe x seed, producing a :class:`RunResult`.
+
+Shapes and units used throughout:
+
+* ``Split.x`` has shape ``(N, *input_shape)`` (float32), ``Split.y`` shape ``(N,)`` (int64
+  class indices) for classification; ``N`` is the number of examples.
+* A metric function returns the **sum** over a batch (a 0-d tensor); the harness divides
+  by the number of counted units (``Task.count(y)``, examples for classification) so that
+  per-epoch metrics are exact averages however the data is batched.
+* Times are seconds of wall clock (``time.perf_counter``); throughput is samples/s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from optbench.core.errors import ConfigError, require_positive
+
+
+class Direction(str, Enum):
+    """Whether larger or smaller values of a metric are better. Always stated, never guessed."""
+
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when ``a`` is strictly better than ``b``."""
+        return a > b if self is Direction.MAXIMIZE else a < b
+
+    def reached(self, value: float, target: float) -> bool:
+        """True when ``value`` meets ``target`` (>= for maximize, <= for minimize)."""
+        return value >= target if self is Direction.MAXIMIZE else value <= target
+
+
+class RunStatus(str, Enum):
+    """How a run ended: ``finished`` (budget spent), ``diverged`` (non-finite loss),
+    ``failed`` (an exception; the message is kept), ``pruned`` (stopped early by a tuning
+    pruner after an epoch; its epochs so far are kept — a study decision, not a property of the
+    recipe, so a study that needs the full run redoes it)."""
+
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    PRUNED = "pruned"
+
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-batch metric.
+
+    Args:
+        name: e.g. ``"accuracy"``; stored per split as ``"{split}_{name}"``.
+        direction: whether larger or smaller is better.
+        batch_sum: ``(output, y) -> 0-d tensor``, the metric **summed** over the batch.
+    """
+
+    name: str
+    direction: Direction
+    batch_sum: Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class DerivedMetric:
+    """A metric computed from another metric's average over a split, e.g. perplexity =
+    ``exp(loss)`` of a language model (not a per-batch sum, so it cannot be a :class:`Metric`).
+
+    Args:
+        name: e.g. ``"perplexity"``; stored per split as ``"{split}_{name}"``.
+        direction: whether larger or smaller is better.
+        source: the :class:`Metric` it is computed from (e.g. ``"loss"``).
+        compute: ``average of source -> value``.
+    """
+
+    name: str
+    direction: Direction
+    source: str
+    compute: Callable[[float], float]
+
+
+def _exp_or_inf(value: float) -> float:
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf
+
+
+#: Perplexity of a language model: ``exp`` of the mean cross-entropy in nats per token.
+PERPLEXITY = DerivedMetric("perplexity", Direction.MINIMIZE, "loss", _exp_or_inf)
+
+
+@dataclass(frozen=True)
+class Split:
+    """In-memory examples: ``x`` of shape ``(N, ...)`` and targets ``y`` of shape ``(N, ...)``."""
+
+    x: Tensor
+    y: Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, index: Tensor) -> Split:
+        """The examples at ``index`` (a 1-d int64 tensor), copied."""
+        return Split(self.x[index], self.y[index])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A task's data before the validation split: the training pool and the test set."""
+
+    train: Split
+    test: Split
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The three splits one run uses. ``valid`` is carved from the training pool."""
+
+    train: Split
+    valid: Split
+    test: Split
+
+
+@dataclass(frozen=True)
+class Target:
+    """The value that defines time-to-target, e.g. ``valid`` ``accuracy`` >= 0.85.
+
+    The direction is the metric's own (:attr:`Metric.direction`)."""
+
+    split: str
+    metric: str
+    value: float
+
+    @property
+    def key(self) -> str:
+        """The stored metric name, e.g. ``"valid_accuracy"``."""
+        return f"{self.split}_{self.metric}"
+
+
+def _count_examples(y: Tensor) -> int:
+    return int(y.shape[0])
+
+
+@dataclass(frozen=True)
+class Task:
+    """A test problem: data, model, loss, metrics and a target.
+
+    Args:
+        name: registry name, e.g. ``"fmnist_cnn3"``.
+        description: architecture, parameter count, source (shown by ``optbench list``).
+        make_model: ``() -> nn.Module`` mapping ``x`` of shape ``(B, *input_shape)`` to the
+            output the loss expects (logits ``(B, classes)`` for classification). Called after
+            the harness seeded the RNG, so initialization is reproducible.
+        load_data: ``() -> Dataset``; may download and is called once per process and task.
+        loss: ``(output, y) -> 0-d tensor``, the **mean** loss over the batch (differentiated).
+        metrics: per-batch metrics; must include one named ``"loss"`` (the summed loss).
+        target: the value for time-to-target.
+        valid_size: number of examples carved from the training pool for validation.
+        count: ``y -> int``, the number of units metrics are averaged over (examples).
+        recipe: a working recipe (hyperparameters that reach the target), as a dict.
+        augmentations: the augmentations valid for this task's inputs and labels (e.g. no
+            horizontal flip for digits, no crop for flat vectors).
+        derived: metrics computed from others' averages (perplexity from loss); the target may
+            name one.
+        l2: the problem's own L2 regularization (DeepOBS defines some problems with it, e.g.
+            ``cifar10_3c3d`` 0.002): ``l2 / 2 * sum w^2`` over weights (not biases or
+            normalization weights) is added to the training objective by the harness; the
+            reported ``loss`` metric stays the data loss. Part of the task, not of a recipe.
+
+    Raises:
+        ConfigError: when ``metrics`` lack ``"loss"`` or the target's metric, a metric has no
+            :class:`Direction`, names repeat, a derived metric's source is not a metric, or a
+            size is not positive.
+    """
+
+    name: str
+    description: str
+    make_model: Callable[[], nn.Module]
+    load_data: Callable[[], Dataset]
+    loss: Callable[[Tensor, Tensor], Tensor]
+    metrics: tuple[Metric, ...]
+    target: Target
+    valid_size: int
+    count: Callable[[Tensor], int] = _count_examples
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    augmentations: tuple[str, ...] = ("gaussian_noise",)
+    derived: tuple[DerivedMetric, ...] = ()
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        for m in (*self.metrics, *self.derived):
+            if not isinstance(m, Metric | DerivedMetric):
+                raise ConfigError(f"task {self.name} metrics", type(m).__name__,
+                                  "optbench.core.spec.Metric or DerivedMetric objects")
+            if not isinstance(m.direction, Direction):
+                raise ConfigError(f"task {self.name} metric {m.name} direction", m.direction,
+                                  [d.value for d in Direction] + ["(as optbench.core.spec.Direction)"])
+        base = [m.name for m in self.metrics]
+        names = base + [d.name for d in self.derived]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"task {self.name} metrics", names, "distinct metric names")
+        if "loss" not in base:
+            raise ConfigError(f"task {self.name} metrics", base, "a list that includes 'loss'")
+        for d in self.derived:
+            if d.source not in base:
+                raise ConfigError(f"task {self.name} derived metric {d.name} source", d.source, base)
+        if self.target.metric not in names:
+            raise ConfigError(f"task {self.name} target metric", self.target.metric, names)
+        if self.target.split not in SPLITS:
+            raise ConfigError(f"task {self.name} target split", self.target.split, SPLITS)
+        require_positive(f"task {self.name} valid_size", self.valid_size, integer=True)
+        if isinstance(self.l2, bool) or not isinstance(self.l2, int | float) or not 0 <= self.l2 < math.inf:
+            raise ConfigError(f"task {self.name} l2", self.l2, "a finite number >= 0")
+
+    def metric(self, name: str) -> Metric | DerivedMetric:
+        """The metric called ``name`` (without split prefix), measured or derived."""
+        for m in (*self.metrics, *self.derived):
+            if m.name == name:
+                return m
+        raise ConfigError("metric", name, [m.name for m in (*self.metrics, *self.derived)])
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric name, measured then derived (``("loss", "accuracy")``)."""
+        return tuple(m.name for m in (*self.metrics, *self.derived))
+
+    def add_derived(self, values: dict[str, float], prefix: str) -> dict[str, float]:
+        """``values`` (``{"valid_loss": ...}``) with the derived metrics of split ``prefix``
+        added (``"valid_perplexity"``); returns the same dict."""
+        for d in self.derived:
+            source = values.get(f"{prefix}_{d.source}")
+            if source is not None:
+                values[f"{prefix}_{d.name}"] = d.compute(source) if math.isfinite(source) else math.nan
+        return values
+
+    def direction(self, key: str) -> Direction:
+        """Direction of a stored metric key such as ``"test_accuracy"``."""
+        split, _, name = key.partition("_")
+        if split not in SPLITS:
+            raise ConfigError("metric key", key, "'{split}_{metric}' with split in train, valid, test")
+        return self.metric(name).direction
+
+
+def _check_jsonable(field_name: str, value: Any) -> None:
+    if isinstance(value, bool | int | str) or value is None:
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(field_name, value, "a finite number")
+        return
+    if isinstance(value, list | tuple):
+        for v in value:
+            _check_jsonable(field_name, v)
+        return
+    raise ConfigError(field_name, value, "a number, string, boolean or list of those")
+
+
+#: Recipe fields that hold a mapping of parameters (canonicalised like ``hyperparams``).
+_MAPPING_FIELDS = ("hyperparams", "schedule_params", "penalty_params", "augmentation", "averaging_params",
+                   "early_stopping")
+#: Fields always present in :meth:`Recipe.to_dict`; the others only when not at their default,
+#: so that adding a technique never changes the id of runs stored before it existed.
+_BASE_FIELDS = ("optimizer", "hyperparams", "batch_size", "epochs", "train_size")
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: an optimizer by registry name with hyperparameters, a budget, and the
+    training techniques (each a registry entry, validated by name when a study is planned).
+
+    Args:
+        optimizer: optimizer registry name (``"adam"``, ``"momentum"``, ``"sam:adam"``).
+        hyperparams: keyword arguments of the optimizer (``lr``, ``momentum``, ``betas``,
+            ``weight_decay`` ...); unknown names are rejected when the optimizer is built.
+        batch_size: examples per optimizer step (with accumulation: per step, not per micro-batch).
+        epochs: passes over the training split.
+        train_size: use only this many training examples (a seeded subset), or all.
+        schedule / schedule_params: learning-rate schedule name (``constant``, ``cosine`` ...)
+            and its parameters (see :mod:`optbench.schedules`).
+        warmup_steps: linear warmup steps in front of the schedule (0: none).
+        penalty / penalty_params: loss penalty ``none``, ``l1``, ``l2``, ``elastic_net`` and strengths.
+        label_smoothing: epsilon in [0, 1) of label smoothing (classification).
+        early_stopping: ``{"patience": int, "min_delta": float}`` on the task's target metric on
+            the validation split, or empty for none.
+        augmentation: ``{name: params}`` of batched augmentations (``crop``, ``flip``, ``noise``).
+        averaging / averaging_params: weight averaging ``none``, ``swa``, ``ema``.
+        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + gradient scaler, CUDA).
+        clip_norm / clip_value: gradient clipping by global norm / by value (None: off).
+        accumulation_steps: micro-batches accumulated per optimizer step.
+        batch_rule / base_batch_size: learning-rate scaling with batch size: ``none``,
+            ``linear`` (Goyal et al. 2017) or ``sqrt``, relative to ``base_batch_size``.
+        decay_bias_and_norm: apply weight decay to biases and normalization weights too.
+        max_train_seconds: a time budget: the run ends after the epoch in which its summed
+            training time reached this many seconds (status ``finished``; None: epochs only).
+            Wall-clock budgets are not reproducible in the number of epochs.
+
+    Raises:
+        ConfigError: for a non-positive batch size, epoch count, train size or learning rate,
+            a value out of range, or a parameter that is not a plain number/string/bool/list.
+    """
+
+    optimizer: str
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 128
+    epochs: int = 1
+    train_size: int | None = None
+    schedule: str = "constant"
+    schedule_params: Mapping[str, Any] = field(default_factory=dict)
+    warmup_steps: int = 0
+    penalty: str = "none"
+    penalty_params: Mapping[str, Any] = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    early_stopping: Mapping[str, Any] = field(default_factory=dict)
+    augmentation: Mapping[str, Any] = field(default_factory=dict)
+    averaging: str = "none"
+    averaging_params: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    accumulation_steps: int = 1
+    batch_rule: str = "none"
+    base_batch_size: int = 128
+    decay_bias_and_norm: bool = True
+    max_train_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        # canonical JSON form: sorted keys, tuples as lists (so a stored recipe compares equal)
+        for name in _MAPPING_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise ConfigError(name, value, "a mapping of names to values")
+            object.__setattr__(self, name, _canonical(value))
+            prefix = "hyperparameter" if name == "hyperparams" else name
+            for key, item in getattr(self, name).items():
+                _check_jsonable(f"{prefix} {key}", list(self._flatten(item)))
+        require_positive("batch_size", self.batch_size, integer=True)
+        require_positive("epochs", self.epochs, integer=True)
+        require_positive("accumulation_steps", self.accumulation_steps, integer=True)
+        require_positive("base_batch_size", self.base_batch_size, integer=True)
+        if self.train_size is not None:
+            require_positive("train_size", self.train_size, integer=True)
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError("warmup_steps", self.warmup_steps, "an integer >= 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError("label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        for name in ("clip_norm", "clip_value", "max_train_seconds"):
+            value = getattr(self, name)
+            if value is not None:
+                require_positive(name, value)
+        if self.batch_size % self.accumulation_steps:
+            raise ConfigError("accumulation_steps", self.accumulation_steps,
+                              f"a divisor of batch_size {self.batch_size}")
+        if "lr" in self.hyperparams:
+            lr = self.hyperparams["lr"]
+            if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+                raise ConfigError("lr", lr, "a number > 0")
+            self.hyperparams["lr"] = float(lr)  # lr=1 and lr=1.0 are the same run
+
+    @staticmethod
+    def _flatten(value: Any):
+        if isinstance(value, Mapping):
+            for v in value.values():
+                yield from Recipe._flatten(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from Recipe._flatten(v)
+        else:
+            yield value
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; the inverse of :meth:`from_dict`. Technique fields at their
+        default are left out, so run ids of recipes without them never change."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            if f.name in _BASE_FIELDS or value != default:
+                out[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        """Build from :meth:`to_dict` output. Unknown keys raise :class:`ConfigError`."""
+        allowed = {f.name for f in fields(cls)}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ConfigError("recipe key", sorted(unknown)[0], allowed)
+        return cls(**dict(data))
+
+    @property
+    def label(self) -> str:
+        """Short display name: the optimizer name."""
+        return self.optimizer
+
+
+def run_id(task: str, recipe: Recipe, seed: int) -> str:
+    """Content hash identifying a run: sha256 of canonical JSON of (task, recipe, seed), 16 hex chars.
+
+    Two runs with the same id are the same experiment; a finished one is never redone.
+    """
+    payload = json.dumps({"task": task, "recipe": recipe.to_dict(), "seed": seed},
+                         sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class EpochRecord:
+    """Measurements at the end of one epoch.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        step: optimizer steps taken so far.
+        metrics: ``{"train_loss": ..., "valid_accuracy": ...}``; train metrics are averaged
+            over the epoch's steps (model in training mode), valid/test ones measured after it.
+        train_seconds: wall time of this epoch's training steps.
+        eval_seconds: wall time of this epoch's evaluation.
+        samples_per_second: training examples / train_seconds.
+        lr: learning rate of the first parameter group at the end of the epoch.
+    """
+
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+    train_seconds: float
+    eval_seconds: float
+    samples_per_second: float
+    lr: float
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run (Task x Recipe x seed).
+
+    Attributes:
+        run_id: :func:`run_id` of (task, recipe, seed).
+        status: finished, diverged or failed.
+        epochs: one record per completed epoch (a diverged epoch is not recorded).
+        error: message for diverged/failed runs, else None.
+        train_seconds / eval_seconds / total_seconds: summed wall time (s).
+        steps: optimizer steps taken.
+        environment: versions, device, threads (see :func:`optbench.engine.environment`).
+        hyperparams: the optimizer's full resolved hyperparameters (defaults filled in).
+    """
+
+    run_id: str
+    task: str
+    recipe: Recipe
+    seed: int
+    status: RunStatus
+    epochs: list[EpochRecord] = field(default_factory=list)
+    error: str | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    total_seconds: float = 0.0
+    steps: int = 0
+    environment: dict[str, Any] = field(default_factory=dict)
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    def final(self, key: str) -> float:
+        """``key``'s value at the last recorded epoch (NaN if none)."""
+        return self.epochs[-1].metrics.get(key, math.nan) if self.epochs else math.nan
+
+    def best(self, key: str, direction: Direction) -> float:
+        """Best value of ``key`` over epochs under ``direction`` (NaN if none)."""
+        values = [e.metrics[key] for e in self.epochs if key in e.metrics]
+        if not values:
+            return math.nan
+        return max(values) if direction is Direction.MAXIMIZE else min(values)
+
+    def time_to_target(self, key: str, target: float, direction: Direction) -> tuple[int, int, float] | None:
+        """``(epoch, step, seconds)`` of the first epoch whose ``key`` reached ``target``, where
+        seconds are the training seconds summed up to and including that epoch (evaluation
+        excluded); None when never reached (censored, never dropped)."""
+        seconds = 0.0
+        for record in self.epochs:
+            seconds += record.train_seconds
+            if key in record.metrics and direction.reached(record.metrics[key], target):
+                return record.epoch, record.step, seconds
+        return None
+
+    def epochs_to_target(self, key: str, target: float, direction: Direction) -> int | None:
+        """First epoch whose ``key`` reached ``target``; None when never reached (censored)."""
+        reached = self.time_to_target(key, target, direction)
+        return None if reached is None else reached[0]
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,236 @@
+"""Per-epoch checkpoints of a run, so that a run interrupted (SIGKILL included) continues from its
+last finished epoch instead of its start, with bitwise the same numbers on CPU.
+
+A checkpoint holds everything the next epoch depends on: the model's and the optimizer's
+``state_dict``, the gradient scaler (fp16), the state of metric-driven schedules (plateau; step-based
+schedules are pure functions of the step), the weight averager (SWA/EMA) and early stopping, the
+data-order and augmentation generators, the global torch RNG inside the run's ``fork_rng``
+(dropout) and the CUDA RNG when training on CUDA, and the epochs recorded so far (plain dicts).
+
+It is written atomically (a temporary file in the same directory, then :func:`os.replace`) and read
+with ``torch.load(..., weights_only=True)``: only tensors, dicts, lists, strings and numbers, never
+arbitrary pickled objects. A file that cannot be read, has another format version or belongs to
+another run is ignored with a warning, and the run starts from scratch: a bad checkpoint never
+stops a study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from optbench.core.spec import EpochRecord, RunResult
+
+if TYPE_CHECKING:
+    from optbench.engine.loop import _Setup
+
+#: Version of the checkpoint layout; a file of another version is ignored (the run starts over).
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint file was ignored (unreadable, foreign or of another format); the run restarts."""
+
+
+class Checkpointer:
+    """Saves and restores the per-epoch checkpoint of one run in one file.
+
+    Args:
+        path: the checkpoint file (the executor uses ``<checkpoint_dir>/<run_id>.pt``); its
+            directory is created on the first save.
+        run_id: the run the file belongs to (:func:`optbench.core.spec.run_id`); a file naming
+            another run is ignored.
+
+    The training loop calls :meth:`load` once before the first epoch and :meth:`save` after
+    each epoch; whoever stores the run's result calls :meth:`delete` afterwards.
+    """
+
+    def __init__(self, path: str | Path, run_id: str) -> None:
+        self.path = Path(path)
+        self.run_id = str(run_id)
+
+    def __repr__(self) -> str:
+        return f"Checkpointer({str(self.path)!r}, run_id={self.run_id!r})"
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write ``state`` (from :func:`capture`) atomically: a crash at any moment leaves either
+        the previous checkpoint or the new one, never a partial file.
+
+        Raises:
+            OSError: the directory cannot be created or written.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"format": CHECKPOINT_FORMAT, "run_id": self.run_id, **state}
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state of this run, or None when there is no usable checkpoint.
+
+        A file that fails to load (corrupt, truncated, not a checkpoint, holding objects other than
+        tensors and plain containers), has another format version or belongs to another run is
+        ignored with a :class:`CheckpointWarning`. Temporary files of saves killed midway are removed.
+        """
+        for partial in self._partial_files():  # a save killed midway: the previous checkpoint is whole
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: start over, never crash a study
+            self.warn_ignored(f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+            return None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            self.warn_ignored(f"format {found!r}, expected {CHECKPOINT_FORMAT}")
+            return None
+        if state.get("run_id") != self.run_id:
+            self.warn_ignored(f"it belongs to run {state.get('run_id')!r}")
+            return None
+        return state
+
+    def delete(self) -> None:
+        """Remove the checkpoint file and any temporary file a save killed midway left behind (no
+        error when there is none)."""
+        for path in (self.path, *self._partial_files()):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def _partial_files(self) -> list[Path]:
+        """Temporary files of interrupted saves of this checkpoint."""
+        try:
+            return list(self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"))
+        except OSError:  # no such directory, or not readable
+            return []
+
+    def warn_ignored(self, why: str, then: str = "the run starts from scratch") -> None:
+        """Warn (:class:`CheckpointWarning`) that the checkpoint is not used, ``why``, and what happens ``then``."""
+        warnings.warn(f"ignoring checkpoint {self.path} of run {self.run_id}: {why}; {then}",
+                      CheckpointWarning, stacklevel=3)
+
+
+def _stateful_schedules(controller: Any) -> list[Any]:
+    """The schedule parts with a mutable state (plateau), following ``Warmup.inner`` wrappers."""
+    if controller is None:
+        return []
+    found, parts = [], [controller.schedule, controller.plateau]
+    while parts:
+        part = parts.pop(0)
+        if part is None:
+            continue
+        if hasattr(part, "state_dict"):
+            found.append(part)
+        parts.append(getattr(part, "inner", None))
+    return found
+
+
+def capture(setup: _Setup, result: RunResult, data_generator: torch.Generator, device: torch.device, *,
+            epoch: int, stopped: bool, elapsed: float) -> dict[str, Any]:
+    """The state of a run after epoch ``epoch`` (1-based), ready for :meth:`Checkpointer.save`.
+
+    Call it inside the run's ``fork_rng``, after the epoch's record, schedule and early-stopping
+    updates, so that their state is included.
+
+    Args:
+        setup: the run's model, optimizer, step, schedule controller, averager and early stopping.
+        result: the run so far (epochs, steps, train/eval seconds, environment).
+        data_generator: the generator of the data order.
+        device: where the run trains (CUDA: its RNG state is saved too).
+        epoch: the epoch just finished.
+        stopped: whether the run ends after this epoch (early stopping or time budget).
+        elapsed: wall seconds the run has taken so far (``RunResult.total_seconds`` up to now).
+
+    Returns:
+        a dict of tensors, dicts, lists, strings and numbers only.
+    """
+    step = setup.step
+    state: dict[str, Any] = {
+        "epoch": epoch, "stopped": stopped, "elapsed": float(elapsed),
+        "model": setup.model.state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
+        "scaler": step.scaler.state_dict() if step.scaler is not None else None,
+        "schedules": [part.state_dict() for part in _stateful_schedules(setup.controller)],
+        "averager": setup.averager.state_dict() if setup.averager is not None else None,
+        "stopper": setup.stopper.state_dict() if setup.stopper is not None else None,
+        "data_generator": data_generator.get_state(),
+        "step_generator": step.generator.get_state(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "epochs": [dataclasses.asdict(record) for record in result.epochs],
+        "steps": result.steps, "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
+        "stop_reasons": {key: result.environment[key] for key in ("early_stopping", "time_budget")
+                         if key in result.environment},
+    }
+    return state
+
+
+def restore(state: dict[str, Any], setup: _Setup, result: RunResult, data_generator: torch.Generator,
+            device: torch.device) -> tuple[int, bool]:
+    """Put a freshly built run back in the state of ``state`` (from :meth:`Checkpointer.load`).
+
+    Call it inside the run's ``fork_rng``, after the run was built (which consumed the RNG for
+    initialization) and before the first epoch.
+
+    Returns:
+        ``(epoch, stopped)``: the last epoch saved (continue with the next one) and whether the run
+        had ended after it (early stopping or time budget). ``result`` then holds the saved epochs,
+        step count and seconds (``total_seconds``: the time spent before the interruption), and
+        ``result.environment["checkpoint"]`` records ``{"resumed_epoch": epoch}``.
+
+    Raises:
+        KeyError / RuntimeError / ValueError / TypeError: the state does not fit this run (the
+            caller then builds the run again and starts over); ``result`` is changed only on success.
+    """
+    step = setup.step
+    setup.model.load_state_dict(state["model"])
+    setup.optimizer.load_state_dict(state["optimizer"])
+    if step.scaler is not None and state["scaler"] is not None:
+        step.scaler.load_state_dict(state["scaler"])
+    parts = _stateful_schedules(setup.controller)
+    if len(parts) != len(state["schedules"]):
+        raise ValueError(f"{len(state['schedules'])} schedule states saved, the recipe has {len(parts)}")
+    for part, saved in zip(parts, state["schedules"], strict=True):
+        part.load_state_dict(saved)
+    for name in ("averager", "stopper"):
+        target, saved = getattr(setup, name), state[name]
+        if (target is None) != (saved is None):
+            raise ValueError(f"{name} state {'missing' if saved is None else 'unexpected'}")
+        if target is not None:
+            target.load_state_dict(saved)
+    data_generator.set_state(state["data_generator"])
+    step.generator.set_state(state["step_generator"])
+    torch.set_rng_state(state["rng"])
+    if device.type == "cuda" and state["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    epochs = [EpochRecord(**record) for record in state["epochs"]]
+    epoch, stopped, steps = int(state["epoch"]), bool(state["stopped"]), int(state["steps"])
+    seconds = [float(state[key]) for key in ("train_seconds", "eval_seconds", "elapsed")]
+    reasons = dict(state["stop_reasons"])
+    if len(epochs) != epoch:
+        raise ValueError(f"{len(epochs)} epoch records saved for epoch {epoch}")
+    result.epochs, result.steps = epochs, steps
+    result.train_seconds, result.eval_seconds, result.total_seconds = seconds
+    result.environment.update(reasons)
+    result.environment["checkpoint"] = {"resumed_epoch": epoch}
+    return epoch, stopped
+
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointWarning", "Checkpointer", "capture", "restore"]

@@ -1,0 +1,230 @@
+"""What a distributed job is: the mode, the number of workers, the task and recipe.
+
+Modes (DESIGN.md section 8, issue 7):
+
+* ``ddp`` — :class:`torch.nn.parallel.DistributedDataParallel`: every process is a worker
+  holding a replica and the optimizer; gradients are averaged by bucketed ring all-reduce
+  overlapped with the backward pass.
+* ``ps-sync`` — a parameter server: rank 0 holds the weights and the optimizer; every step each
+  worker pulls the weights, computes a gradient on its shard of the global batch and pushes it;
+  the server averages the N gradients (in worker order) and takes one optimizer step.
+* ``ps-async`` — the server applies each worker's gradient as soon as it arrives (one optimizer
+  step per gradient, Downpour SGD style, Dean et al. 2012) and replies with its current weights;
+  workers never wait for each other.
+* ``ps-ssp:S`` — stale-synchronous parallel (Ho et al. 2013) with bound ``S``: a worker may
+  start its clock ``c`` once the server holds every update of clocks ``<= c - S - 1``, i.e. it
+  runs at most ``S`` steps ahead of the slowest worker. Gradients of one clock are averaged (in
+  worker order) into one optimizer step, applied in clock order, so ``ps-ssp:0`` computes exactly
+  what ``ps-sync`` computes.
+
+The parameter server is **not** a worker: with ``--nproc N`` the server modes start ``N + 1``
+processes (rank 0 = server, ranks ``1..N`` = workers), ``ddp`` starts ``N``. So every mode has N
+processes computing gradients. ``batch_size`` is the batch **per worker**; one step of the job
+processes a global batch of ``N * batch_size`` examples (the last incomplete global batch of an
+epoch is dropped, so every worker gets exactly ``batch_size`` examples per step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from optbench.core.errors import ConfigError, require_positive
+from optbench.core.spec import Recipe
+
+ModeKind = Literal["ddp", "ps-sync", "ps-async", "ps-ssp"]
+MODE_KINDS: tuple[ModeKind, ...] = ("ddp", "ps-sync", "ps-async", "ps-ssp")
+MODES_ALLOWED = "ddp, ps-sync, ps-async, ps-ssp:S (S an integer >= 0, the staleness bound)"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A parsed mode: ``kind`` and, for ``ps-ssp``, the staleness bound ``staleness`` (steps)."""
+
+    kind: ModeKind
+    staleness: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The canonical text form, e.g. ``"ps-ssp:2"``."""
+        return f"{self.kind}:{self.staleness}" if self.kind == "ps-ssp" else self.kind
+
+    @property
+    def has_server(self) -> bool:
+        """True for the parameter-server modes (rank 0 is a server, not a worker)."""
+        return self.kind != "ddp"
+
+    def world_size(self, nproc: int) -> int:
+        """Processes started for ``nproc`` workers: ``nproc`` (+1 server for the PS modes)."""
+        return nproc + 1 if self.has_server else nproc
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_mode(text: str, field: str = "--mode") -> Mode:
+    """``"ddp"`` / ``"ps-sync"`` / ``"ps-async"`` / ``"ps-ssp:S"`` -> :class:`Mode`.
+
+    Raises:
+        ConfigError: for anything else (names the allowed forms).
+    """
+    word = text.strip().lower()
+    kind, sep, bound = word.partition(":")
+    if kind == "ps-ssp" and sep:
+        try:
+            staleness = int(bound)
+        except ValueError:
+            raise ConfigError(field, text, MODES_ALLOWED) from None
+        if staleness < 0:
+            raise ConfigError(field, text, MODES_ALLOWED)
+        return Mode("ps-ssp", staleness)
+    if kind in ("ddp", "ps-sync", "ps-async") and not sep:
+        return Mode(kind)  # type: ignore[arg-type]
+    raise ConfigError(field, text, MODES_ALLOWED)
+
+
+def parse_modes(text: str) -> tuple[Mode, ...]:
+    """``"ddp,ps-sync,ps-ssp:2"`` -> modes, in order, without repeats.
+
+    Raises:
+        ConfigError: for an empty list, an unknown mode or a repeated one.
+    """
+    modes = tuple(parse_mode(item, "--modes") for item in text.split(",") if item.strip())
+    if not modes:
+        raise ConfigError("--modes", text, f"a comma-separated list of {MODES_ALLOWED}")
+    names = [m.name for m in modes]
+    if len(set(names)) != len(names):
+        raise ConfigError("--modes", text, "a list without repeated modes")
+    return modes
+
+
+def parse_counts(text: str, field: str = "--nproc", maximum: int | None = None) -> tuple[int, ...]:
+    """``"1,2,4"`` -> ``(1, 2, 4)``: sorted, unique, each >= 1 (and <= ``maximum``).
+
+    Raises:
+        ConfigError: for a non-integer, a value < 1 or > ``maximum``, or an empty list.
+    """
+    allowed = "a comma-separated list of integers >= 1" + (f" and <= {maximum}" if maximum else "")
+    values = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            raise ConfigError(field, text, allowed) from None
+        if value < 1 or (maximum is not None and value > maximum):
+            raise ConfigError(field, text, allowed)
+        values.append(value)
+    if not values:
+        raise ConfigError(field, text, allowed)
+    return tuple(sorted(set(values)))
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """One distributed training job.
+
+    Args:
+        task: task registry name or ``module:factory`` / ``file.py:factory``.
+        recipe: optimizer, hyperparameters, **per-worker** batch size, epochs, training-set size
+            (``recipe.train_size`` already resolved: an int or None for all).
+        mode: ``"ddp"``, ``"ps-sync"``, ``"ps-async"`` or ``"ps-ssp:S"``.
+        nproc: number of workers N (processes computing gradients).
+        seed: seed of initialization, validation split and data order.
+        target: validation value for time-to-target; None for the task's own.
+        timeout: wall-clock limit of the whole job (s); the job is stopped with an error after it.
+        comm_timeout: limit of any single collective / point-to-point wait (s), the process-group
+            timeout: a peer that stops answering ends the job with an error, never a hang.
+        threads: CPU threads per process (1 by default, so that N processes use N cores and
+            counts are honest).
+        device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
+        keep_state: return the final parameters (rank 0's model) with the result (for tests).
+
+    Raises:
+        ConfigError: for a bad mode, a non-positive count or timeout.
+    """
+
+    task: str
+    recipe: Recipe
+    mode: str = "ddp"
+    nproc: int = 2
+    seed: int = 0
+    target: float | None = None
+    timeout: float = 3600.0
+    comm_timeout: float = 300.0
+    threads: int = 1
+    device: str | None = None
+    keep_state: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", parse_mode(self.mode).name)
+        require_positive("nproc", self.nproc, integer=True)
+        require_positive("threads", self.threads, integer=True)
+        require_positive("timeout", self.timeout)
+        require_positive("comm_timeout", self.comm_timeout)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError("seed", self.seed, "an integer >= 0")
+        if self.target is not None and not math.isfinite(self.target):
+            raise ConfigError("target", self.target, "a finite number")
+        if self.device not in (None, "cpu", "cuda"):
+            raise ConfigError("device", self.device, "cpu, cuda")
+
+    @property
+    def parsed_mode(self) -> Mode:
+        """The :class:`Mode` of :attr:`mode`."""
+        return parse_mode(self.mode)
+
+    @property
+    def world_size(self) -> int:
+        """Processes of the job (workers, plus the server in the PS modes)."""
+        return self.parsed_mode.world_size(self.nproc)
+
+    @property
+    def global_batch(self) -> int:
+        """Examples per step over all workers: ``nproc * recipe.batch_size``."""
+        return self.nproc * self.recipe.batch_size
+
+
+def distributed_run_id(task: str, recipe: Recipe, seed: int, mode: str, nproc: int) -> str:
+    """Content hash of a distributed run: sha256 of canonical JSON of (task, recipe, seed, mode,
+    nproc), 16 hex chars; never equal to :func:`optbench.core.spec.run_id` of a single-process run."""
+    payload = json.dumps({"task": task, "recipe": recipe.to_dict(), "seed": seed, "mode": parse_mode(mode).name,
+                          "nproc": nproc, "kind": "distributed"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+#: Recipe fields the distributed modes implement; the training techniques of the single-process loop
+#: (schedules, penalties, augmentation, averaging, precision, clipping, accumulation ...) are rejected
+#: rather than silently ignored.
+SUPPORTED_RECIPE_FIELDS = frozenset({"optimizer", "hyperparams", "batch_size", "epochs", "train_size"})
+
+
+def validate(config: DistributedConfig) -> None:
+    """Check the task and optimizer names and hyperparameters without loading data.
+
+    Raises:
+        UnknownNameError: unknown task or optimizer (lists the known names).
+        ConfigError: unknown hyperparameter or value out of range; a ``train_size`` smaller than
+            one global batch; a recipe technique the distributed modes do not implement.
+    """
+    from optbench.optim import optimizers, resolved_hyperparams
+    from optbench.tasks import get_task
+
+    get_task(config.task)
+    unsupported = sorted(set(config.recipe.to_dict()) - SUPPORTED_RECIPE_FIELDS)
+    if unsupported:
+        raise ConfigError(f"recipe field {unsupported[0]}", config.recipe.to_dict()[unsupported[0]],
+                          f"its default in distributed modes (supported: {', '.join(sorted(SUPPORTED_RECIPE_FIELDS))})")
+    optimizers.canonical(config.recipe.optimizer)
+    resolved_hyperparams(config.recipe.optimizer, **config.recipe.hyperparams)
+    size = config.recipe.train_size
+    if size is not None and size < config.global_batch:
+        raise ConfigError("train_size", size, f"an integer >= nproc * batch_size = {config.global_batch}")
+
+
+__all__ = ["MODES_ALLOWED", "MODE_KINDS", "SUPPORTED_RECIPE_FIELDS", "DistributedConfig", "Mode", "distributed_run_id", "parse_counts",
+           "parse_mode", "parse_modes", "validate"]

@@ -1,0 +1,266 @@
+"""The parameter-server modes ``ps-sync``, ``ps-async`` and ``ps-ssp:S`` on point-to-point messages.
+
+Rank 0 is the server: it holds the weights and the optimizer, evaluates, and never computes a
+training gradient. Ranks 1..N are workers. Messages (gloo, CPU tensors; tags keep the kinds apart):
+
+* worker -> server ``REQ`` header (float64): ``[kind, push_clock, version_read, want_clock,
+  metric sums..., count]``; ``kind`` has bit ``PUSH`` (a gradient follows with tag ``GRAD``, computed
+  on weights of version ``version_read`` for clock ``push_clock``) and/or bit ``PULL`` (the worker
+  wants weights to compute clock ``want_clock``).
+* server -> worker ``REPLY`` header ``[version, wait_seconds]`` then the flat weights (``PARAMS``);
+  ``wait_seconds`` is how long the server held the request back after it had received it whole
+  (gradient included): other workers' gradients, the update, other requests, the staleness bound
+  (see :mod:`.records`).
+
+The server receives requests from any worker (``recv`` with no source), so it handles them in
+arrival order and never polls. Protocols:
+
+* ``ps-sync``: each step the server sends its weights to every worker, receives N gradients,
+  averages them in worker order and steps once (version += 1).
+* ``ps-async``: every push is applied at once as one optimizer step (version += 1 per gradient) and a
+  pull is answered at once with the current weights (Dean et al. 2012, Downpour SGD).
+* ``ps-ssp:S``: gradients of clock ``c`` are collected, averaged in worker order and applied as one
+  step once all N arrived, in clock order (version = clocks applied); a pull for clock ``c`` is
+  answered once ``version >= c - S`` (Ho et al. 2013, "More effective distributed ML via a stale
+  synchronous parallel parameter server"; unlike their cache, a worker reads only whole clocks, not
+  its own newer updates). With ``S = 0`` every gradient of clock ``c`` is computed on version ``c``:
+  exactly ``ps-sync``. The slowest worker is always served (every clock below its own is complete),
+  so the protocol cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from optbench.engine.distributed.common import (
+    FlatParams,
+    RankContext,
+    average_into,
+    now,
+    sync,
+    train_metrics,
+)
+from optbench.engine.distributed.records import StepRecord
+from optbench.engine.metrics import TrainMetrics
+
+TAG_REQ, TAG_GRAD, TAG_REPLY, TAG_PARAMS = 11, 12, 13, 14
+PULL, PUSH = 1, 2
+_FIXED = 4  # kind, push_clock, version_read, want_clock
+
+
+def _trainable(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@dataclass
+class _Request:
+    src: int
+    kind: int
+    push_clock: int
+    version_read: int
+    want_clock: int
+    received: float
+    grad: Tensor | None
+
+
+class PsServer:
+    """Rank 0 of a server mode: weights, optimizer, the mode's protocol, staleness and update timing."""
+
+    def __init__(self, ctx: RankContext) -> None:
+        from optbench.optim import create_optimizer
+
+        self.ctx = ctx
+        self.model = ctx.make_model()
+        self.flat = FlatParams(_trainable(self.model))
+        recipe = ctx.config.recipe
+        self.optimizer = create_optimizer(recipe.optimizer, self.flat.params, device=ctx.device, **recipe.hyperparams)
+        self.weights = self.flat.params_into(self.flat.empty())  # the message buffer, always current
+        self.average = self.flat.empty()
+        self.header = torch.zeros(_FIXED + TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
+        self.metrics = train_metrics(ctx)  # only its averages(): the sums arrive in the push headers
+        self.sums = torch.zeros(TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
+        self.version = 0
+        self.staleness: list[int] = []
+        self.updates = 0
+        self.update_seconds = 0.0
+        self.steps: list[StepRecord] = []  # the server is not a worker
+
+    # ------------------------------------------------------------------ messages
+    def _receive(self) -> _Request:
+        src = dist.recv(self.header, tag=TAG_REQ)
+        kind, push_clock, version_read, want_clock = (int(v) for v in self.header[:_FIXED].tolist())
+        grad = None
+        if kind & PUSH:
+            grad = self.flat.empty()
+            dist.recv(grad, src=src, tag=TAG_GRAD)
+            self.sums += self.header[_FIXED:]
+        # the worker waits from here on: the transfers before count as its communication
+        return _Request(src, kind, push_clock, version_read, want_clock, now(), grad)
+
+    def _reply(self, rank: int, wait: float) -> None:
+        dist.send(torch.tensor([float(self.version), wait], dtype=torch.float64), dst=rank, tag=TAG_REPLY)
+        dist.send(self.weights, dst=rank, tag=TAG_PARAMS)
+
+    def _apply(self, grad: Tensor) -> None:
+        """One optimizer step with the flat gradient ``grad``; refreshes the weights buffer."""
+        t0 = now()
+        self.flat.load_grads(grad)
+        self.optimizer.step()
+        self.flat.params_into(self.weights)
+        sync(self.ctx.device)
+        self.update_seconds += now() - t0
+        self.updates += 1
+        self.version += 1
+
+    # ------------------------------------------------------------------ protocols
+    def train_epoch(self, epoch: int, perm: Tensor) -> None:
+        """Serve one epoch of the mode's protocol (``perm`` is the workers' business)."""
+        self.sums.zero_()
+        if self.ctx.mode.kind == "ps-sync":
+            self._epoch_sync()
+        else:
+            self._epoch_bounded(None if self.ctx.mode.kind == "ps-async" else self.ctx.mode.staleness)
+
+    def _epoch_sync(self) -> None:
+        n = self.ctx.n_workers
+        pushed_at: dict[int, float] = {}
+        grads: list[Tensor | None] = [None] * n
+        for _ in range(self.ctx.steps_per_epoch):
+            sent = now()
+            headers = [torch.tensor([float(self.version), sent - pushed_at[w + 1] if w + 1 in pushed_at else 0.0],
+                                    dtype=torch.float64) for w in range(n)]
+            works = []
+            for w in range(n):
+                works.append(dist.isend(headers[w], dst=w + 1, tag=TAG_REPLY))
+                works.append(dist.isend(self.weights, dst=w + 1, tag=TAG_PARAMS))
+            for work in works:
+                work.wait()
+            for _ in range(n):
+                request = self._receive()
+                grads[request.src - 1] = request.grad
+                pushed_at[request.src] = request.received
+                self.staleness.append(self.version - request.version_read)
+            self._apply(average_into(grads, self.average))  # type: ignore[arg-type]
+
+    def _epoch_bounded(self, bound: int | None) -> None:
+        """``ps-async`` (``bound`` None) or ``ps-ssp`` with staleness bound ``bound``."""
+        n = self.ctx.n_workers
+        expected = n * self.ctx.steps_per_epoch
+        pushes = 0
+        pending: list[tuple[int, int, float]] = []  # (rank, version required, time requested)
+        clocks: dict[int, list[tuple[Tensor, int] | None]] = {}
+        while pushes < expected:
+            request = self._receive()
+            if request.grad is not None:
+                pushes += 1
+                if bound is None:
+                    self.staleness.append(self.version - request.version_read)
+                    self._apply(request.grad)
+                else:
+                    slot = clocks.setdefault(request.push_clock, [None] * n)
+                    slot[request.src - 1] = (request.grad, request.version_read)
+                    while self.version in clocks and all(item is not None for item in clocks[self.version]):
+                        complete = clocks.pop(self.version)
+                        self.staleness.extend(self.version - read for _, read in complete)  # type: ignore[misc]
+                        self._apply(average_into([g for g, _ in complete], self.average))  # type: ignore[misc]
+            if request.kind & PULL:
+                required = 0 if bound is None else request.want_clock - bound
+                pending.append((request.src, required, request.received))
+            still = []
+            for rank, required, requested in pending:
+                if self.version >= required:
+                    self._reply(rank, now() - requested)
+                else:
+                    still.append((rank, required, requested))
+            pending = still
+
+    # ------------------------------------------------------------------ results
+    def epoch_metrics(self) -> dict[str, float]:
+        """Train metrics of the epoch averaged over every pushed batch (from the push headers)."""
+        return self.metrics.averages(self.sums)
+
+    def eval_model(self) -> nn.Module:
+        """The server's model (its parameters are the current weights)."""
+        return self.model
+
+    def lr(self) -> float:
+        """Learning rate of the first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def server_stats(self) -> tuple[list[int], dict]:
+        """Staleness of every applied gradient and ``{"updates", "update_seconds"}``."""
+        return self.staleness, {"updates": self.updates, "update_seconds": self.update_seconds}
+
+
+class PsWorker:
+    """Ranks 1..N of a server mode: pull weights, compute a gradient on the shard, push it."""
+
+    def __init__(self, ctx: RankContext) -> None:
+        self.ctx = ctx
+        self.model = ctx.make_model()
+        self.flat = FlatParams(_trainable(self.model))
+        self.weights = self.flat.empty()
+        self.grad = self.flat.empty()
+        self.reply = torch.zeros(2, dtype=torch.float64)
+        self.header = torch.zeros(_FIXED + TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
+        self.step_metrics = train_metrics(ctx, group=1)  # one step's sums per push
+        self.steps: list[StepRecord] = []
+        self.clock = 0
+
+    def _send(self, kind: int, push_clock: int, version_read: int, want_clock: int) -> None:
+        self.header[:_FIXED] = torch.tensor([kind, push_clock, version_read, want_clock], dtype=torch.float64)
+        self.header[_FIXED:] = self.step_metrics.vector().cpu() if kind & PUSH else 0.0
+        dist.send(self.header, dst=0, tag=TAG_REQ)
+        if kind & PUSH:
+            dist.send(self.grad, dst=0, tag=TAG_GRAD)
+
+    def train_epoch(self, epoch: int, perm: Tensor) -> None:
+        """One epoch of this worker's steps (``steps_per_epoch``), timed per step."""
+        ctx, device, train = self.ctx, self.ctx.device, self.ctx.data.train
+        synchronous = ctx.mode.kind == "ps-sync"
+        self.model.train()
+        requested = now()
+        if not synchronous:
+            self._send(PULL, -1, -1, self.clock)
+        steps = ctx.steps_per_epoch
+        for c in range(steps):
+            dist.recv(self.reply, src=0, tag=TAG_REPLY)
+            dist.recv(self.weights, src=0, tag=TAG_PARAMS)
+            received = now()
+            version, wait = int(self.reply[0].item()), float(self.reply[1].item())
+            self.flat.load_params(self.weights)
+            index = ctx.shard(perm, c)
+            x, y = train.x[index], train.y[index]
+            self.model.zero_grad(set_to_none=True)
+            output = self.model(x)
+            loss = ctx.task.loss(output, y)
+            loss.backward()
+            self.step_metrics.reset()
+            self.step_metrics.add(loss, output, y)
+            self.flat.grads_into(self.grad)
+            sync(device)
+            computed = now()
+            last = c + 1 == steps
+            self._send(PUSH if synchronous or last else PUSH | PULL, self.clock, version, self.clock + 1)
+            extra = now() - computed if last else 0.0  # the last push belongs to no later round trip
+            comm = max(0.0, received - requested - wait)
+            self.steps.append(StepRecord(
+                worker=ctx.worker, epoch=epoch, step=self.clock, samples=int(index.numel()),
+                compute_seconds=computed - received, comm_seconds=comm + extra,
+                wait_seconds=min(wait, received - requested), step_seconds=computed - requested + extra))
+            requested = computed
+            self.clock += 1
+
+    def epoch_metrics(self) -> None:
+        """Workers report their metrics in the push headers; the server has them."""
+
+    def server_stats(self) -> tuple[list[int], None]:
+        """Workers keep no server statistics."""
+        return [], None
+
+
+__all__ = ["PULL", "PUSH", "PsServer", "PsWorker"]

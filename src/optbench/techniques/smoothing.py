@@ -1,0 +1,43 @@
+"""Label smoothing (Szegedy et al. 2016, "Rethinking the Inception architecture", sec. 7).
+
+The one-hot target is replaced by ``(1 - eps) * onehot + eps / K`` over ``K`` classes, so
+
+    CE_ls = (1 - eps) * CE + eps * mean_k(-log p_k),
+
+which is what ``torch.nn.functional.cross_entropy(label_smoothing=eps)`` computes. Only the
+training objective changes: the task's ``loss`` *metric* stays the plain cross-entropy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor
+from torch.nn import functional as F
+
+from optbench.techniques import _validate
+from optbench.techniques.catalog import Technique
+
+
+def smoothed_cross_entropy(eps: float) -> Callable[[Tensor, Tensor], Tensor]:
+    """A mean loss ``(logits (B, K), targets (B,) int64) -> 0-d tensor`` (nats) with label smoothing.
+
+    ``eps = 0`` is the plain cross-entropy. For sequence logits ``(B, T, K)`` flatten to
+    ``(B*T, K)`` first.
+
+    Raises:
+        ConfigError: unless ``0 <= eps < 1``.
+    """
+    eps = _validate.number("label_smoothing", eps, low=0.0, high=1.0, high_open=True)
+
+    def loss(logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=eps)
+
+    return loss
+
+
+LABEL_SMOOTHING: Technique[Callable[[float], Callable[[Tensor, Tensor], Tensor]]] = Technique(
+    "label_smoothing", "loss", smoothed_cross_entropy, "Szegedy et al. 2016, sec. 7",
+    "Cross-entropy against (1-eps)*onehot + eps/K (eps in [0, 1)).")
+
+__all__ = ["LABEL_SMOOTHING", "smoothed_cross_entropy"]
