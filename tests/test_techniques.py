@@ -24,7 +24,7 @@ def run(digits, **fields):
     task, data = digits
     base = dict(optimizer="sgd", hyperparams={"lr": 0.05}, batch_size=64, epochs=2)
     base.update(fields)
-    result = train(task, data, Recipe(**base), seed=0)
+    result = train(task, data, Recipe.from_dict(base), seed=0)  # flat technique keys: the stored shorthand
     assert result.status is RunStatus.FINISHED, result.error
     return result
 
@@ -67,7 +67,7 @@ def test_l2_penalty_shrinks_the_weights(digits):
             return m
 
         t = dataclasses.replace(task, make_model=capture)
-        recipe = Recipe(optimizer="sgd", hyperparams={"lr": 0.05}, batch_size=64, epochs=3, **fields)
+        recipe = Recipe.from_dict(dict(optimizer="sgd", hyperparams={"lr": 0.05}, batch_size=64, epochs=3, **fields))
         assert train(t, data, recipe, seed=0).status is RunStatus.FINISHED
         return sum(float(p.detach().pow(2).sum()) for n, p in models[0].named_parameters() if n.endswith("weight"))
 
@@ -124,8 +124,10 @@ def test_gradient_accumulation_equals_the_big_batch(digits):
     for a, b in zip(metrics(one), metrics(accumulated), strict=True):
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6)
-    with pytest.raises(ConfigError):
-        Recipe("sgd", batch_size=64, accumulation_steps=3)
+    from optbench.engine.validate import check_recipe
+
+    with pytest.raises(ConfigError, match="accumulation"):
+        check_recipe(Recipe("sgd", batch_size=64, techniques=["accumulation:steps=3"]), digits[0])
 
 
 def test_linear_batch_rule_scales_the_learning_rate(digits):
@@ -160,13 +162,12 @@ def test_image_augmentations_on_the_cnn_and_rejected_where_invalid(digits):
                    Split(torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)))
     task = dataclasses.replace(get_task("fmnist_cnn3"), valid_size=16)
     data = split_data(fake, 16, seed=0)
-    aug = {"random_crop": {"padding": 2}, "horizontal_flip": {"p": 0.5}}
-    recipe = Recipe("adam", {"lr": 1e-3}, batch_size=32, augmentation=aug)
+    recipe = Recipe("adam", {"lr": 1e-3}, batch_size=32, techniques=["random_crop:padding=2", "horizontal_flip:p=0.5"])
     check_recipe(recipe, task)
     plain = train(task, data, Recipe("adam", {"lr": 1e-3}, batch_size=32), seed=0)
     augmented = train(task, data, recipe, seed=0)
     assert augmented.status is RunStatus.FINISHED, augmented.error
     assert metrics(plain) != metrics(augmented)
     with pytest.raises(ConfigError) as info:
-        check_recipe(Recipe("adam", augmentation={"horizontal_flip": {"p": 0.5}}), digits[0])
+        check_recipe(Recipe("adam", techniques=["horizontal_flip:p=0.5"]), digits[0])
     assert "gaussian_noise" in str(info.value)  # what digits allows

@@ -98,8 +98,8 @@ def test_task_l2_equals_the_recipe_l2_penalty_on_weights():
     task, data = _digits(128)
     recipe = Recipe("sgd", {"lr": 0.1}, batch_size=64, epochs=2)
     with_task_l2 = train(dataclasses.replace(task, l2=0.01), data, recipe, seed=0)
-    with_penalty = train(task, data, dataclasses.replace(recipe, penalty="l2", penalty_params={"strength": 0.01},
-                                                          decay_bias_and_norm=False), seed=0)
+    with_penalty = train(task, data, dataclasses.replace(
+        recipe, techniques=["l2:strength=0.01,exclude_bias_and_norm=true"]), seed=0)
     plain = train(task, data, recipe, seed=0)
     assert [e.metrics for e in with_task_l2.epochs] == [e.metrics for e in with_penalty.epochs]
     assert with_task_l2.epochs[-1].metrics != plain.epochs[-1].metrics

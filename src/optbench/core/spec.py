@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -275,15 +275,11 @@ def _check_jsonable(field_name: str, value: Any) -> None:
         for v in value:
             _check_jsonable(field_name, v)
         return
+    if isinstance(value, Mapping):
+        for v in value.values():
+            _check_jsonable(field_name, v)
+        return
     raise ConfigError(field_name, value, "a number, string, boolean or list of those")
-
-
-#: Recipe fields that hold a mapping of parameters (canonicalised like ``hyperparams``).
-_MAPPING_FIELDS = ("hyperparams", "schedule_params", "penalty_params", "augmentation", "averaging_params",
-                   "early_stopping")
-#: Fields always present in :meth:`Recipe.to_dict`; the others only when not at their default,
-#: so that adding a technique never changes the id of runs stored before it existed.
-_BASE_FIELDS = ("optimizer", "hyperparams", "batch_size", "epochs", "train_size")
 
 
 def _canonical(value: Any) -> Any:
@@ -294,40 +290,110 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+#: The form of a technique on the command line and in study files.
+TECHNIQUE_SYNTAX = "NAME or NAME:key=value,key=value (e.g. label_smoothing:epsilon=0.1)"
+
+
+@dataclass(frozen=True)
+class TechniqueSpec:
+    """One training technique of a recipe: a registry name (``optbench list techniques``) and its
+    parameters, plain JSON values. The component it names is built by the engine
+    (:func:`optbench.techniques.build_components`).
+
+    Raises:
+        ConfigError: a name that is not an identifier, or a parameter that is not a plain value.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ConfigError("technique", self.name, TECHNIQUE_SYNTAX)
+        if not isinstance(self.params, Mapping):
+            raise ConfigError(f"technique {self.name} parameters", self.params, "a mapping of names to values")
+        for key, value in self.params.items():
+            _check_jsonable(f"technique {self.name} parameter {key}", value)
+        object.__setattr__(self, "params", _canonical(self.params))
+
+    @classmethod
+    def parse(cls, text: str) -> TechniqueSpec:
+        """``"clip_norm:max_norm=1.0"`` -> ``TechniqueSpec("clip_norm", {"max_norm": 1.0})``; values by the
+        literal rule of :mod:`optbench.core.options` (one literal per key).
+
+        Raises:
+            ConfigError: naming ``--technique`` for a malformed text.
+        """
+        from optbench.core.options import parse_options
+
+        name, _, rest = text.strip().partition(":")
+        pairs = [p for p in (part.strip() for part in rest.split(",")) if p]
+        params = parse_options(pairs, field="--technique", example=TECHNIQUE_SYNTAX, lists=False)
+        if not name.strip().isidentifier():
+            raise ConfigError("--technique", text, TECHNIQUE_SYNTAX)
+        return cls(name.strip(), params)
+
+    @classmethod
+    def coerce(cls, value: Any) -> TechniqueSpec:
+        """A spec from a spec, a ``"name:k=v"`` string, a ``(name, params)`` pair or a
+        ``{"name": ..., "params": ...}`` mapping (the stored form).
+
+        Raises:
+            ConfigError: for anything else.
+        """
+        if isinstance(value, TechniqueSpec):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if isinstance(value, Mapping) and set(value) <= {"name", "params"} and "name" in value:
+            return cls(value["name"], value.get("params") or {})
+        if isinstance(value, list | tuple) and len(value) == 2 and isinstance(value[0], str):
+            return cls(value[0], value[1] or {})
+        raise ConfigError("technique", value, TECHNIQUE_SYNTAX)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": ..., "params": {...}}`` (the stored form)."""
+        return {"name": self.name, "params": dict(self.params)}
+
+    def __str__(self) -> str:
+        from optbench.core.options import format_literal
+
+        if not self.params:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={format_literal(v)}" for k, v in self.params.items())
+
+
+#: Fields always present in :meth:`Recipe.to_dict`; the others only when not at their default,
+#: so that adding a field never changes the id of runs stored before it existed.
+_BASE_FIELDS = ("optimizer", "hyperparams", "batch_size", "epochs", "train_size")
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """How to train: an optimizer by registry name with hyperparameters, a budget, and the
-    training techniques (each a registry entry, validated by name when a study is planned).
+    """How to train: an optimizer by registry name with hyperparameters, a budget, a learning-rate
+    schedule, a precision, and an ordered list of training techniques (each a component of the
+    engine, docs/architecture.md).
 
     Args:
         optimizer: optimizer registry name (``"adam"``, ``"momentum"``, ``"sam:adam"``).
         hyperparams: keyword arguments of the optimizer (``lr``, ``momentum``, ``betas``,
             ``weight_decay`` ...); unknown names are rejected when the optimizer is built.
-        batch_size: examples per optimizer step (with accumulation: per step, not per micro-batch).
+        batch_size: examples per optimizer step (per worker in the distributed engines).
         epochs: passes over the training split.
         train_size: use only this many training examples (a seeded subset), or all.
         schedule / schedule_params: learning-rate schedule name (``constant``, ``cosine`` ...)
-            and its parameters (see :mod:`optbench.schedules`).
-        warmup_steps: linear warmup steps in front of the schedule (0: none).
-        penalty / penalty_params: loss penalty ``none``, ``l1``, ``l2``, ``elastic_net`` and strengths.
-        label_smoothing: epsilon in [0, 1) of label smoothing (classification).
-        early_stopping: ``{"patience": int, "min_delta": float}`` on the task's target metric on
-            the validation split, or empty for none.
-        augmentation: ``{name: params}`` of batched augmentations (``crop``, ``flip``, ``noise``).
-        averaging / averaging_params: weight averaging ``none``, ``swa``, ``ema``.
+            and its parameters, ``warmup_steps`` included (see :mod:`optbench.schedules`).
         precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + gradient scaler, CUDA).
-        clip_norm / clip_value: gradient clipping by global norm / by value (None: off).
-        accumulation_steps: micro-batches accumulated per optimizer step.
-        batch_rule / base_batch_size: learning-rate scaling with batch size: ``none``,
-            ``linear`` (Goyal et al. 2017) or ``sqrt``, relative to ``base_batch_size``.
-        decay_bias_and_norm: apply weight decay to biases and normalization weights too.
         max_train_seconds: a time budget: the run ends after the epoch in which its summed
             training time reached this many seconds (status ``finished``; None: epochs only).
             Wall-clock budgets are not reproducible in the number of epochs.
+        techniques: the training techniques in order, each a :class:`TechniqueSpec` (or anything
+            :meth:`TechniqueSpec.coerce` takes: ``"clip_norm:max_norm=1"``, ``("l2", {...})``).
+            Names and parameters are checked against the registry when a study is planned.
 
     Raises:
         ConfigError: for a non-positive batch size, epoch count, train size or learning rate,
-            a value out of range, or a parameter that is not a plain number/string/bool/list.
+            or a parameter that is not a plain number/string/bool/list.
     """
 
     optimizer: str
@@ -337,86 +403,90 @@ class Recipe:
     train_size: int | None = None
     schedule: str = "constant"
     schedule_params: Mapping[str, Any] = field(default_factory=dict)
-    warmup_steps: int = 0
-    penalty: str = "none"
-    penalty_params: Mapping[str, Any] = field(default_factory=dict)
-    label_smoothing: float = 0.0
-    early_stopping: Mapping[str, Any] = field(default_factory=dict)
-    augmentation: Mapping[str, Any] = field(default_factory=dict)
-    averaging: str = "none"
-    averaging_params: Mapping[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
-    clip_norm: float | None = None
-    clip_value: float | None = None
-    accumulation_steps: int = 1
-    batch_rule: str = "none"
-    base_batch_size: int = 128
-    decay_bias_and_norm: bool = True
     max_train_seconds: float | None = None
+    techniques: tuple[TechniqueSpec, ...] = ()
 
     def __post_init__(self) -> None:
         # canonical JSON form: sorted keys, tuples as lists (so a stored recipe compares equal)
-        for name in _MAPPING_FIELDS:
+        for name in ("hyperparams", "schedule_params"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise ConfigError(name, value, "a mapping of names to values")
             object.__setattr__(self, name, _canonical(value))
-            prefix = "hyperparameter" if name == "hyperparams" else name
+            prefix = "hyperparameter" if name == "hyperparams" else "schedule parameter"
             for key, item in getattr(self, name).items():
-                _check_jsonable(f"{prefix} {key}", list(self._flatten(item)))
+                _check_jsonable(f"{prefix} {key}", item)
+        if isinstance(self.techniques, str | Mapping) or not isinstance(self.techniques, Sequence):
+            raise ConfigError("techniques", self.techniques, f"a list of {TECHNIQUE_SYNTAX}")
+        object.__setattr__(self, "techniques", tuple(TechniqueSpec.coerce(t) for t in self.techniques))
         require_positive("batch_size", self.batch_size, integer=True)
         require_positive("epochs", self.epochs, integer=True)
-        require_positive("accumulation_steps", self.accumulation_steps, integer=True)
-        require_positive("base_batch_size", self.base_batch_size, integer=True)
         if self.train_size is not None:
             require_positive("train_size", self.train_size, integer=True)
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ConfigError("warmup_steps", self.warmup_steps, "an integer >= 0")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError("label_smoothing", self.label_smoothing, "a number in [0, 1)")
-        for name in ("clip_norm", "clip_value", "max_train_seconds"):
-            value = getattr(self, name)
-            if value is not None:
-                require_positive(name, value)
-        if self.batch_size % self.accumulation_steps:
-            raise ConfigError("accumulation_steps", self.accumulation_steps,
-                              f"a divisor of batch_size {self.batch_size}")
+        if self.max_train_seconds is not None:
+            require_positive("max_train_seconds", self.max_train_seconds)
         if "lr" in self.hyperparams:
             lr = self.hyperparams["lr"]
             if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
                 raise ConfigError("lr", lr, "a number > 0")
             self.hyperparams["lr"] = float(lr)  # lr=1 and lr=1.0 are the same run
 
-    @staticmethod
-    def _flatten(value: Any):
-        if isinstance(value, Mapping):
-            for v in value.values():
-                yield from Recipe._flatten(v)
-        elif isinstance(value, list):
-            for v in value:
-                yield from Recipe._flatten(v)
-        else:
-            yield value
+    def technique(self, name: str) -> TechniqueSpec | None:
+        """The first technique called ``name``, or None."""
+        return next((t for t in self.techniques if t.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; the inverse of :meth:`from_dict`. Technique fields at their
-        default are left out, so run ids of recipes without them never change."""
+        """A JSON-ready dict; the inverse of :meth:`from_dict`. Fields at their default are left out
+        (except the base fields), so adding a field never changes the form of older recipes."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
-            if f.name in _BASE_FIELDS or value != default:
+            if f.name == "techniques":
+                if value:
+                    out["techniques"] = [t.to_dict() for t in value]
+            elif f.name in _BASE_FIELDS or value != default:
                 out[f.name] = dict(value) if isinstance(value, Mapping) else value
         return out
 
+    def identity(self) -> dict[str, Any]:
+        """The form hashed into run ids: :meth:`to_dict`, except that techniques the flat form of
+        older stores can express are written in that form (:mod:`optbench.core.legacy`), so the
+        ids of runs stored before techniques became a list never change."""
+        from optbench.core.legacy import legacy_form
+
+        out = self.to_dict()
+        flat = legacy_form([(t.name, t.params) for t in self.techniques], self.schedule_params)
+        if flat is None:
+            return out
+        out.pop("techniques", None)
+        out.pop("schedule_params", None)
+        params = flat.pop("schedule_params")
+        if params:
+            out["schedule_params"] = params
+        return out | flat
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
-        """Build from :meth:`to_dict` output. Unknown keys raise :class:`ConfigError`."""
+        """Build from :meth:`to_dict` output, or from a stored recipe of the older flat form
+        (``label_smoothing``, ``clip_norm`` ... keys: :mod:`optbench.core.legacy`).
+
+        Raises:
+            ConfigError: an unknown key (lists the allowed ones) or a bad value.
+        """
+        from optbench.core.legacy import LEGACY_KEYS, split_legacy
+
         allowed = {f.name for f in fields(cls)}
-        unknown = set(data) - allowed
+        unknown = set(data) - allowed - set(LEGACY_KEYS)
         if unknown:
-            raise ConfigError("recipe key", sorted(unknown)[0], allowed)
-        return cls(**dict(data))
+            raise ConfigError("recipe key", sorted(unknown)[0], sorted(allowed | set(LEGACY_KEYS)))
+        try:
+            rest, flat = split_legacy(data)
+        except ValueError as exc:
+            raise ConfigError("recipe", dict(data), f"a valid recipe ({exc})") from None
+        explicit = list(rest.pop("techniques", None) or [])
+        return cls(**rest, techniques=(*flat, *explicit))
 
     @property
     def label(self) -> str:
@@ -425,11 +495,12 @@ class Recipe:
 
 
 def run_id(task: str, recipe: Recipe, seed: int) -> str:
-    """Content hash identifying a run: sha256 of canonical JSON of (task, recipe, seed), 16 hex chars.
+    """Content hash identifying a run: sha256 of canonical JSON of (task, :meth:`Recipe.identity`,
+    seed), 16 hex chars.
 
     Two runs with the same id are the same experiment; a finished one is never redone.
     """
-    payload = json.dumps({"task": task, "recipe": recipe.to_dict(), "seed": seed},
+    payload = json.dumps({"task": task, "recipe": recipe.identity(), "seed": seed},
                          sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

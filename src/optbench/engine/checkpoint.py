@@ -3,8 +3,8 @@ last finished epoch instead of its start, with bitwise the same numbers on CPU.
 
 A checkpoint holds everything the next epoch depends on: the model's and the optimizer's
 ``state_dict``, the gradient scaler (fp16), the state of metric-driven schedules (plateau; step-based
-schedules are pure functions of the step), the weight averager (SWA/EMA) and early stopping, the
-data-order and augmentation generators, the global torch RNG inside the run's ``fork_rng``
+schedules are pure functions of the step), every component's ``state_dict`` (weight averages, early
+stopping, masks; keyed by position and name), the data-order and augmentation generators, the global torch RNG inside the run's ``fork_rng``
 (dropout) and the CUDA RNG when training on CUDA, and the epochs recorded so far (plain dicts).
 
 It is written atomically (a temporary file in the same directory, then :func:`os.replace`) and read
@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from optbench.core.component import iter_state
 from optbench.core.spec import EpochRecord, RunResult
 
 if TYPE_CHECKING:
-    from optbench.engine.loop import _Setup
+    from optbench.engine.build import RunSetup
 
 #: Version of the checkpoint layout; a file of another version is ignored (the run starts over).
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 class CheckpointWarning(UserWarning):
@@ -127,22 +128,7 @@ class Checkpointer:
                       CheckpointWarning, stacklevel=3)
 
 
-def _stateful_schedules(controller: Any) -> list[Any]:
-    """The schedule parts with a mutable state (plateau), following ``Warmup.inner`` wrappers."""
-    if controller is None:
-        return []
-    found, parts = [], [controller.schedule, controller.plateau]
-    while parts:
-        part = parts.pop(0)
-        if part is None:
-            continue
-        if hasattr(part, "state_dict"):
-            found.append(part)
-        parts.append(getattr(part, "inner", None))
-    return found
-
-
-def capture(setup: _Setup, result: RunResult, data_generator: torch.Generator, device: torch.device, *,
+def capture(setup: RunSetup, result: RunResult, data_generator: torch.Generator, device: torch.device, *,
             epoch: int, stopped: bool, elapsed: float) -> dict[str, Any]:
     """The state of a run after epoch ``epoch`` (1-based), ready for :meth:`Checkpointer.save`.
 
@@ -150,7 +136,7 @@ def capture(setup: _Setup, result: RunResult, data_generator: torch.Generator, d
     updates, so that their state is included.
 
     Args:
-        setup: the run's model, optimizer, step, schedule controller, averager and early stopping.
+        setup: the run's model, optimizer, step, schedule controller and components.
         result: the run so far (epochs, steps, train/eval seconds, environment).
         data_generator: the generator of the data order.
         device: where the run trains (CUDA: its RNG state is saved too).
@@ -167,11 +153,10 @@ def capture(setup: _Setup, result: RunResult, data_generator: torch.Generator, d
         "model": setup.model.state_dict(),
         "optimizer": setup.optimizer.state_dict(),
         "scaler": step.scaler.state_dict() if step.scaler is not None else None,
-        "schedules": [part.state_dict() for part in _stateful_schedules(setup.controller)],
-        "averager": setup.averager.state_dict() if setup.averager is not None else None,
-        "stopper": setup.stopper.state_dict() if setup.stopper is not None else None,
+        "schedule": setup.controller.state_dict() if setup.controller is not None else None,
+        "components": {key: c.state_dict() for key, c in iter_state(setup.components)},
         "data_generator": data_generator.get_state(),
-        "step_generator": step.generator.get_state(),
+        "step_generator": setup.generator.get_state(),
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "epochs": [dataclasses.asdict(record) for record in result.epochs],
@@ -182,7 +167,7 @@ def capture(setup: _Setup, result: RunResult, data_generator: torch.Generator, d
     return state
 
 
-def restore(state: dict[str, Any], setup: _Setup, result: RunResult, data_generator: torch.Generator,
+def restore(state: dict[str, Any], setup: RunSetup, result: RunResult, data_generator: torch.Generator,
             device: torch.device) -> tuple[int, bool]:
     """Put a freshly built run back in the state of ``state`` (from :meth:`Checkpointer.load`).
 
@@ -204,19 +189,18 @@ def restore(state: dict[str, Any], setup: _Setup, result: RunResult, data_genera
     setup.optimizer.load_state_dict(state["optimizer"])
     if step.scaler is not None and state["scaler"] is not None:
         step.scaler.load_state_dict(state["scaler"])
-    parts = _stateful_schedules(setup.controller)
-    if len(parts) != len(state["schedules"]):
-        raise ValueError(f"{len(state['schedules'])} schedule states saved, the recipe has {len(parts)}")
-    for part, saved in zip(parts, state["schedules"], strict=True):
-        part.load_state_dict(saved)
-    for name in ("averager", "stopper"):
-        target, saved = getattr(setup, name), state[name]
-        if (target is None) != (saved is None):
-            raise ValueError(f"{name} state {'missing' if saved is None else 'unexpected'}")
-        if target is not None:
-            target.load_state_dict(saved)
+    if (setup.controller is None) != (state["schedule"] is None):
+        raise ValueError("schedule state " + ("missing" if state["schedule"] is None else "unexpected"))
+    if setup.controller is not None:
+        setup.controller.load_state_dict(state["schedule"])
+    saved = state["components"]
+    keys = [key for key, _ in iter_state(setup.components)]
+    if sorted(saved) != sorted(keys):
+        raise ValueError(f"component states {sorted(saved)} saved, the run has {keys}")
+    for key, c in iter_state(setup.components):
+        c.load_state_dict(saved[key])
     data_generator.set_state(state["data_generator"])
-    step.generator.set_state(state["step_generator"])
+    setup.generator.set_state(state["step_generator"])
     torch.set_rng_state(state["rng"])
     if device.type == "cuda" and state["cuda_rng"] is not None:
         torch.cuda.set_rng_state(state["cuda_rng"], device)

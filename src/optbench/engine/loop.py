@@ -13,8 +13,8 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -25,6 +25,7 @@ from optbench.engine.environment import environment
 from optbench.engine.metrics import Diverged, TrainMetrics
 
 if TYPE_CHECKING:
+    from optbench.engine.build import RunSetup
     from optbench.engine.checkpoint import Checkpointer
 
 EpochCallback = Callable[[EpochRecord], None]
@@ -67,77 +68,28 @@ def evaluate(model: nn.Module, task: Task, split: Split, prefix: str) -> dict[st
     return task.add_derived({f"{prefix}_{name}": float(total) / count for name, total in sums.items()}, prefix)
 
 
-@dataclass
-class _Setup:
-    """Everything one run builds before its first step."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    step: Any  # TrainStep
-    batch_size: int
-    steps_per_epoch: int
-    controller: Any  # LRController | None
-    averager: Any  # Averager | None
-    stopper: Any  # EarlyStopping | None
-
-
-def _build(task: Task, data: TaskData, recipe: Recipe, device: torch.device, generator: torch.Generator,
-           hyperparams: dict[str, Any]) -> _Setup:
-    from optbench.optim import capabilities, create_optimizer
-    from optbench.techniques import EarlyStopping, decay_groups, make_averager, scaled_lr
-    from optbench.schedules import LRController, make_schedule
-    from optbench.engine.step import TrainStep
-
-    caps = capabilities(recipe.optimizer)
-    batch_size = len(data.train) if caps.full_batch_only else recipe.batch_size
-    steps_per_epoch = math.ceil(len(data.train) / batch_size)
-    layout = memory_format(data)
-    model = task.make_model().to(device, memory_format=layout)
-    user_hp = dict(recipe.hyperparams)
-    base_lr = hyperparams.get("lr")
-    if recipe.batch_rule != "none" and base_lr is not None:  # Goyal et al. 2017: lr grows with batch
-        base_lr = user_hp["lr"] = scaled_lr(base_lr, recipe.base_batch_size, batch_size, recipe.batch_rule)
-    params: Any = model.parameters()
-    if not recipe.decay_bias_and_norm and hyperparams.get("weight_decay"):
-        params = decay_groups(model, float(hyperparams["weight_decay"]), exclude_bias_and_norm=True)
-    optimizer = create_optimizer(recipe.optimizer, params, device=device, **user_hp)
-    controller = None
-    if (recipe.schedule != "constant" or recipe.warmup_steps or recipe.schedule_params) and base_lr is not None:
-        schedule = make_schedule(recipe.schedule, float(base_lr), total_steps=recipe.epochs * steps_per_epoch,
-                                 steps_per_epoch=steps_per_epoch, direction_of=task.direction,
-                                 **({"warmup_steps": recipe.warmup_steps} if recipe.warmup_steps else {}),
-                                 **recipe.schedule_params)
-        controller = LRController(optimizer, schedule)
-    averager = make_averager(recipe.averaging, model, **recipe.averaging_params)
-    stopper = None
-    if recipe.early_stopping:
-        stopper = EarlyStopping(direction=task.direction(_monitored(task)), **recipe.early_stopping)
-    step = TrainStep(task, recipe, model, optimizer, device, generator)
-    return _Setup(model, optimizer, step, batch_size, steps_per_epoch, controller, averager, stopper)
-
-
-def _monitored(task: Task) -> str:
-    """The metric early stopping and plateau schedules watch: the target metric on the
-    validation split (never the test set, whatever split the task's target names)."""
-    return f"valid_{task.target.metric}"
-
-
 def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torch.device, result: RunResult,
-             checkpoint: Checkpointer | None) -> tuple[_Setup, torch.Generator, int, bool]:
+             checkpoint: Checkpointer | None) -> tuple[RunSetup, torch.Generator, int, bool]:
     """Seed and build the run, then restore its checkpoint when there is a usable one.
 
     Returns ``(setup, data-order generator, last epoch done, stopped)``; ``(.., 0, False)`` for a
     fresh start. A checkpoint that does not fit the run is ignored with a warning (built again)."""
+    from optbench.engine.build import build_run
     from optbench.engine.checkpoint import restore
+    from optbench.optim import capabilities
 
     state = checkpoint.load() if checkpoint is not None else None
-    hyperparams = dict(result.hyperparams)  # before the batch rule rewrites its lr
+    batch_size = len(data.train) if capabilities(recipe.optimizer).full_batch_only else recipe.batch_size
+    steps_per_epoch = math.ceil(len(data.train) / batch_size)
     while True:
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        setup = _build(task, data, recipe, device, torch.Generator().manual_seed(seed + 1), hyperparams)
-        if recipe.batch_rule != "none":  # record the learning rate the rule chose
-            result.hyperparams["lr"] = float(setup.optimizer.param_groups[0]["lr"])
+        model = task.make_model().to(device, memory_format=memory_format(data))
+        setup = build_run(task, replace(recipe, batch_size=batch_size), model, device=device,
+                          generator=torch.Generator().manual_seed(seed + 1), engine="single",
+                          batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+        if setup.hyperparams.get("lr") != recipe.hyperparams.get("lr") and "lr" in setup.hyperparams:
+            result.hyperparams["lr"] = float(setup.lr())  # record the learning rate a component chose
         if state is None or checkpoint is None:
             return setup, generator, 0, False
         try:
@@ -147,22 +99,20 @@ def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torc
             state = None
 
 
-def _train_epoch(setup: _Setup, task: Task, split: Split, generator: torch.Generator, first_step: int,
-                 check_every: int, average_every_step: bool) -> tuple[dict[str, float], int]:
+def _train_epoch(setup: RunSetup, task: Task, split: Split, generator: torch.Generator, batch_size: int,
+                 first_step: int, check_every: int) -> tuple[dict[str, float], int]:
     """One pass over ``split``; returns averaged train metrics and the number of steps.
 
     Divergence (a NaN/inf loss) is detected within ``check_every`` steps."""
     setup.model.train()
     metrics = TrainMetrics(task, split.x.device, group=check_every, loss_is_task_loss=setup.step.loss_is_task_loss)
     steps = 0
-    controller, averager, step = setup.controller, setup.averager, setup.step
-    for x, y in shuffled_batches(split, setup.batch_size, generator):
+    controller, step = setup.controller, setup.step
+    for x, y in shuffled_batches(split, batch_size, generator):
         if controller is not None:
             controller.apply(first_step + steps)
         step(x, y, metrics)
         steps += 1
-        if average_every_step:
-            averager.update(setup.model)
     return metrics.result(), steps
 
 
@@ -220,21 +170,18 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
             data = to_device(data, device, memory_format(data))
             setup, generator, done, stopped = _prepare(task, data, recipe, seed, device, result, checkpoint)
             check_every = 32 if device.type == "cpu" else 64  # each check is a host sync
-            per_step = setup.averager is not None and recipe.averaging == "ema"
+            batch_size = len(data.train) if setup.step.caps.full_batch_only else recipe.batch_size
             last = done if stopped else recipe.epochs  # a run restored after its last epoch trains no more
             for epoch in range(done + 1, last + 1):
                 t0 = time.perf_counter()
-                train_metrics, steps = _train_epoch(setup, task, data.train, generator, result.steps,
-                                                    check_every, per_step)
-                if setup.averager is not None and not per_step:
-                    setup.averager.update(setup.model)
+                train_metrics, steps = _train_epoch(setup, task, data.train, generator, batch_size, result.steps,
+                                                    check_every)
+                setup.after_train_epoch(epoch)
                 sync(device)
                 t1 = time.perf_counter()
-                model = setup.model
-                if setup.averager is not None and setup.averager.ready:
-                    model = setup.averager.finalize(x for x, _ in ordered_batches(data.train, EVAL_BATCH_SIZE))
+                model = setup.eval_model(lambda: (x for x, _ in ordered_batches(data.train, EVAL_BATCH_SIZE)))
                 metrics = train_metrics | evaluate(model, task, data.valid, "valid") \
-                    | evaluate(model, task, data.test, "test")
+                    | evaluate(model, task, data.test, "test") | setup.extra_metrics()
                 sync(device)
                 t2 = time.perf_counter()
                 result.steps += steps
@@ -242,20 +189,15 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                 result.eval_seconds += t2 - t1
                 record = EpochRecord(epoch=epoch, step=result.steps, metrics=metrics, train_seconds=t1 - t0,
                                      eval_seconds=t2 - t1, samples_per_second=len(data.train) / (t1 - t0),
-                                     lr=float(setup.optimizer.param_groups[0]["lr"]))
+                                     lr=setup.lr())
                 result.epochs.append(record)
                 if on_epoch is not None:
                     on_epoch(record)
-                if setup.controller is not None:  # a plateau schedule never sees test metrics
-                    setup.controller.on_epoch_end({k: v for k, v in metrics.items() if not k.startswith("test_")})
-                stop = False
+                reasons = setup.on_epoch_end(epoch, metrics)  # schedule and components; never test metrics
                 if recipe.max_train_seconds is not None and result.train_seconds >= recipe.max_train_seconds:
-                    result.environment["time_budget"] = {"stopped_epoch": epoch, "seconds": result.train_seconds}
-                    stop = True
-                elif setup.stopper is not None and setup.stopper.update(metrics[_monitored(task)]):
-                    result.environment["early_stopping"] = {"stopped_epoch": epoch,
-                                                            "best_epoch": setup.stopper.best_epoch}
-                    stop = True
+                    reasons = {"time_budget": {"stopped_epoch": epoch, "seconds": result.train_seconds}}
+                result.environment.update(reasons)
+                stop = bool(reasons)
                 if checkpoint is not None:
                     _save(checkpoint, setup, result, generator, device, epoch, stop, time.perf_counter() - start)
                 if stop:
@@ -272,7 +214,7 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
     return result
 
 
-def _save(checkpoint: Checkpointer, setup: _Setup, result: RunResult, generator: torch.Generator,
+def _save(checkpoint: Checkpointer, setup: RunSetup, result: RunResult, generator: torch.Generator,
           device: torch.device, epoch: int, stopped: bool, seconds: float) -> None:
     """Save the run's state after ``epoch`` (``seconds``: wall time of this process's part). A
     checkpoint that cannot be written is warned about; the run goes on without it."""

@@ -1,130 +1,162 @@
-"""One optimizer step of a recipe: augmentation, precision, loss + penalty, accumulation,
-clipping, and the optimizer's own protocol (closure, second-order, two passes).
+"""The one training step of every engine: single process, each DDP rank, the parameter server and its
+workers (docs/architecture.md, "The step").
 
-The step dispatches on the optimizer's :class:`~optbench.optim.Capabilities`, never on its
-name: L-BFGS, SAM and Sophia go through the same code as Adam.
+It has two halves, like torch's ``optim/adam.py`` has one math core and several execution strategies:
+
+* the **gradient side** (:meth:`TrainStep.gradients`): the components transform the batch, the model
+  runs forward under the recipe's precision, the objective is the (possibly wrapped) loss per
+  micro-batch plus the components' penalties, and it is backpropagated (scaled under fp16);
+* the **update side** (:meth:`TrainStep.update`): unscale, the components' ``after_backward`` hooks
+  (clipping, gradient masks), the optimizer step, the components' ``after_step`` hooks (averaging).
+
+Engines differ only in what happens between the halves: nothing (single process), the DDP
+all-reduce inside ``backward`` (every rank runs both halves), or a push of the gradient to the
+parameter server, which runs the update side (workers run the gradient side only). The step
+dispatches on the optimizer's :class:`~optbench.optim.Capabilities`, never on its name: L-BFGS, SAM
+and Sophia go through the same code as Adam.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from optbench.optim import create_graph_now
-from optbench.techniques import accumulation_steps, micro_batches
-from optbench.core.spec import Recipe, Task
+from optbench.core.component import Component, overriding
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Task
 from optbench.engine.metrics import TrainMetrics
+from optbench.optim import Capabilities, create_graph_now
+from optbench.techniques import micro_batches, precision_context
 
 
 class TrainStep:
-    """Callable ``(x, y, metrics) -> None`` doing one optimizer step on a batch.
+    """Callable ``(x, y, metrics) -> None`` doing one optimizer step on a batch, or its halves.
 
-    Order of operations (Goyal et al. 2017 for accumulation; Micikevicius et al. 2018 for
-    loss scaling): augment the batch -> for each micro-batch: autocast forward, task loss
-    (label-smoothed if asked) x micro-batch weight + penalty (the recipe's and the task's own
-    ``Task.l2``), (scaled) backward -> unscale ->
-    clip by value / by norm -> optimizer step (with a closure if the optimizer needs one) ->
-    update the gradient scaler.
+    Order of operations (Goyal et al. 2017 for accumulation; Micikevicius et al. 2018 for loss
+    scaling): transform the batch -> for each micro-batch: autocast forward, loss x micro-batch weight
+    (+ the penalties, once per step), (scaled) backward -> [reduction by the engine] -> unscale ->
+    ``after_backward`` hooks -> optimizer step (with a closure if the optimizer needs one) -> update
+    the gradient scaler -> ``after_step`` hooks.
 
     Args:
         task: loss and metrics.
-        recipe: the techniques to apply.
-        model: the model being trained.
-        optimizer: built for ``model``'s parameters.
-        device: where training runs (precision support depends on it).
-        generator: random source of the augmentations (seeded by the harness).
+        model: the module whose parameters are trained (penalties and hooks act on it).
+        forward: what computes the output (the DDP wrapper of ``model``, or ``model``).
+        optimizer: built over ``model``'s parameters; None on a parameter-server worker.
+        components: the run's components, in order.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (see :mod:`optbench.techniques.precision`).
+        device: where training runs.
+        caps: the optimizer's capabilities.
+        batch_size: examples per step on this process (micro-batches split it).
 
     Raises:
-        ConfigError / UnknownNameError: for an invalid technique, at construction.
+        ConfigError: a closure optimizer with fp16 or gradient accumulation; accumulation steps that
+            do not divide the batch size.
     """
 
-    def __init__(self, task: Task, recipe: Recipe, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 device: torch.device, generator: torch.Generator) -> None:
-        from optbench.optim import capabilities
-        from optbench.techniques import (
-            make_augmentation,
-            make_clipper,
-            make_penalty,
-            precision_context,
-            smoothed_cross_entropy,
-        )
-
-        self.model, self.optimizer, self.generator = model, optimizer, generator
-        self.caps = capabilities(recipe.optimizer)
-        self.loss_fn = smoothed_cross_entropy(recipe.label_smoothing) if recipe.label_smoothing else task.loss
-        self.loss_is_task_loss = not recipe.label_smoothing
-        penalties = [make_penalty(recipe.penalty, model, exclude_bias_and_norm=not recipe.decay_bias_and_norm,
-                                  **recipe.penalty_params),
-                     make_penalty("l2", model, strength=task.l2) if task.l2 else None]  # the problem's own L2
-        live = [p for p in penalties if p is not None]
-        self.penalty: Callable[[], Tensor] | None = (
-            None if not live else live[0] if len(live) == 1 else (lambda: live[0]() + live[1]()))
-        self.augment = make_augmentation(recipe.augmentation) if recipe.augmentation else None
-        self.autocast, self.scaler = precision_context(recipe.precision, device)
-        clippers = [make_clipper("value", model.parameters(), clip_value=recipe.clip_value)
-                    if recipe.clip_value is not None else None,
-                    make_clipper("norm", model.parameters(), max_norm=recipe.clip_norm)
-                    if recipe.clip_norm is not None else None]
-        self.clippers: list[Callable[[], Tensor | None]] = [c for c in clippers if c is not None]
-        self.micro_batch_size = recipe.batch_size // recipe.accumulation_steps
-        accumulation_steps(recipe.batch_size, self.micro_batch_size)  # validates the split once
-        if (self.caps.needs_closure or self.caps.two_pass) and (self.scaler is not None or recipe.accumulation_steps > 1):
-            from optbench.core.errors import ConfigError
-
-            raise ConfigError("optimizer", recipe.optimizer,
+    def __init__(self, *, task: Task, model: nn.Module, forward: Callable[[Tensor], Tensor],
+                 optimizer: torch.optim.Optimizer | None, components: Sequence[Component], precision: str,
+                 device: torch.device, caps: Capabilities, batch_size: int) -> None:
+        self.model, self.forward, self.optimizer, self.caps = model, forward, optimizer, caps
+        loss_fn = task.loss
+        for c in overriding(components, "wrap_loss"):
+            loss_fn = c.wrap_loss(loss_fn)
+        self.loss_fn = loss_fn
+        self.loss_is_task_loss = loss_fn is task.loss
+        self.transforms = overriding(components, "transform_batch")
+        self.penalties = overriding(components, "penalty")
+        self.after_backward_hooks = overriding(components, "after_backward")
+        self.after_step_hooks = overriding(components, "after_step")
+        self.autocast, self.scaler = precision_context(precision, device)
+        splits = max((c.micro_batches for c in components), default=1)
+        if batch_size % splits:
+            raise ConfigError("accumulation steps", splits, f"a divisor of batch_size {batch_size}")
+        self.micro_batch_size = batch_size // splits
+        if (caps.needs_closure or caps.two_pass) and (self.scaler is not None or splits > 1):
+            raise ConfigError("optimizer", type(optimizer).__name__ if optimizer is not None else "closure optimizer",
                               "an optimizer without a closure when using fp16 or gradient accumulation")
 
+    # ------------------------------------------------------------------ gradient side
     def _objective(self, x: Tensor, y: Tensor, weight: float, *, with_penalty: bool = True
                    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Forward pass: (objective to differentiate, data loss, output). The penalty is added
+        """Forward pass: (objective to differentiate, data loss, output). The penalties are added
         whole to one micro-batch's objective: the accumulated gradient is the same."""
         with self.autocast():
-            output = self.model(x)
+            output = self.forward(x)
             loss = self.loss_fn(output, y)
         objective = loss * weight if weight != 1.0 else loss
-        if self.penalty is not None and with_penalty:
-            objective = objective + self.penalty()
+        if with_penalty and self.penalties:
+            total = self.penalties[0].penalty()
+            for c in self.penalties[1:]:
+                total = total + c.penalty()
+            objective = objective + total
         return objective, loss, output
 
     def _backward(self, objective: Tensor) -> None:
         # second-order methods need the graph only on the steps that estimate curvature
-        create_graph = self.caps.create_graph and create_graph_now(self.optimizer)
+        create_graph = self.caps.create_graph and (self.optimizer is None or create_graph_now(self.optimizer))
         if self.scaler is not None:
             self.scaler.scale(objective).backward(create_graph=create_graph)
         else:
             objective.backward(create_graph=create_graph)
 
-    def _clip(self) -> None:
-        if self.clippers:
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            for clip in self.clippers:
-                clip()
+    def _transform(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        for c in self.transforms:
+            x, y = c.transform_batch(x, y)
+        return x, y
 
-    def __call__(self, x: Tensor, y: Tensor, metrics: TrainMetrics) -> None:
-        if self.augment is not None:
-            x = self.augment(x, self.generator)
-        if self.caps.needs_closure or self.caps.two_pass:
-            self._closure_step(x, y, metrics)
+    def gradients(self, x: Tensor, y: Tensor, metrics: TrainMetrics) -> None:
+        """The gradient side: fresh gradients of the objective on ``(x, y)`` in ``model``'s ``.grad``
+        (scaled under fp16); the data loss and output go to ``metrics``."""
+        if self.transforms:
+            x, y = self._transform(x, y)
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.model.zero_grad(set_to_none=True)
+        if x.shape[0] <= self.micro_batch_size:  # no accumulation: skip the split (hot path)
+            objective, loss, output = self._objective(x, y, 1.0)
+            self._backward(objective)
+            metrics.add(loss, output, y)
             return
-        self.optimizer.zero_grad(set_to_none=True)
-        whole = x.shape[0] <= self.micro_batch_size  # no accumulation: skip the split (hot path)
-        parts = ((x, y, 1.0),) if whole else micro_batches(x, y, self.micro_batch_size)
-        for i, (xi, yi, weight) in enumerate(parts):
+        for i, (xi, yi, weight) in enumerate(micro_batches(x, y, self.micro_batch_size)):
             objective, loss, output = self._objective(xi, yi, weight, with_penalty=i == 0)
             self._backward(objective)
             metrics.add(loss, output, yi)
-        self._clip()
+
+    # ------------------------------------------------------------------ update side
+    def _after_backward(self) -> None:
+        if self.after_backward_hooks:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            for c in self.after_backward_hooks:
+                c.after_backward()
+
+    def update(self) -> None:
+        """The update side: unscale, ``after_backward`` hooks, optimizer step, ``after_step`` hooks."""
+        self._after_backward()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
+        for c in self.after_step_hooks:
+            c.after_step()
+
+    # ------------------------------------------------------------------ both
+    def __call__(self, x: Tensor, y: Tensor, metrics: TrainMetrics) -> None:
+        if self.caps.needs_closure or self.caps.two_pass:
+            self._closure_step(x, y, metrics)
+            return
+        self.gradients(x, y, metrics)
+        self.update()
 
     def _closure_step(self, x: Tensor, y: Tensor, metrics: TrainMetrics) -> None:
         """Optimizers that re-evaluate the loss (L-BFGS's line search, SAM's second pass)."""
+        if self.transforms:
+            x, y = self._transform(x, y)
         first: list[tuple[Tensor, Tensor]] = []
 
         def closure() -> Tensor:
@@ -132,11 +164,16 @@ class TrainStep:
             with torch.enable_grad():
                 objective, loss, output = self._objective(x, y, 1.0)
                 self._backward(objective)
-            self._clip()
+            self._after_backward()
             if not first:
                 first.append((loss, output))
             return objective
 
         self.optimizer.step(closure)  # SAM calls it twice (at w, then at w + eps), L-BFGS per line-search point
+        for c in self.after_step_hooks:
+            c.after_step()
         loss, output = first[0]
         metrics.add(loss, output, y)
+
+
+__all__ = ["TrainStep"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import Any
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -77,6 +78,13 @@ class Schedule(ABC):
     def observe(self, value: float) -> None:
         """Feed one end-of-epoch value of :attr:`monitor` (a no-op for pure schedules)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """The mutable state, for a checkpoint (empty for pure functions of the step)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (nothing for pure functions of the step)."""
+
 
 @dataclass(frozen=True)
 class Warmup(Schedule):
@@ -130,6 +138,12 @@ class Warmup(Schedule):
 
     def observe(self, value: float) -> None:
         self.inner.observe(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
 
 
 def with_warmup(schedule: Schedule, warmup_steps: int, start_factor: float = 0.0) -> Schedule:

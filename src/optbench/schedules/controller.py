@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -96,6 +97,24 @@ class LRController:
         """The metric keys :meth:`on_epoch_end` needs (empty for pure schedules)."""
         keys = [self.schedule.monitor, self.plateau.monitor if self.plateau is not None else None]
         return [k for k in keys if k is not None]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The metric-driven parts' state (plateau counters), for a checkpoint; the step-driven
+        parts are pure functions of the step and need none."""
+        return {"schedule": self.schedule.state_dict(),
+                "plateau": self.plateau.state_dict() if self.plateau is not None else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output.
+
+        Raises:
+            ValueError: the state does not fit this controller (a plateau part saved or missing).
+        """
+        if (state["plateau"] is None) != (self.plateau is None):
+            raise ValueError("the saved schedule state does not fit the recipe's schedule")
+        self.schedule.load_state_dict(dict(state["schedule"]))
+        if self.plateau is not None:
+            self.plateau.load_state_dict(dict(state["plateau"]))
 
     def on_epoch_end(self, metrics: Mapping[str, float] | float) -> None:
         """Feed the epoch's metrics to the metric-driven parts; the new lr applies from the

@@ -37,7 +37,8 @@ from optbench.techniques.batch_rules import (
     micro_batches,
     scaled_lr,
 )
-from optbench.techniques.catalog import Technique, catalogue
+from optbench.techniques.catalog import Technique
+from optbench.techniques.listing import catalogue
 from optbench.techniques.early_stopping import EarlyStopping
 from optbench.techniques.gradient_clipping import clip_grad_norm, clip_grad_value, clipping, make_clipper
 from optbench.techniques.normalization import norm_layer, norms

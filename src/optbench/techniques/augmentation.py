@@ -23,6 +23,7 @@ from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
+from optbench.core.component import Component, RunContext
 
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -170,5 +171,65 @@ def make_augmentation(specs: Mapping[str, Mapping[str, Any]]) -> Augmentation:
     return augment
 
 
-__all__ = ["Augmentation", "augmentations", "gaussian_noise", "horizontal_flip", "make_augmentation",
+
+class _Augmentation(Component):
+    """An augmentation of the training batch, drawn from the run's generator (worker side)."""
+
+    family = "augmentation"
+    source = ""
+    description = ""
+
+    def __init__(self, **options: Any) -> None:
+        technique = augmentations.get(self.name)
+        technique.validate(options)
+        self.options = options
+        self._impl = technique.impl
+        self._generator: torch.Generator | None = None
+
+    def check_task(self, task: Any) -> None:
+        if self.name not in task.augmentations:
+            raise ConfigError(f"augmentation for task {task.name}", self.name, task.augmentations)
+
+    def setup(self, run: RunContext) -> None:
+        self._generator = run.generator
+
+    def transform_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self._impl(x, generator=self._generator, **self.options), y
+
+
+class RandomCrop(_Augmentation):
+    """Pad by ``padding`` pixels of ``fill`` and crop back at a random offset, per image (Krizhevsky
+    et al. 2012; He et al. 2016, sec. 4.2); image tasks only."""
+
+    name = "random_crop"
+    source = "Krizhevsky et al. 2012; He et al. 2016, sec. 4.2"
+    description = "Zero-pad by `padding` px and crop back at a random offset, per image."
+
+    def __init__(self, *, padding: int, fill: float = 0.0) -> None:
+        super().__init__(padding=padding, fill=fill)
+
+
+class HorizontalFlip(_Augmentation):
+    """Mirror left-right with probability ``p``, per example (Krizhevsky et al. 2012); only where the
+    labels are unchanged by it."""
+
+    name = "horizontal_flip"
+    source = "Krizhevsky et al. 2012"
+    description = "Mirror left-right with probability p, per example (only where label-preserving)."
+
+    def __init__(self, *, p: float = 0.5) -> None:
+        super().__init__(p=p)
+
+
+class GaussianNoise(_Augmentation):
+    """Add ``N(0, std^2)`` noise to every input value (Bishop 1995)."""
+
+    name = "gaussian_noise"
+    source = "Bishop 1995"
+    description = "Add N(0, std^2) noise to every input value."
+
+    def __init__(self, *, std: float) -> None:
+        super().__init__(std=std)
+
+__all__ = ["GaussianNoise", "HorizontalFlip", "RandomCrop", "Augmentation", "augmentations", "gaussian_noise", "horizontal_flip", "make_augmentation",
            "random_crop"]

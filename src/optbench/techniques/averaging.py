@@ -29,6 +29,7 @@ from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
+from optbench.core.component import Component, RunContext
 
 
 class Averager:
@@ -200,4 +201,71 @@ def swa_lr_scheduler(optimizer: torch.optim.Optimizer, swa_lr: float, anneal_epo
     return SWALR(optimizer, swa_lr=swa_lr, anneal_epochs=anneal_epochs, anneal_strategy=anneal_strategy)
 
 
-__all__ = ["Averager", "averagers", "ema", "make_averager", "swa", "swa_lr_scheduler"]
+
+class _Averaging(Component):
+    """Evaluate (and report) a running average of the weights; the averaging happens on the side that
+    holds the optimizer (the parameter server in ``ps``)."""
+
+    family = "averaging"
+    source = ""
+    description = ""
+    per_step = False
+
+    def __init__(self, **options: Any) -> None:
+        technique = averagers.get(self.name)
+        technique.validate(options)
+        self.options = options
+        self._factory = technique.impl
+        self.averager: Averager | None = None
+        self._model: nn.Module | None = None
+
+    def setup(self, run: RunContext) -> None:
+        self._model = run.model
+        self.averager = self._factory(run.model, **self.options)
+
+    def after_step(self) -> None:
+        if self.per_step:
+            self.averager.update(self._model)
+
+    def after_train_epoch(self, epoch: int) -> None:
+        if not self.per_step:
+            self.averager.update(self._model)
+
+    def eval_model(self, model: nn.Module, train_inputs: Callable[[], Iterable[Any]]) -> nn.Module:
+        if self.averager is None or not self.averager.ready:
+            return model
+        return self.averager.finalize(train_inputs())
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.averager.state_dict()
+
+    def load_state_dict(self, state: Any) -> None:
+        self.averager.load_state_dict(dict(state))
+
+
+class SWA(_Averaging):
+    """Stochastic weight averaging (Izmailov et al. 2018, Alg. 1): after ``start`` epochs, every
+    ``every``-th epoch's weights join an equal average; batch-norm statistics are recomputed before
+    evaluation (``torch.optim.swa_utils``)."""
+
+    name = "swa"
+    source = "Izmailov et al. 2018, Alg. 1; torch.optim.swa_utils"
+    description = "Equal average of the weights at epoch ends after `start`; batch-norm statistics recomputed."
+
+    def __init__(self, *, start: int = 0, every: int = 1) -> None:
+        super().__init__(start=start, every=every)
+
+
+class EMA(_Averaging):
+    """Exponential moving average of the weights after every optimizer step, ``w = decay*w +
+    (1-decay)*w_model`` (Polyak & Juditsky 1992, exponential form; ``get_ema_multi_avg_fn``)."""
+
+    name = "ema"
+    source = "Polyak & Juditsky 1992 (exponential form); torch get_ema_multi_avg_fn"
+    description = "Exponential moving average of the weights (and buffers) with `decay`, every step."
+    per_step = True
+
+    def __init__(self, *, decay: float = 0.999, start: int = 0, every: int = 1, average_buffers: bool = True) -> None:
+        super().__init__(decay=decay, start=start, every=every, average_buffers=average_buffers)
+
+__all__ = ["EMA", "SWA", "Averager", "averagers", "ema", "make_averager", "swa", "swa_lr_scheduler"]

@@ -31,6 +31,7 @@ from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
+from optbench.core.component import Component
 
 if TYPE_CHECKING:
     from optbench.schedules import Schedule
@@ -173,5 +174,43 @@ ACCUMULATION: Technique[Callable[[int, int | None], int]] = Technique(
     "gradient_accumulation", "batching", accumulation_steps, "common practice (e.g. Ott et al. 2018)",
     "Sum weighted micro-batch gradients to reach a batch larger than memory allows.", ("batch_size",))
 
-__all__ = ["ACCUMULATION", "WarmupPlan", "accumulation_steps", "goyal_warmup", "lr_scaling", "micro_batches",
+
+class LrScaling(Component):
+    """Scale the learning rate with the batch size: ``linear`` (Goyal et al. 2017, sec. 2.1) or
+    ``sqrt`` (Krizhevsky 2014; Hoffer et al. 2017), relative to ``base_batch_size``. The batch size is
+    the examples of one optimizer step (all workers together in the distributed engines).
+
+    Raises:
+        ConfigError / UnknownNameError: an unknown rule or a bad base batch size.
+    """
+
+    name = "lr_scaling"
+    family = "lr_scaling"
+    source = "Goyal et al. 2017, sec. 2.1; Hoffer et al. 2017"
+    description = "lr * (batch/base_batch_size) (linear) or its square root (sqrt)."
+
+    def __init__(self, *, rule: str, base_batch_size: int = 128) -> None:
+        lr_scaling.get(rule)
+        _validate.integer("lr_scaling base_batch_size", base_batch_size, low=1)
+        self.rule, self.base_batch_size = rule, base_batch_size
+
+    def adjust_hyperparams(self, hyperparams: dict[str, Any], batch_size: int) -> dict[str, Any]:
+        if "lr" not in hyperparams:
+            return hyperparams
+        return {**hyperparams, "lr": scaled_lr(float(hyperparams["lr"]), self.base_batch_size, batch_size, self.rule)}
+
+
+class Accumulation(Component):
+    """Gradient accumulation: each step's batch is split into ``steps`` micro-batches whose weighted
+    gradients are summed before one optimizer step (same gradient, less memory; e.g. Ott et al. 2018)."""
+
+    name = "accumulation"
+    family = "batching"
+    source = "common practice (e.g. Ott et al. 2018)"
+    description = "Split each batch into `steps` micro-batches and sum their gradients."
+
+    def __init__(self, *, steps: int) -> None:
+        self.micro_batches = _validate.integer("accumulation steps", steps, low=1)
+
+__all__ = ["Accumulation", "LrScaling", "ACCUMULATION", "WarmupPlan", "accumulation_steps", "goyal_warmup", "lr_scaling", "micro_batches",
            "scaled_lr"]

@@ -2,9 +2,8 @@
 
 Each named choice (a penalty, an augmentation, a normalization layer, a precision, a batch-size
 rule, a clipping mode, a weight-averaging mode) is a :class:`Technique` in a strict
-:class:`~optbench.core.registry.Registry` of its family. :func:`catalogue` lists every entry of every
-family plus the techniques that are a number rather than a named choice (label smoothing, early
-stopping, decay groups, gradient accumulation), for ``optbench list regularizers``.
+:class:`~optbench.core.registry.Registry` of its family. :func:`optbench.techniques.listing.catalogue`
+lists every entry of every family, for ``optbench list regularizers``.
 """
 
 from __future__ import annotations
@@ -76,22 +75,4 @@ class Technique(Generic[T]):
                                   f"a value for each of {', '.join(self.required())}")
         if self.check is not None:
             self.check(**options)
-
-
-def catalogue() -> list[Technique[Any]]:
-    """Every technique, one row each, ordered by family then name."""
-    from optbench.techniques.augmentation import augmentations
-    from optbench.techniques.averaging import averagers
-    from optbench.techniques.batch_rules import ACCUMULATION, lr_scaling
-    from optbench.techniques.early_stopping import EARLY_STOPPING
-    from optbench.techniques.gradient_clipping import clipping
-    from optbench.techniques.normalization import norms
-    from optbench.techniques.param_groups import DECAY_GROUPS
-    from optbench.techniques.penalties import penalties
-    from optbench.techniques.precision import precisions
-    from optbench.techniques.smoothing import LABEL_SMOOTHING
-
-    rows: list[Technique[Any]] = [LABEL_SMOOTHING, EARLY_STOPPING, DECAY_GROUPS, ACCUMULATION]
-    for registry in (penalties, augmentations, averagers, norms, precisions, lr_scaling, clipping):
-        rows += [registry.get(name) for name in registry.names()]
-    return sorted(rows, key=lambda t: (t.family, t.name))
+__all__ = ["Technique"]

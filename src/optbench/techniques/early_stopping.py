@@ -16,6 +16,7 @@ from optbench.core.errors import ConfigError
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
 from optbench.core.spec import Direction
+from optbench.core.component import Component, RunContext
 
 
 class EarlyStopping:
@@ -97,4 +98,34 @@ EARLY_STOPPING: Technique[type[EarlyStopping]] = Technique(
     "early_stopping", "stopping", EarlyStopping, "Prechelt 1998; Goodfellow et al. 2016, Alg. 7.1",
     "Stop after `patience` epochs without a validation improvement > min_delta.")
 
-__all__ = ["EARLY_STOPPING", "EarlyStopping"]
+
+class EarlyStoppingComponent(Component):
+    """Patience-based early stopping on the task's target metric on the validation split (never the
+    test split): the run ends after ``patience`` epochs without an improvement larger than
+    ``min_delta`` (Prechelt 1998)."""
+
+    name = "early_stopping"
+    family = "stopping"
+    source = "Prechelt 1998; Goodfellow et al. 2016, Alg. 7.1"
+    description = "Stop after `patience` epochs without improvement of the validation target metric."
+
+    def __init__(self, *, patience: int, min_delta: float = 0.0) -> None:
+        self.stopper = EarlyStopping(patience, min_delta)
+        self.key = ""
+
+    def setup(self, run: RunContext) -> None:
+        self.key = f"valid_{run.task.target.metric}"
+        self.stopper = EarlyStopping(self.stopper.patience, self.stopper.min_delta, run.task.direction(self.key))
+
+    def on_epoch_end(self, epoch: int, metrics: Any) -> dict[str, Any] | None:
+        if self.stopper.update(metrics[self.key]):
+            return {"stopped_epoch": epoch, "best_epoch": self.stopper.best_epoch}
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stopper.state_dict()
+
+    def load_state_dict(self, state: Any) -> None:
+        self.stopper.load_state_dict(dict(state))
+
+__all__ = ["EarlyStoppingComponent", "EARLY_STOPPING", "EarlyStopping"]

@@ -16,6 +16,7 @@ from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
+from optbench.core.component import Component, RunContext
 
 
 def _check_norm(max_norm: float, norm_type: float = 2.0) -> None:
@@ -95,4 +96,45 @@ def make_clipper(kind: str, params: Iterable[Tensor], **options: float) -> Calla
     return clip
 
 
-__all__ = ["clip_grad_norm", "clip_grad_value", "clipping", "make_clipper"]
+
+class ClipNorm(Component):
+    """Scale the gradients so that their global ``norm_type``-norm is at most ``max_norm`` (Pascanu et
+    al. 2013, Alg. 1; ``torch.nn.utils.clip_grad_norm_``), after unscaling, before the step."""
+
+    name = "clip_norm"
+    family = "clipping"
+    source = "Pascanu et al. 2013, Alg. 1; torch.nn.utils.clip_grad_norm_"
+    description = "Rescale gradients to global norm <= max_norm."
+
+    def __init__(self, *, max_norm: float, norm_type: float = 2.0) -> None:
+        _check_norm(max_norm, norm_type)
+        self.max_norm, self.norm_type = max_norm, norm_type
+        self._params: list[Tensor] = []
+
+    def setup(self, run: RunContext) -> None:
+        self._params = list(run.model.parameters())
+
+    def after_backward(self) -> None:
+        clip_grad_norm_(self._params, self.max_norm, norm_type=self.norm_type)
+
+
+class ClipValue(Component):
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` (``torch.nn.utils.clip_grad_value_``)."""
+
+    name = "clip_value"
+    family = "clipping"
+    source = "torch.nn.utils.clip_grad_value_"
+    description = "Clamp gradient elements to [-clip_value, clip_value]."
+
+    def __init__(self, *, clip_value: float) -> None:
+        _check_value(clip_value)
+        self.clip_value = clip_value
+        self._params: list[Tensor] = []
+
+    def setup(self, run: RunContext) -> None:
+        self._params = list(run.model.parameters())
+
+    def after_backward(self) -> None:
+        clip_grad_value_(self._params, self.clip_value)
+
+__all__ = ["ClipNorm", "ClipValue", "clip_grad_norm", "clip_grad_value", "clipping", "make_clipper"]

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
+from optbench.core.component import Component
 
 #: Module types whose parameters count as "normalization weights".
 NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -69,4 +70,20 @@ DECAY_GROUPS: Technique[Any] = Technique(
     "decay_groups", "param_groups", decay_groups, "He et al. 2019 (Bag of Tricks), sec. 3.1 no bias decay",
     "Weight decay on weights only; biases and normalization weights get 0.", ("model",))
 
-__all__ = ["DECAY_GROUPS", "NORM_TYPES", "decay_groups", "split_decay_parameters"]
+
+class NoDecayBiasNorm(Component):
+    """Weight decay on weights only: biases and normalization weights go to a group with
+    ``weight_decay = 0`` (He et al. 2019, Bag of Tricks, sec. 3.1)."""
+
+    name = "no_decay_bias_norm"
+    family = "param_groups"
+    source = "He et al. 2019 (Bag of Tricks), sec. 3.1"
+    description = "No weight decay on biases and normalization weights."
+
+    def param_groups(self, model: nn.Module, hyperparams: Any) -> list[dict[str, Any]] | None:
+        weight_decay = hyperparams.get("weight_decay")
+        if not weight_decay:
+            return None
+        return decay_groups(model, float(weight_decay), exclude_bias_and_norm=True)
+
+__all__ = ["NoDecayBiasNorm", "DECAY_GROUPS", "NORM_TYPES", "decay_groups", "split_decay_parameters"]

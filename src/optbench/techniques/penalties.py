@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
+from optbench.core.component import Component, RunContext
 
 Penalty = Callable[..., Tensor]
 
@@ -159,4 +160,83 @@ def make_penalty(kind: str, model: nn.Module, *, exclude_bias_and_norm: bool = T
     return compute
 
 
-__all__ = ["elastic_net", "l1", "l2", "make_penalty", "no_penalty", "penalties", "penalty"]
+
+class _Penalty(Component):
+    """A parameter penalty added to the objective once per step (see the module docstring)."""
+
+    family = "penalty"
+    source = ""
+    description = ""
+
+    def __init__(self, *, exclude_bias_and_norm: bool = False, **strengths: float) -> None:
+        if not isinstance(exclude_bias_and_norm, bool):
+            raise ConfigError(f"technique {self.name} exclude_bias_and_norm", exclude_bias_and_norm, "true or false")
+        technique = penalties.get(self.name)
+        technique.validate(strengths)
+        self.exclude_bias_and_norm = exclude_bias_and_norm
+        self.strengths = strengths
+        self._impl = technique.impl
+        self._params: list[Tensor] = []
+
+    def setup(self, run: RunContext) -> None:
+        from optbench.techniques.param_groups import split_decay_parameters
+
+        decay, no_decay = split_decay_parameters(run.model, exclude_bias_and_norm=self.exclude_bias_and_norm)
+        self._params = decay if self.exclude_bias_and_norm else decay + no_decay
+
+    def penalty(self) -> Tensor:
+        return self._impl(self._params, **self.strengths)
+
+
+class L1Penalty(_Penalty):
+    """``strength * sum |theta|`` added to the objective (Tibshirani 1996, the lasso).
+
+    Args:
+        strength: the penalty's weight (>= 0).
+        exclude_bias_and_norm: leave biases and normalization weights out.
+    """
+
+    name = "l1"
+    source = "Tibshirani 1996 (lasso)"
+    description = "strength * sum|theta| added to the training objective."
+
+    def __init__(self, *, strength: float, exclude_bias_and_norm: bool = False) -> None:
+        super().__init__(exclude_bias_and_norm=exclude_bias_and_norm, strength=strength)
+
+
+class L2Penalty(_Penalty):
+    """``strength / 2 * sum theta^2`` added to the objective (Tikhonov; Hoerl & Kennard 1970): its
+    gradient is ``strength * theta``, SGD's ``weight_decay`` (not AdamW's decoupled decay). A task's
+    own L2 (``Task.l2``, DeepOBS) is this component with the biases and normalization weights left out.
+
+    Args:
+        strength: the penalty's weight (>= 0).
+        exclude_bias_and_norm: leave biases and normalization weights out.
+    """
+
+    name = "l2"
+    source = "Tikhonov regularization; Hoerl & Kennard 1970 (ridge)"
+    description = "strength/2 * sum theta^2 added to the objective (= SGD weight_decay; not AdamW's decay)."
+
+    def __init__(self, *, strength: float, exclude_bias_and_norm: bool = False) -> None:
+        super().__init__(exclude_bias_and_norm=exclude_bias_and_norm, strength=strength)
+
+
+class ElasticNetPenalty(_Penalty):
+    """``strength * (l1_ratio * sum|theta| + (1 - l1_ratio) / 2 * sum theta^2)`` added to the objective
+    (Zou & Hastie 2005, eq. (3), the naive elastic net).
+
+    Args:
+        strength: the penalty's weight (>= 0).
+        l1_ratio: the L1 share in [0, 1].
+        exclude_bias_and_norm: leave biases and normalization weights out.
+    """
+
+    name = "elastic_net"
+    source = "Zou & Hastie 2005, eq. (3) (naive elastic net)"
+    description = "strength*(l1_ratio*sum|theta| + (1-l1_ratio)/2*sum theta^2) added to the objective."
+
+    def __init__(self, *, strength: float, l1_ratio: float = 0.5, exclude_bias_and_norm: bool = False) -> None:
+        super().__init__(exclude_bias_and_norm=exclude_bias_and_norm, strength=strength, l1_ratio=l1_ratio)
+
+__all__ = ["ElasticNetPenalty", "L1Penalty", "L2Penalty", "elastic_net", "l1", "l2", "make_penalty", "no_penalty", "penalties", "penalty"]

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
+from optbench.core.component import Component, LossFn
 
 
 def smoothed_cross_entropy(eps: float) -> Callable[[Tensor, Tensor], Tensor]:
@@ -40,4 +41,28 @@ LABEL_SMOOTHING: Technique[Callable[[float], Callable[[Tensor, Tensor], Tensor]]
     "label_smoothing", "loss", smoothed_cross_entropy, "Szegedy et al. 2016, sec. 7",
     "Cross-entropy against (1-eps)*onehot + eps/K (eps in [0, 1)).")
 
-__all__ = ["LABEL_SMOOTHING", "smoothed_cross_entropy"]
+
+class LabelSmoothing(Component):
+    """Cross-entropy against ``(1 - epsilon) * onehot + epsilon / K`` as the training objective
+    (Szegedy et al. 2016, sec. 7); the reported ``loss`` stays the task's own loss.
+
+    Args:
+        epsilon: smoothing in [0, 1).
+
+    Raises:
+        ConfigError: ``epsilon`` out of range.
+    """
+
+    name = "label_smoothing"
+    family = "loss"
+    source = "Szegedy et al. 2016, sec. 7"
+    description = "Cross-entropy against (1-eps)*onehot + eps/K as the training objective."
+
+    def __init__(self, *, epsilon: float) -> None:
+        self.loss = smoothed_cross_entropy(epsilon)
+        self.epsilon = epsilon
+
+    def wrap_loss(self, loss_fn: LossFn) -> LossFn:
+        return self.loss
+
+__all__ = ["LabelSmoothing", "LABEL_SMOOTHING", "smoothed_cross_entropy"]

@@ -1,0 +1,195 @@
+"""Build one run from a recipe, the same way in every engine: the components of its techniques (and
+of the task's own L2), the optimizer over their parameter groups and hyperparameters, the
+learning-rate schedule (built here and nowhere else), and the one step (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from optbench.core.component import Component, RunContext, overriding
+from optbench.core.errors import ConfigError
+from optbench.core.spec import Recipe, Task
+from optbench.engine.step import TrainStep
+from optbench.optim import capabilities, create_optimizer, resolved_hyperparams
+from optbench.schedules import LRController, Schedule, make_schedule
+from optbench.techniques.penalties import L2Penalty
+from optbench.techniques.registry import make_component
+
+
+def build_components(task: Task, recipe: Recipe) -> list[Component]:
+    """The components of ``recipe.techniques`` in order, then the task's own L2 (``Task.l2``:
+    ``l2 / 2 * sum w^2`` over weights, biases and normalization weights left out, DeepOBS).
+
+    Raises:
+        UnknownNameError / ConfigError: an unknown technique or a bad parameter.
+    """
+    components = [make_component(spec) for spec in recipe.techniques]
+    if task.l2:
+        components.append(L2Penalty(strength=task.l2, exclude_bias_and_norm=True))
+    return components
+
+
+def build_schedule(recipe: Recipe, base_lr: float | None, *, steps_per_epoch: int, task: Task) -> Schedule | None:
+    """The recipe's learning-rate schedule for ``steps_per_epoch`` steps per epoch, or None when the
+    learning rate stays constant (or the optimizer has no learning rate).
+
+    Raises:
+        UnknownNameError / ConfigError: as :func:`optbench.schedules.make_schedule`.
+    """
+    if base_lr is None or (recipe.schedule == "constant" and not recipe.schedule_params):
+        return None
+    return make_schedule(recipe.schedule, float(base_lr), total_steps=recipe.epochs * steps_per_epoch,
+                         steps_per_epoch=steps_per_epoch, direction_of=task.direction, **recipe.schedule_params)
+
+
+def optimizer_hyperparams(recipe: Recipe, components: list[Component], batch_size: int) -> dict[str, Any]:
+    """The optimizer's keyword arguments: the recipe's, adjusted by the components (learning-rate
+    scaling with ``batch_size``, the examples of one optimizer step)."""
+    hyperparams = dict(recipe.hyperparams)
+    adjusting = overriding(components, "adjust_hyperparams")
+    if adjusting:
+        lr = resolved_hyperparams(recipe.optimizer, **hyperparams).get("lr")
+        if lr is not None:
+            hyperparams["lr"] = lr
+        for c in adjusting:
+            hyperparams = c.adjust_hyperparams(hyperparams, batch_size)
+    return hyperparams
+
+
+@dataclass
+class RunSetup:
+    """Everything one run (or one process of a distributed run) builds before its first step.
+
+    Attributes:
+        model: the trained module (never a DDP wrapper).
+        optimizer: over ``model``'s trainable parameters; None on a parameter-server worker.
+        step: the one step (gradient side and update side).
+        components: the techniques' components in order (task L2 last).
+        controller: writes the schedule's learning rate before each update; None for a constant lr.
+        hyperparams: the optimizer's keyword arguments as built (after learning-rate scaling).
+        generator: the random source of the data-side components (checkpointed).
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    step: TrainStep
+    components: list[Component]
+    controller: LRController | None
+    hyperparams: dict[str, Any]
+    generator: torch.Generator
+
+    def after_train_epoch(self, epoch: int) -> None:
+        """Run the components' per-epoch update-side hook (SWA's average)."""
+        for c in overriding(self.components, "after_train_epoch"):
+            c.after_train_epoch(epoch)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> dict[str, dict[str, Any]]:
+        """Feed the epoch's train/valid metrics to the schedule and the components; returns the stop
+        reasons ``{component name: reason}`` (empty: go on). Test metrics are never passed on."""
+        seen = {k: v for k, v in metrics.items() if not k.startswith("test_")}
+        if self.controller is not None:
+            self.controller.on_epoch_end(seen)
+        reasons = {}
+        for c in overriding(self.components, "on_epoch_end"):
+            reason = c.on_epoch_end(epoch, seen)
+            if reason is not None:
+                reasons[c.name] = reason
+        return reasons
+
+    def eval_model(self, train_inputs: Callable[[], Any]) -> nn.Module:
+        """The module to evaluate: the trained one, or what a component swaps in (averaged weights)."""
+        model = self.model
+        for c in overriding(self.components, "eval_model"):
+            model = c.eval_model(model, train_inputs)
+        return model
+
+    def extra_metrics(self) -> dict[str, float]:
+        """The components' extra per-epoch numbers."""
+        out: dict[str, float] = {}
+        for c in overriding(self.components, "metrics"):
+            out.update(c.metrics())
+        return out
+
+    def lr(self) -> float:
+        """Learning rate of the first parameter group (NaN without an optimizer)."""
+        return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else float("nan")
+
+
+def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.device, generator: torch.Generator,
+              engine: str, batch_size: int, steps_per_epoch: int, forward: Callable[[Tensor], Tensor] | None = None,
+              with_optimizer: bool = True) -> RunSetup:
+    """Build a run around ``model`` (already on ``device``, initialized under the run's seed).
+
+    Args:
+        task, recipe: the problem and how to train it.
+        model: the module to train.
+        device: where it trains.
+        generator: the random source of data-side components (augmentations).
+        engine: ``single``, ``ddp`` or ``ps`` (see :data:`optbench.core.component.ENGINES`).
+        batch_size: examples of one optimizer step (all workers together), for learning-rate scaling.
+        steps_per_epoch: optimizer steps per epoch (schedule horizon).
+        forward: what the step calls for the forward pass (the DDP wrapper); ``model`` by default.
+        with_optimizer: False on a parameter-server worker (it computes gradients only).
+
+    Raises:
+        UnknownNameError / ConfigError: a bad technique, optimizer, hyperparameter or schedule.
+    """
+    components = build_components(task, recipe)
+    hyperparams = optimizer_hyperparams(recipe, components, batch_size)
+    optimizer = None
+    controller = None
+    if with_optimizer:
+        params: Any = [p for p in model.parameters() if p.requires_grad]
+        for c in overriding(components, "param_groups"):
+            groups = c.param_groups(model, hyperparams)
+            if groups is not None:
+                params = groups
+                break
+        optimizer = create_optimizer(recipe.optimizer, params, device=device, **hyperparams)
+        schedule = build_schedule(recipe, resolved_hyperparams(recipe.optimizer, **hyperparams).get("lr"),
+                                  steps_per_epoch=steps_per_epoch, task=task)
+        controller = LRController(optimizer, schedule) if schedule is not None else None
+    run = RunContext(model=model, optimizer=optimizer, task=task, device=device, generator=generator,
+                     steps_per_epoch=steps_per_epoch, total_steps=recipe.epochs * steps_per_epoch, engine=engine)
+    for c in overriding(components, "setup"):
+        c.setup(run)
+    step = TrainStep(task=task, model=model, forward=forward or model, optimizer=optimizer, components=components,
+                     precision=recipe.precision, device=device, caps=capabilities(recipe.optimizer),
+                     batch_size=recipe.batch_size)
+    return RunSetup(model, optimizer, step, components, controller, hyperparams, generator)
+
+
+def check_engine(recipe: Recipe, task: Task, engine: str) -> None:
+    """Refuse, before anything starts, what ``engine`` cannot run: a technique whose component does
+    not declare the engine, and in ``ps`` an optimizer that re-evaluates the loss (closure, two
+    passes) or fp16 loss scaling (the scaler must sit beside the optimizer).
+
+    Raises:
+        ConfigError: naming the technique or setting and the engines that can run it.
+    """
+    from optbench.techniques.registry import engines_of
+
+    for spec in recipe.techniques:
+        engines = engines_of(spec.name)
+        if engine not in engines:
+            raise ConfigError(f"technique {spec.name} in engine {engine}", spec.name,
+                              f"engines {', '.join(engines)}")
+    caps = capabilities(recipe.optimizer)
+    if engine == "ps":
+        if caps.needs_closure or caps.two_pass:
+            raise ConfigError(f"optimizer in engine {engine}", recipe.optimizer,
+                              "an optimizer without a closure (engines single, ddp run this one)")
+        if recipe.precision == "fp16":
+            raise ConfigError(f"precision in engine {engine}", recipe.precision, "fp32, bf16 (engines single, ddp run fp16)")
+    if engine != "single" and caps.full_batch_only:
+        raise ConfigError(f"optimizer in engine {engine}", recipe.optimizer, "a mini-batch optimizer (engine single "
+                          "runs full-batch ones)")
+
+
+__all__ = ["RunSetup", "build_components", "build_run", "build_schedule", "check_engine", "optimizer_hyperparams"]
