@@ -61,12 +61,12 @@ def _interrupt(task: Task, data, recipe: Recipe, seed: int, checkpoint: Checkpoi
 
 CASES = {  # name: (task, recipe, resume after these epochs)
     "adam-ema-dropout-noise": ("digits_mlp[dropout=0.3]", Recipe(
-        "adam", {"lr": 1e-2}, batch_size=64, epochs=4, schedule="cosine", warmup_steps=6,
-        augmentation={"gaussian_noise": {"std": 0.2}}, averaging="ema", averaging_params={"decay": 0.9}), (1, 2)),
+        "adam", {"lr": 1e-2}, batch_size=64, epochs=4, schedule="cosine", schedule_params={"warmup_steps": 6},
+        techniques=["gaussian_noise:std=0.2", "ema:decay=0.9"]), (1, 2)),
     "momentum-swa-conv-bn-crop-flip": ("conv", Recipe(
-        "momentum", {"lr": 0.05, "momentum": 0.9}, batch_size=32, epochs=4, schedule="cosine", warmup_steps=5,
-        augmentation={"random_crop": {"padding": 1}, "horizontal_flip": {"p": 0.5}}, averaging="swa",
-        averaging_params={"start": 1}, clip_norm=5.0), (2,)),
+        "momentum", {"lr": 0.05, "momentum": 0.9}, batch_size=32, epochs=4, schedule="cosine",
+        schedule_params={"warmup_steps": 5},
+        techniques=["random_crop:padding=1", "horizontal_flip:p=0.5", "clip_norm:max_norm=5.0", "swa:start=1"]), (2,)),
 }
 
 
@@ -117,7 +117,7 @@ def test_plateau_schedule_and_early_stopping_survive_a_resume(tmp_path: Path) ->
     data = _data(task, 200)
     recipe = Recipe("sgd", {"lr": 1.0}, batch_size=100, epochs=12, schedule="reduce_on_plateau",
                     schedule_params={"monitor": "valid_loss", "patience": 0, "factor": 0.5, "threshold": 0.05},
-                    early_stopping={"patience": 3, "min_delta": 0.01})
+                    techniques=["early_stopping:patience=3,min_delta=0.01"])
     full = train(task, data, recipe, seed=0)
     lrs = [e.lr for e in full.epochs]
     stopped = full.environment["early_stopping"]["stopped_epoch"]
@@ -129,12 +129,13 @@ def test_plateau_schedule_and_early_stopping_survive_a_resume(tmp_path: Path) ->
         checkpoint = Checkpointer(tmp_path / f"{after}.pt", full.run_id)
         _interrupt(task, data, recipe, 0, checkpoint, after)
         saved = torch.load(checkpoint.path, weights_only=True)
-        assert saved["schedules"][0]["lr"] == lrs[after]  # the next epoch's lr is in the checkpoint
+        assert saved["schedule"]["schedule"]["lr"] == lrs[after]  # the next epoch's lr is in the checkpoint
         resumed = train(task, data, recipe, seed=0, checkpoint=checkpoint)
         assert _curves(resumed) == _curves(full)
         assert resumed.environment["early_stopping"] == full.environment["early_stopping"]
     saved = torch.load(checkpoint.path, weights_only=True)
-    assert saved["stopped"] and saved["stopper"]["stopped_epoch"] == stopped and saved["epoch"] == stopped
+    assert saved["stopped"] and saved["components"]["0:early_stopping"]["stopped_epoch"] == stopped
+    assert saved["epoch"] == stopped
     # restored after the stop: no epoch trained, the stop reason kept
     seen = []
     again = train(task, data, recipe, seed=0, checkpoint=checkpoint, on_epoch=seen.append)
@@ -160,8 +161,8 @@ def _bad_files(tmp_path: Path, rid: str, good: Path) -> dict[str, Path]:
 def test_corrupt_foreign_or_unfit_checkpoints_are_ignored(tmp_path: Path) -> None:
     task = get_task("digits_mlp")
     data = _data(task, 200)
-    recipe = Recipe("adam", {"lr": 1e-2, "weight_decay": 1e-4}, batch_size=64, epochs=2, batch_rule="linear",
-                    base_batch_size=32)
+    recipe = Recipe("adam", {"lr": 1e-2, "weight_decay": 1e-4}, batch_size=64, epochs=2,
+                    techniques=["lr_scaling:rule=linear,base_batch_size=32"])
     rid = run_id(task.name, recipe, 0)
     plain = train(task, data, recipe, seed=0)
     good = Checkpointer(tmp_path / "good.pt", rid)
@@ -228,7 +229,9 @@ def test_execution_section_of_a_study_file(tmp_path: Path) -> None:
         study_from_dict(_study({"checkpoints": "yes", "checkpoint_dir": 3, "every": 2}))
     paths = {p.path: p.message for p in info.value.problems}
     assert set(paths) == {"execution.checkpoints", "execution.checkpoint_dir", "execution.every"}
-    assert "checkpoint_dir, checkpoints" in paths["execution.every"] or "checkpoints" in paths["execution.every"]
+    unknown, _, allowed = paths["execution.every"].partition("; allowed: ")
+    assert unknown == "unknown key" and set(allowed.split(", ")) == {"checkpoints", "checkpoint_dir"}
+    assert "'yes'" in paths["execution.checkpoints"] and "3" in paths["execution.checkpoint_dir"]
 
 
 def test_study_with_checkpoints_cleans_up_after_itself(tmp_path: Path) -> None:
@@ -253,8 +256,8 @@ CHILD = textwrap.dedent('''
 
     store, log, ckpt = sys.argv[1], sys.argv[2], (sys.argv[3] if sys.argv[3] != "-" else None)
     torch.set_num_threads(1)
-    recipe = Recipe("momentum", {"lr": 0.05}, batch_size=32, epochs=EPOCHS, schedule="cosine", warmup_steps=10,
-                    augmentation={"gaussian_noise": {"std": 0.2}}, averaging="ema", averaging_params={"decay": 0.9})
+    recipe = Recipe("momentum", {"lr": 0.05}, batch_size=32, epochs=EPOCHS, schedule="cosine",
+                    schedule_params={"warmup_steps": 10}, techniques=["gaussian_noise:std=0.2", "ema:decay=0.9"])
     specs = plan_runs("digits_mlp[dropout=0.2]", "digits_mlp[dropout=0.2]", [recipe], [0])
     with open_store(store) as db:
         db.ensure_study("kill", {})

@@ -84,6 +84,13 @@ class RunSetup:
     hyperparams: dict[str, Any]
     generator: torch.Generator
 
+    @property
+    def needs_epoch_end(self) -> bool:
+        """Whether anything reads the epoch's metrics (a metric-driven schedule, a component's
+        ``on_epoch_end``): the distributed engines then send rank 0's metrics to every rank."""
+        return (self.controller is not None and bool(self.controller.monitors)) \
+            or bool(overriding(self.components, "on_epoch_end"))
+
     def after_train_epoch(self, epoch: int) -> None:
         """Run the components' per-epoch update-side hook (SWA's average)."""
         for c in overriding(self.components, "after_train_epoch"):

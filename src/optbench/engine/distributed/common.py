@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Task, TaskData
+from optbench.engine.build import RunSetup, build_run
 from optbench.engine.data import memory_format, split_data, to_device
 from optbench.engine.distributed.config import DistributedConfig, Mode
 from optbench.engine.loop import sync  # one helper for both loops (re-exported)
@@ -131,24 +133,45 @@ def now() -> float:
     return time.perf_counter()
 
 
-def train_metrics(ctx: RankContext, group: int = 32) -> TrainMetrics:
+def train_metrics(ctx: RankContext, group: int = 32, *, loss_is_task_loss: bool = True) -> TrainMetrics:
     """The single-process loop's :class:`~optbench.engine.metrics.TrainMetrics` for a worker of ``ctx``
     (sums on ``ctx.device``, metrics computed every ``group`` batches), without the divergence check:
-    a rank must not stop alone, so divergence is read from the averaged ``train_loss`` on rank 0."""
-    return TrainMetrics(ctx.task, ctx.device, group, check_finite=False)
+    a rank must not stop alone, so divergence is read from the averaged ``train_loss`` on rank 0.
+    ``loss_is_task_loss``: False when a component wraps the loss (the task's loss is then computed
+    apart for the ``loss`` metric), as in the single-process loop."""
+    return TrainMetrics(ctx.task, ctx.device, group, check_finite=False, loss_is_task_loss=loss_is_task_loss)
+
+
+def build_rank_run(ctx: RankContext, model: nn.Module, *, engine: str, forward: Any = None,
+                   with_optimizer: bool = True) -> RunSetup:
+    """The run of this process, built by :func:`optbench.engine.build.build_run` exactly as a
+    single-process run is: the same components, optimizer, schedule (over ``steps_per_epoch`` global
+    steps) and step. Learning-rate scaling sees the global batch (all workers' examples of one step).
+    Data-side randomness (augmentations) comes from a generator seeded ``seed + 1`` for worker 0 (as
+    the single-process loop) and apart for every other worker."""
+    generator = torch.Generator().manual_seed(ctx.config.seed + 1 + 1_000_003 * max(ctx.worker, 0))
+    return build_run(ctx.task, ctx.config.recipe, model, device=ctx.device, generator=generator, engine=engine,
+                     batch_size=ctx.config.global_batch, steps_per_epoch=ctx.steps_per_epoch, forward=forward,
+                     with_optimizer=with_optimizer)
 
 
 class FlatParams:
     """The trainable parameters of a model as one flat vector (parameter order), for messages.
 
+    A gradient message (:meth:`grads_into`, :meth:`load_grads`) also carries the model's floating
+    buffers (batch-norm running statistics) after the gradients: the server never runs a training
+    forward pass, so it takes the workers' statistics (averaged with the gradients in the averaging
+    modes) and evaluates and averages (EMA) exactly what a single process would.
+
     Args:
         params: the parameters (all of one floating dtype).
+        buffers: the floating buffers sent with gradients (integer buffers stay local).
 
     Raises:
         ConfigError: when the parameters have several dtypes.
     """
 
-    def __init__(self, params: Sequence[nn.Parameter]) -> None:
+    def __init__(self, params: Sequence[nn.Parameter], buffers: Sequence[Tensor] = ()) -> None:
         self.params = list(params)
         dtypes = {p.dtype for p in self.params}
         if len(dtypes) != 1:
@@ -156,10 +179,17 @@ class FlatParams:
         self.dtype = dtypes.pop()
         self.sizes = [p.numel() for p in self.params]
         self.numel = sum(self.sizes)
+        self.buffers = [b for b in buffers if b.is_floating_point()]
+        self.buffer_sizes = [b.numel() for b in self.buffers]
+        self.message_numel = self.numel + sum(self.buffer_sizes)
 
     def empty(self, device: torch.device | str = "cpu") -> Tensor:
         """An uninitialized flat vector of the parameters' size and dtype."""
         return torch.empty(self.numel, dtype=self.dtype, device=device)
+
+    def empty_message(self, device: torch.device | str = "cpu") -> Tensor:
+        """An uninitialized gradient message: the parameters' size plus the floating buffers'."""
+        return torch.empty(self.message_numel, dtype=self.dtype, device=device)
 
     def _flatten_into(self, tensors: Sequence[Tensor], out: Tensor) -> Tensor:
         flat = [t.detach().reshape(-1) for t in tensors]
@@ -172,9 +202,10 @@ class FlatParams:
         return self._flatten_into(self.params, out)
 
     def grads_into(self, out: Tensor) -> Tensor:
-        """Copy the gradients into ``out`` (flat; zeros for parameters without a gradient)."""
+        """Copy the gradients (zeros for parameters without one), then the floating buffers, into the
+        message ``out`` (:meth:`empty_message`)."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        return self._flatten_into(grads, out)
+        return self._flatten_into(grads + [b.to(self.dtype) for b in self.buffers], out)
 
     @torch.no_grad()
     def load_params(self, flat: Tensor) -> None:
@@ -184,11 +215,15 @@ class FlatParams:
 
     @torch.no_grad()
     def load_grads(self, flat: Tensor) -> None:
-        """Set every parameter's ``.grad`` from a flat vector (allocated once in the parameter's layout)."""
-        for p, chunk in zip(self.params, flat.split(self.sizes), strict=True):
+        """Set every parameter's ``.grad`` (allocated once in the parameter's layout), then the floating
+        buffers, from a gradient message."""
+        chunks = flat.split(self.sizes + self.buffer_sizes)
+        for p, chunk in zip(self.params, chunks[:len(self.params)], strict=True):
             if p.grad is None:
                 p.grad = torch.empty_like(p)
             p.grad.copy_(chunk.view(p.shape))
+        for b, chunk in zip(self.buffers, chunks[len(self.params):], strict=True):
+            b.copy_(chunk.view(b.shape))
 
 
 def average_into(grads: Sequence[Tensor], out: Tensor) -> Tensor:
@@ -205,6 +240,20 @@ def agree(ctx: RankContext, flag: bool) -> bool:
     t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=ctx.comm_device)
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def broadcast_json(ctx: RankContext, obj: object) -> Any:
+    """Rank 0's JSON-serializable ``obj`` on every rank (``obj`` is ignored elsewhere). Sent as UTF-8
+    bytes in uint8 tensors (no pickling)."""
+    payload = json.dumps(obj, allow_nan=True).encode() if ctx.rank == 0 else b""
+    size = torch.tensor([len(payload)], dtype=torch.int64, device=ctx.comm_device)
+    dist.broadcast(size, src=0)
+    buf = torch.zeros(int(size.item()), dtype=torch.uint8)
+    if ctx.rank == 0:
+        buf[:] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+    buf = buf.to(ctx.comm_device)
+    dist.broadcast(buf, src=0)
+    return json.loads(buf.cpu().numpy().tobytes().decode())
 
 
 def gather_json(ctx: RankContext, obj: object) -> list[object] | None:
@@ -226,5 +275,6 @@ def gather_json(ctx: RankContext, obj: object) -> list[object] | None:
     return [json.loads(b[:int(s.item())].cpu().numpy().tobytes().decode()) for b, s in zip(bufs, sizes, strict=True)]
 
 
-__all__ = ["FlatParams", "RankContext", "agree", "average_into", "backend_for", "gather_json", "now",
+__all__ = ["FlatParams", "RankContext", "agree", "average_into", "backend_for", "broadcast_json", "build_rank_run",
+           "gather_json", "now",
            "resolve_device", "setup_rank", "sync", "train_metrics"]

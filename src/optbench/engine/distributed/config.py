@@ -1,6 +1,6 @@
 """What a distributed job is: the mode, the number of workers, the task and recipe.
 
-Modes (DESIGN.md section 8, issue 7):
+Modes (docs/distributed.md):
 
 * ``ddp`` — :class:`torch.nn.parallel.DistributedDataParallel`: every process is a worker
   holding a replica and the optimizer; gradients are averaged by bucketed ring all-reduce
@@ -192,39 +192,31 @@ class DistributedConfig:
 def distributed_run_id(task: str, recipe: Recipe, seed: int, mode: str, nproc: int) -> str:
     """Content hash of a distributed run: sha256 of canonical JSON of (task, recipe, seed, mode,
     nproc), 16 hex chars; never equal to :func:`optbench.core.spec.run_id` of a single-process run."""
-    payload = json.dumps({"task": task, "recipe": recipe.to_dict(), "seed": seed, "mode": parse_mode(mode).name,
+    payload = json.dumps({"task": task, "recipe": recipe.identity(), "seed": seed, "mode": parse_mode(mode).name,
                           "nproc": nproc, "kind": "distributed"}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-#: Recipe fields the distributed modes implement; the training techniques of the single-process loop
-#: (schedules, penalties, augmentation, averaging, precision, clipping, accumulation ...) are rejected
-#: rather than silently ignored.
-SUPPORTED_RECIPE_FIELDS = frozenset({"optimizer", "hyperparams", "batch_size", "epochs", "train_size"})
 
 
 def validate(config: DistributedConfig) -> None:
     """Check the task and optimizer names and hyperparameters without loading data.
 
     Raises:
-        UnknownNameError: unknown task or optimizer (lists the known names).
-        ConfigError: unknown hyperparameter or value out of range; a ``train_size`` smaller than
-            one global batch; a recipe technique the distributed modes do not implement.
+        UnknownNameError: unknown task, optimizer, schedule or technique (lists the known names).
+        ConfigError: unknown parameter or value out of range; a ``train_size`` smaller than one
+            global batch; anything the mode's engine cannot run (naming the engines that can).
     """
-    from optbench.optim import optimizers, resolved_hyperparams
+    import torch
+
+    from optbench.engine.validate import check_recipe
     from optbench.tasks import get_task
 
-    get_task(config.task)
-    unsupported = sorted(set(config.recipe.to_dict()) - SUPPORTED_RECIPE_FIELDS)
-    if unsupported:
-        raise ConfigError(f"recipe field {unsupported[0]}", config.recipe.to_dict()[unsupported[0]],
-                          f"its default in distributed modes (supported: {', '.join(sorted(SUPPORTED_RECIPE_FIELDS))})")
-    optimizers.canonical(config.recipe.optimizer)
-    resolved_hyperparams(config.recipe.optimizer, **config.recipe.hyperparams)
+    task = get_task(config.task)
+    device = torch.device("cuda" if config.device == "cuda" else "cpu") if config.device else None
+    check_recipe(config.recipe, task, device, engine="ddp" if config.parsed_mode.kind == "ddp" else "ps")
     size = config.recipe.train_size
     if size is not None and size < config.global_batch:
         raise ConfigError("train_size", size, f"an integer >= nproc * batch_size = {config.global_batch}")
 
 
-__all__ = ["MODES_ALLOWED", "MODE_KINDS", "SUPPORTED_RECIPE_FIELDS", "DistributedConfig", "Mode", "distributed_run_id", "parse_counts",
+__all__ = ["MODES_ALLOWED", "MODE_KINDS", "DistributedConfig", "Mode", "distributed_run_id", "parse_counts",
            "parse_mode", "parse_modes", "validate"]

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from optbench.engine.distributed.common import RankContext, now, sync, train_metrics
+from optbench.engine.distributed.common import RankContext, build_rank_run, now, sync, train_metrics
 from optbench.engine.distributed.records import StepRecord
 
 
@@ -84,12 +84,11 @@ def timed_allreduce_hook(timer: CommTimer, bucket):  # unannotated on purpose: s
 
 
 class DdpTrainer:
-    """One ``ddp`` process: a DDP-wrapped replica, its optimizer, and per-step records."""
+    """One ``ddp`` process: a DDP-wrapped replica running the one step (both halves on every rank; the
+    all-reduce happens inside ``backward``), and per-step records."""
 
     def __init__(self, ctx: RankContext) -> None:
         from torch.nn.parallel import DistributedDataParallel
-
-        from optbench.optim import create_optimizer
 
         self.ctx = ctx
         self.model = ctx.make_model()
@@ -97,16 +96,17 @@ class DdpTrainer:
         self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
         self.timer = CommTimer()
         self.ddp.register_comm_hook(self.timer, timed_allreduce_hook)
-        recipe = ctx.config.recipe
-        self.optimizer = create_optimizer(recipe.optimizer, self.ddp.parameters(), device=ctx.device,
-                                          **recipe.hyperparams)
-        self.metrics = train_metrics(ctx, group=32 if ctx.device.type == "cpu" else 64)  # as the loop
+        self.setup = build_rank_run(ctx, self.model, engine="ddp", forward=self.ddp)
+        self.metrics = train_metrics(ctx, group=32 if ctx.device.type == "cpu" else 64,  # as the loop
+                                     loss_is_task_loss=self.setup.step.loss_is_task_loss)
         self.steps: list[StepRecord] = []
         self.clock = 0
 
     def train_epoch(self, epoch: int, perm: Tensor) -> None:
         """One epoch: ``steps_per_epoch`` steps on this worker's shards of the permutation ``perm``."""
         ctx, device, train = self.ctx, self.ctx.device, self.ctx.data.train
+        step, controller = self.setup.step, self.setup.controller
+        closure = step.caps.needs_closure or step.caps.two_pass
         self.ddp.train()
         self.metrics.reset()
         for c in range(ctx.steps_per_epoch):
@@ -114,15 +114,18 @@ class DdpTrainer:
             t0 = now()
             index = ctx.shard(perm, c)
             x, y = train.x[index], train.y[index]
-            self.optimizer.zero_grad(set_to_none=True)
-            output = self.ddp(x)
-            loss = ctx.task.loss(output, y)
+            if controller is not None:
+                controller.apply(self.clock)
             self.timer.reset()
-            loss.backward()
-            sync(device)
-            t_backward = now()
-            self.optimizer.step()
-            self.metrics.add(loss, output, y)
+            if closure:  # the optimizer re-evaluates (all-reducing each time): no separate update side
+                step(x, y, self.metrics)
+                sync(device)
+                t_backward = now()
+            else:
+                step.gradients(x, y, self.metrics)
+                sync(device)
+                t_backward = now()
+                step.update()
             sync(device)
             t_end = now()
             wait = max(0.0, t_backward - self.timer.last_launch(default=t_backward))
@@ -139,13 +142,25 @@ class DdpTrainer:
         dist.all_reduce(values)
         return self.metrics.averages(values)
 
-    def eval_model(self) -> nn.Module:
-        """The replica (identical on every rank), for evaluation on rank 0."""
+    def after_train_epoch(self, epoch: int) -> None:
+        """The components' per-epoch update-side hook (every rank holds identical weights)."""
+        self.setup.after_train_epoch(epoch)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> dict[str, dict]:
+        """Schedule and components at the epoch's end (same metrics on every rank); stop reasons."""
+        return self.setup.on_epoch_end(epoch, metrics)
+
+    def eval_model(self, train_inputs) -> nn.Module:  # noqa: ANN001 - a callable of input batches
+        """What to evaluate on rank 0: the replica, or what a component swaps in (averaged weights)."""
+        return self.setup.eval_model(train_inputs)
+
+    def final_model(self) -> nn.Module:
+        """The trained replica (identical on every rank)."""
         return self.model
 
     def lr(self) -> float:
         """Learning rate of the first parameter group."""
-        return float(self.optimizer.param_groups[0]["lr"])
+        return self.setup.lr()
 
     def server_stats(self) -> tuple[list[int], dict | None]:
         """No server in ``ddp``: no staleness, no server statistics."""

@@ -239,7 +239,8 @@ def build_run(config: DistributedConfig, summary: dict[str, Any], state: dict[st
         task=summary["task_name"], recipe=config.recipe, seed=config.seed, status=RunStatus(summary["status"]),
         epochs=epochs, error=summary["error"], train_seconds=sum(e.train_seconds for e in epochs),
         eval_seconds=sum(e.eval_seconds for e in epochs), total_seconds=total_seconds, steps=summary["steps"],
-        environment=dict(summary["environment"]), hyperparams=dict(summary["hyperparams"]))
+        environment=dict(summary["environment"]) | dict(summary.get("stop_reasons") or {}),
+        hyperparams=dict(summary["hyperparams"]))
     run = DistributedRun(config=config, result=result, steps=steps_from_columns(summary["workers_steps"]),
                          staleness={int(k): v for k, v in summary["staleness"].items()}, server=summary["server"],
                          final_state=state)

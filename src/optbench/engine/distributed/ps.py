@@ -40,6 +40,7 @@ from optbench.engine.distributed.common import (
     FlatParams,
     RankContext,
     average_into,
+    build_rank_run,
     now,
     sync,
     train_metrics,
@@ -71,15 +72,15 @@ class PsServer:
     """Rank 0 of a server mode: weights, optimizer, the mode's protocol, staleness and update timing."""
 
     def __init__(self, ctx: RankContext) -> None:
-        from optbench.optim import create_optimizer
-
         self.ctx = ctx
         self.model = ctx.make_model()
-        self.flat = FlatParams(_trainable(self.model))
-        recipe = ctx.config.recipe
-        self.optimizer = create_optimizer(recipe.optimizer, self.flat.params, device=ctx.device, **recipe.hyperparams)
+        self.flat = FlatParams(_trainable(self.model), list(self.model.buffers()))
+        self.setup = build_rank_run(ctx, self.model, engine="ps")  # the update side of the one step
+        self.optimizer = self.setup.optimizer
+        # schedule step of an update: one per global step (ps-async applies N updates per global step)
+        self.updates_per_step = ctx.n_workers if ctx.mode.kind == "ps-async" else 1
         self.weights = self.flat.params_into(self.flat.empty())  # the message buffer, always current
-        self.average = self.flat.empty()
+        self.average = self.flat.empty_message()
         self.header = torch.zeros(_FIXED + TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
         self.metrics = train_metrics(ctx)  # only its averages(): the sums arrive in the push headers
         self.sums = torch.zeros(TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
@@ -95,7 +96,7 @@ class PsServer:
         kind, push_clock, version_read, want_clock = (int(v) for v in self.header[:_FIXED].tolist())
         grad = None
         if kind & PUSH:
-            grad = self.flat.empty()
+            grad = self.flat.empty_message()
             dist.recv(grad, src=src, tag=TAG_GRAD)
             self.sums += self.header[_FIXED:]
         # the worker waits from here on: the transfers before count as its communication
@@ -109,7 +110,9 @@ class PsServer:
         """One optimizer step with the flat gradient ``grad``; refreshes the weights buffer."""
         t0 = now()
         self.flat.load_grads(grad)
-        self.optimizer.step()
+        if self.setup.controller is not None:
+            self.setup.controller.apply(self.version // self.updates_per_step)
+        self.setup.step.update()
         self.flat.params_into(self.weights)
         sync(self.ctx.device)
         self.update_seconds += now() - t0
@@ -183,13 +186,25 @@ class PsServer:
         """Train metrics of the epoch averaged over every pushed batch (from the push headers)."""
         return self.metrics.averages(self.sums)
 
-    def eval_model(self) -> nn.Module:
+    def after_train_epoch(self, epoch: int) -> None:
+        """The components' per-epoch update-side hook (SWA's average), on the server's weights."""
+        self.setup.after_train_epoch(epoch)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> dict[str, dict]:
+        """Schedule and components at the epoch's end; stop reasons."""
+        return self.setup.on_epoch_end(epoch, metrics)
+
+    def eval_model(self, train_inputs) -> nn.Module:  # noqa: ANN001 - a callable of input batches
+        """What to evaluate: the server's model, or what a component swaps in (averaged weights)."""
+        return self.setup.eval_model(train_inputs)
+
+    def final_model(self) -> nn.Module:
         """The server's model (its parameters are the current weights)."""
         return self.model
 
     def lr(self) -> float:
         """Learning rate of the first parameter group."""
-        return float(self.optimizer.param_groups[0]["lr"])
+        return self.setup.lr()
 
     def server_stats(self) -> tuple[list[int], dict]:
         """Staleness of every applied gradient and ``{"updates", "update_seconds"}``."""
@@ -202,12 +217,14 @@ class PsWorker:
     def __init__(self, ctx: RankContext) -> None:
         self.ctx = ctx
         self.model = ctx.make_model()
-        self.flat = FlatParams(_trainable(self.model))
+        self.flat = FlatParams(_trainable(self.model), list(self.model.buffers()))
         self.weights = self.flat.empty()
-        self.grad = self.flat.empty()
+        self.grad = self.flat.empty_message()
         self.reply = torch.zeros(2, dtype=torch.float64)
         self.header = torch.zeros(_FIXED + TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
-        self.step_metrics = train_metrics(ctx, group=1)  # one step's sums per push
+        self.setup = build_rank_run(ctx, self.model, engine="ps", with_optimizer=False)  # the gradient side
+        self.step_metrics = train_metrics(ctx, group=1,  # one step's sums per push
+                                          loss_is_task_loss=self.setup.step.loss_is_task_loss)
         self.steps: list[StepRecord] = []
         self.clock = 0
 
@@ -235,12 +252,8 @@ class PsWorker:
             self.flat.load_params(self.weights)
             index = ctx.shard(perm, c)
             x, y = train.x[index], train.y[index]
-            self.model.zero_grad(set_to_none=True)
-            output = self.model(x)
-            loss = ctx.task.loss(output, y)
-            loss.backward()
             self.step_metrics.reset()
-            self.step_metrics.add(loss, output, y)
+            self.setup.step.gradients(x, y, self.step_metrics)
             self.flat.grads_into(self.grad)
             sync(device)
             computed = now()
@@ -257,6 +270,13 @@ class PsWorker:
 
     def epoch_metrics(self) -> None:
         """Workers report their metrics in the push headers; the server has them."""
+
+    def after_train_epoch(self, epoch: int) -> None:
+        """Nothing: the server holds the weights that are averaged."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> dict[str, dict]:
+        """Nothing: the server decides."""
+        return {}
 
     def server_stats(self) -> tuple[list[int], None]:
         """Workers keep no server statistics."""

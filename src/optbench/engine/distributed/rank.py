@@ -7,8 +7,8 @@ metrics (averaged over all workers' batches) and evaluates on the validation and
 the others wait in the next broadcast, so evaluation never counts as training time.
 
 Shutdown: a barrier before ``destroy_process_group`` on the success path, so that no rank tears down
-its connections while a peer still uses them (issue 7 reports that without one about one
-two-process run in five crashed). Measured here: 24 consecutive two-worker jobs (all four modes) ended
+its connections while a peer still uses them (without one, about one two-process run
+in five crashed). Measured here: 24 consecutive two-worker jobs (all four modes) ended
 cleanly. On an error the process exits without the barrier and the launcher stops the others.
 """
 
@@ -28,6 +28,7 @@ from optbench.engine.distributed.common import (
     RankContext,
     agree,
     backend_for,
+    broadcast_json,
     gather_json,
     now,
     resolve_device,
@@ -51,12 +52,15 @@ def make_trainer(ctx: RankContext) -> Any:
 
 def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
     """The epoch loop; returns rank 0's epochs, status and error (empty lists elsewhere)."""
-    from optbench.engine.loop import evaluate
+    from optbench.engine.data import ordered_batches
+    from optbench.engine.loop import EVAL_BATCH_SIZE, evaluate
 
     config = ctx.config
     generator = torch.Generator().manual_seed(config.seed)
     epochs: list[EpochRecord] = []
-    status, error, go_on, global_steps = "finished", None, True, 0
+    status, error, go_on, global_steps, train_seconds = "finished", None, True, 0, 0.0
+    stop_reasons: dict[str, Any] = {}
+    every_rank = ctx.mode.kind == "ddp" and trainer.setup.needs_epoch_end
     n_train = len(ctx.data.train)
     for epoch in range(1, config.recipe.epochs + 1):
         if not agree(ctx, go_on):
@@ -67,22 +71,37 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
         sync(ctx.device)
         t1 = now()
         train_metrics = trainer.epoch_metrics()
-        if ctx.rank != 0:
+        trainer.after_train_epoch(epoch)
+        metrics: dict[str, float] | None = None
+        if ctx.rank == 0:
+            model = trainer.eval_model(lambda: (x for x, _ in ordered_batches(ctx.data.train, EVAL_BATCH_SIZE)))
+            metrics = train_metrics | evaluate(model, ctx.task, ctx.data.valid, "valid") \
+                | evaluate(model, ctx.task, ctx.data.test, "test") | trainer.setup.extra_metrics()
+            sync(ctx.device)
+            t2 = now()
+            train_seconds += t1 - t0
+            global_steps += ctx.steps_per_epoch
+            if not math.isfinite(metrics.get("train_loss", math.nan)):  # as the single-process loop: a
+                status, error, go_on = "diverged", f"non-finite training loss in epoch {epoch}", False
+            else:  # diverged epoch is not recorded
+                epochs.append(EpochRecord(epoch=epoch, step=global_steps, metrics=metrics, train_seconds=t1 - t0,
+                                          eval_seconds=t2 - t1,
+                                          samples_per_second=ctx.steps_per_epoch * config.global_batch / (t1 - t0),
+                                          lr=trainer.lr()))
+        if every_rank:  # every DDP rank steps its own optimizer and schedule: all see rank 0's metrics
+            metrics = broadcast_json(ctx, metrics)
+        if metrics is None or not math.isfinite(metrics.get("train_loss", math.nan)):
             continue
-        model = trainer.eval_model()
-        metrics = train_metrics | evaluate(model, ctx.task, ctx.data.valid, "valid") \
-            | evaluate(model, ctx.task, ctx.data.test, "test")
-        sync(ctx.device)
-        t2 = now()
-        global_steps += ctx.steps_per_epoch
-        if not math.isfinite(metrics.get("train_loss", math.nan)):  # as the single-process loop: a
-            status, error, go_on = "diverged", f"non-finite training loss in epoch {epoch}", False
-            continue  # diverged epoch is not recorded
-        epochs.append(EpochRecord(epoch=epoch, step=global_steps, metrics=metrics, train_seconds=t1 - t0,
-                                  eval_seconds=t2 - t1,
-                                  samples_per_second=ctx.steps_per_epoch * config.global_batch / (t1 - t0),
-                                  lr=trainer.lr()))
-    return {"epochs": [asdict(e) for e in epochs], "status": status, "error": error, "steps": global_steps}
+        reasons = trainer.on_epoch_end(epoch, metrics)  # schedule and components; never test metrics
+        if ctx.rank == 0:
+            budget = config.recipe.max_train_seconds
+            if budget is not None and train_seconds >= budget:
+                reasons = {"time_budget": {"stopped_epoch": epoch, "seconds": train_seconds}}
+            if reasons:
+                stop_reasons.update(reasons)
+                go_on = False
+    return {"epochs": [asdict(e) for e in epochs], "status": status, "error": error, "steps": global_steps,
+            "stop_reasons": stop_reasons}
 
 
 def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_rank: int = 0,
@@ -137,12 +156,12 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
                 columns.setdefault(name, []).extend(values)
         summary |= {"workers_steps": columns, "staleness": {str(k): v for k, v in staleness_histogram(staleness).items()},
                     "server": server, "hyperparams": resolved_hyperparams(config.recipe.optimizer,
-                                                                          **config.recipe.hyperparams),
+                                                                          **trainer.setup.hyperparams),
                     "environment": environment(device), "task_name": ctx.task.name,
                     "train_size": len(ctx.data.train), "rank0_seconds": time.perf_counter() - started}
         state = None
         if config.keep_state:
-            state = {k: v.detach().cpu().clone() for k, v in trainer.eval_model().state_dict().items()}
+            state = {k: v.detach().cpu().clone() for k, v in trainer.final_model().state_dict().items()}
         return summary, state
     finally:
         if clean:
