@@ -13,7 +13,7 @@ communication (ring all-reduce for ``ddp``, 2 N M / beta for ``ps-sync``; one bu
 and from the compute time measured at 2 processes (which isolates the communication model from
 CPU contention).
 
-Target (DESIGN.md section 9): all-reduce beats the synchronous parameter server in samples/s at 2+
+Target: all-reduce beats the synchronous parameter server in samples/s at 2+
 workers.
 
 Usage: python bench/distributed.py [--rounds 3] [--train-size 3072] [--batch-size 64] [--modes ...]

@@ -7,7 +7,7 @@ Both are timed from outside over the whole call (model and optimizer constructio
 optbench's evaluation is given one-example validation/test splits so that it costs ~nothing:
 this measures the training loop, which is what the target is about.
 
-Target (DESIGN.md section 9): optbench samples/s >= 0.97 x the hand-written loop's.
+Target: optbench samples/s >= 0.97 x the hand-written loop's.
 
 Usage: python bench/harness_overhead.py [--rounds 15] [--threads N]
 """

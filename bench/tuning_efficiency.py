@@ -1,6 +1,6 @@
-"""Tuning efficiency: full grid vs random search vs TPE with ASHA pruning, in one run (issue 5).
+"""Tuning efficiency: full grid vs random search vs TPE with ASHA pruning, in one run.
 
-Target (DESIGN.md section 9): TPE + pruning reaches within 0.5 pp of the full grid's best
+Target: TPE + pruning reaches within 0.5 pp of the full grid's best
 validation accuracy using <= 25% of the grid's epochs.
 
 Setup (chosen before running, not tuned to the result): task ``mnist1d_mlp`` (MNIST-1D, 40

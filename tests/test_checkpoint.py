@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints (issue 5): a run stopped after any epoch and resumed from its checkpoint
+"""Per-epoch checkpoints: a run stopped after any epoch and resumed from its checkpoint
 ends bitwise equal to an uninterrupted run (CPU); bad checkpoints are ignored; a study killed with
 SIGKILL continues its interrupted run from its last epoch."""
 

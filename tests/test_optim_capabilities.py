@@ -1,7 +1,8 @@
 """The training loop's optimizer protocol: capabilities, closures, SAM, second-order methods.
 
 The loop dispatches on :func:`optbench.optim.capabilities` only (never on names); these tests
-run that exact dispatch for the special optimizers and for every registered name.
+drive the engine's own step (:class:`optbench.engine.step.TrainStep`, through :func:`optbench.train`
+where a whole run checks the same thing) for the special optimizers and for every registered name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,21 @@ import pytest
 import torch
 from torch import nn
 
+from optbench import train
 from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.core.spec import (
+    Dataset,
+    Direction,
+    Metric,
+    Recipe,
+    RunStatus,
+    Split,
+    Target,
+    Task,
+    TaskData,
+)
+from optbench.engine.metrics import TrainMetrics
+from optbench.engine.step import TrainStep
 from optbench.optim import (
     SAM,
     Capabilities,
@@ -31,6 +46,9 @@ from optbench.optim.catalog import LIBRARY_TRAITS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
 
+CPU = torch.device("cpu")
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -42,18 +60,34 @@ def _model(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
 
 
-def loop_step(optimizer: torch.optim.Optimizer, caps: Capabilities, model: nn.Module,
-              loss_fn: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The lead's dispatch, verbatim (issue 3 brief B)."""
-    if caps.needs_closure:
-        def closure():
-            optimizer.zero_grad(set_to_none=True); out = model(x); loss = loss_fn(out, y)  # noqa: E702
-            loss.backward(create_graph=caps.create_graph); return loss  # noqa: E702
-        loss = optimizer.step(closure)
-    else:
-        optimizer.zero_grad(set_to_none=True); loss = loss_fn(model(x), y)  # noqa: E702
-        loss.backward(create_graph=caps.create_graph); optimizer.step()  # noqa: E702
-    return loss
+def _task(loss: Loss = nn.functional.cross_entropy) -> Task:
+    """A task over :func:`_data` and :func:`_model` whose only metric is ``loss`` (a batch mean)."""
+    x, y = _data()
+    return Task(name="toy", description="8 -> 16 -> 3 tanh MLP on 64 random points",
+                make_model=_model, load_data=lambda: Dataset(Split(x, y), Split(x, y)), loss=loss,
+                metrics=(Metric("loss", Direction.MINIMIZE, lambda out, t: loss(out, t) * t.shape[0]),),
+                target=Target("valid", "loss", 0.0), valid_size=1)
+
+
+def engine_step(name: str, optimizer: torch.optim.Optimizer, model: nn.Module, *, batch_size: int,
+                loss: Loss = nn.functional.cross_entropy) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """The engine's step over ``optimizer`` (registry name ``name``) and ``model``, with no technique:
+    a function doing one step on a batch of at most ``batch_size`` examples and returning the
+    step's training loss. The one place this file builds a :class:`TrainStep`."""
+    task = _task(loss)
+    step = TrainStep(task=task, model=model, forward=model, optimizer=optimizer, components=(),
+                     precision="fp32", device=CPU, caps=capabilities(name), batch_size=batch_size)
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> float:
+        metrics = TrainMetrics(task, CPU, group=1)
+        step(x, y, metrics)
+        return metrics.result()["train_loss"]
+
+    return run
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
 # ---------------------------------------------------------------- the loop pattern
@@ -69,19 +103,20 @@ SPECIAL = {  # name -> (hyperparameters, steps, expected capabilities)
 
 
 @pytest.mark.parametrize("name", list(SPECIAL))
-def test_loop_pattern_trains_special_optimizers(name: str) -> None:
+def test_training_loop_trains_special_optimizers(name: str) -> None:
+    """A whole run of :func:`optbench.train`, one full-batch step per epoch: the first epoch's
+    training loss is the loss at the initial weights, the last validation loss (the same 64
+    points) the loss after the last step."""
     hp, steps, expected = SPECIAL[name]
-    caps = capabilities(name)
-    assert caps == expected
-    model, (x, y) = _model(), _data()
-    loss_fn = nn.functional.cross_entropy
-    optimizer = create_optimizer(name, model.parameters(), **hp)
-    first = None
-    for _ in range(steps):
-        loss = loop_step(optimizer, caps, model, loss_fn, x, y)
-        assert isinstance(loss, torch.Tensor) and loss.ndim == 0
-        first = loss.item() if first is None else first
-    final = loss_fn(model(x), y).item()
+    assert capabilities(name) == expected
+    x, y = _data()
+    split = Split(x, y)
+    result = train(_task(), TaskData(split, split, split), Recipe(name, hp, batch_size=len(x), epochs=steps), seed=0)
+    assert result.status is RunStatus.FINISHED, result.error
+    assert result.steps == steps and [e.epoch for e in result.epochs] == list(range(1, steps + 1))
+    first = result.epochs[0].metrics["train_loss"]
+    assert first == pytest.approx(nn.functional.cross_entropy(_model()(x), y).item(), rel=1e-6)
+    final = result.epochs[-1].metrics["valid_loss"]
     assert final < 0.8 * first, f"{name}: loss {first:.3f} -> {final:.3f}"
 
 
@@ -132,8 +167,7 @@ def test_sam_shares_groups_and_state_with_its_base() -> None:
     optimizer.param_groups[0]["lr"] = 0.5  # what a schedule does
     assert base.param_groups[0]["lr"] == 0.5 and base.param_groups[0]["sam_rho"] == 0.05
     x, y = _data()
-    caps = capabilities("sam:momentum")
-    loop_step(optimizer, caps, model, nn.functional.cross_entropy, x, y)
+    engine_step("sam:momentum", optimizer, model, batch_size=len(x))(x, y)
     state = optimizer.state_dict()
     assert state == base.state_dict() and len(state["state"]) == 4
     fresh = create_optimizer("sam:momentum", _model().parameters(), lr=0.1)
@@ -181,26 +215,30 @@ def test_sam_hyperparameters() -> None:
 # ---------------------------------------------------------------- second order
 def test_create_graph_now_follows_the_hessian_period() -> None:
     """Sophia estimates the Hessian on steps 1, 11, 21, ... (update_period=10); the graph is
-    needed only then. Without it on such a step the Hessian-vector product fails; with it
-    only then, training is identical to building it every step."""
-    runs = []
-    for only_when_needed in (False, True):
-        model, (x, y) = _model(), _data()
-        optimizer = create_optimizer("sophia", model.parameters(), lr=0.5)
-        used = []
-        torch.manual_seed(3)
-        for _ in range(21):
-            graph = create_graph_now(optimizer) if only_when_needed else True
-            used.append(create_graph_now(optimizer))
-            optimizer.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x), y).backward(create_graph=graph)
-            optimizer.step()
-        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
-        assert [i for i, u in enumerate(used) if u] == [0, 10, 20]
-    assert torch.equal(runs[0], runs[1])
+    needed only then. Without it on such a step the Hessian-vector product fails; the engine's
+    step, which builds it only then, trains exactly as building it on every step does."""
+    x, y = _data()
+    model = _model()
+    optimizer = create_optimizer("sophia", model.parameters(), lr=0.5)
+    torch.manual_seed(3)
+    for _ in range(21):  # the reference: the graph on every step
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward(create_graph=True)
+        optimizer.step()
+    reference = _flat(model)
+    model = _model()
+    optimizer = create_optimizer("sophia", model.parameters(), lr=0.5)
+    step = engine_step("sophia", optimizer, model, batch_size=len(x))
+    used = []
+    torch.manual_seed(3)
+    for _ in range(21):
+        used.append(create_graph_now(optimizer))
+        step(x, y)
+    assert [i for i, u in enumerate(used) if u] == [0, 10, 20]
+    assert torch.equal(_flat(model), reference)
     model = _model()
     optimizer = create_optimizer("sophia", model.parameters())
-    nn.functional.cross_entropy(model(_data()[0]), _data()[1]).backward()  # no graph
+    nn.functional.cross_entropy(model(x), y).backward()  # no graph
     with pytest.raises(RuntimeError):
         optimizer.step()
     assert create_graph_now(create_optimizer("adam", [nn.Parameter(torch.zeros(1))]))
@@ -292,9 +330,10 @@ def params_for(name: str, model: nn.Module) -> Any:
     return model.parameters()
 
 
-def test_every_registered_name_builds_and_steps_through_the_loop_pattern() -> None:
-    """Every name, dispatched on its capabilities with the loop's closure (wrapped in
-    enable_grad: AliG calls the closure under no_grad)."""
+def test_every_registered_name_builds_and_steps_through_the_engine_step() -> None:
+    """Every name, built over the parameters it needs and stepped by the engine's step, which
+    dispatches on its capabilities (and runs closures under enable_grad: AliG calls the closure
+    under no_grad)."""
     names = optimizers.names()
     special = (set(CANNOT_BUILD) | set(CANNOT_STEP) | MATRICES_ONLY | MUON_GROUPS | TAKES_MODULE
                | SPARSE | set(EXTRA_HYPERPARAMS))
@@ -307,14 +346,13 @@ def test_every_registered_name_builds_and_steps_through_the_loop_pattern() -> No
             continue
         if name in SPARSE:
             model: nn.Module = nn.Embedding(5, 3, sparse=True)
+            inputs, targets = torch.tensor([0, 2, 2]), torch.zeros(3, dtype=torch.int64)
 
-            def loss_fn(m: nn.Module = model) -> torch.Tensor:
-                return m(torch.tensor([0, 2, 2])).pow(2).sum()
+            def loss(out: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+                return out.pow(2).sum()
         else:
             model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-
-            def loss_fn(m: nn.Module = model) -> torch.Tensor:
-                return nn.functional.cross_entropy(m(x), y)
+            inputs, targets, loss = x, y, nn.functional.cross_entropy
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             opt = create_optimizer(name, params_for(name, model), **EXTRA_HYPERPARAMS.get(name, {}))
@@ -322,26 +360,13 @@ def test_every_registered_name_builds_and_steps_through_the_loop_pattern() -> No
         built += 1
         if name in CANNOT_STEP:
             continue
-        caps = capabilities(name)
-
-        @torch.enable_grad()
-        def closure(o: torch.optim.Optimizer = opt, f: Callable = loss_fn,
-                    c: Capabilities = caps) -> torch.Tensor:
-            o.zero_grad(set_to_none=True)
-            loss = f()
-            loss.backward(create_graph=c.create_graph)
-            return loss
-
+        step = engine_step(name, opt, model, batch_size=len(inputs), loss=loss)
         before = [p.detach().clone() for p in model.parameters()]
         moved = False
         for _ in range(MAX_STEPS_TO_MOVE):  # some skip early steps (ADOPT, RAdam, SOAP, AdaShift)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if caps.needs_closure:
-                    opt.step(closure)
-                else:
-                    closure()
-                    opt.step()
+                step(inputs, targets)
             moved = any(not torch.equal(a, b)
                         for a, b in zip(before, model.parameters(), strict=True))
             if moved:

@@ -59,7 +59,7 @@ class LeastSquares:
 
 def run_loop(name: str, tensors: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor],
              steps: int, **hp: Any) -> np.ndarray:
-    """The training loop's dispatch on :func:`capabilities` (the lead's pattern)."""
+    """A training loop dispatching on :func:`capabilities`, as the engine's step does."""
     caps = capabilities(name)
     opt = create_optimizer(name, tensors, **hp)
     for _ in range(steps):
@@ -438,7 +438,7 @@ def test_references_cover_all_presets() -> None:
 # ---------------------------------------------------------------- documented differences
 @pytest.mark.parametrize(("name", "ref"), [("adagrad", ref_adagrad), ("rmsprop", ref_rmsprop)])
 def test_eps_is_added_outside_the_square_root(name: str, ref: Callable) -> None:
-    """torch adds eps to sqrt(G) rather than inside it (the issue's AdaGrad
+    """torch adds eps to sqrt(G) rather than inside it (the textbook AdaGrad
     theta -= alpha g / sqrt(G + eps), Duchi et al.'s delta + sqrt(G)); with a large eps the
     two forms differ and torch matches the outside one."""
     problem = LeastSquares(seed=3)

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.core.spec import Direction
 from optbench.techniques import (
     EarlyStopping,
     accumulation_steps,
@@ -30,7 +31,6 @@ from optbench.techniques import (
     swa,
     swa_lr_scheduler,
 )
-from optbench.core.spec import Direction
 
 
 def _set(model: nn.Module, value: float) -> None:
@@ -60,12 +60,13 @@ def test_swa_equal_average_with_start_and_every() -> None:
     averager = swa(model, start=2, every=2)
     with pytest.raises(RuntimeError, match="no weights averaged"):
         averager.module  # noqa: B018 - the property raises before the first average
-    averaged = []
-    for call, v in enumerate([10.0, 20.0, 1.0, 2.0, 3.0, 4.0, 5.0], start=1):
+    averaged, active = [], []
+    for v in [10.0, 20.0, 1.0, 2.0, 3.0, 4.0, 5.0]:
         _set(model, v)
-        assert averager.active == (call > 2) or call == 2
+        active.append(averager.active)  # before the call: the loop picks the call's learning rate
         if averager.update(model):
             averaged.append(v)
+    assert active == [False, False, True, True, True, True, True]  # the start=2 calls have passed
     assert averaged == [1.0, 3.0, 5.0]  # calls 3, 5, 7
     for p in averager.finalize().parameters():
         torch.testing.assert_close(p, torch.full_like(p, 3.0))
@@ -260,6 +261,7 @@ def test_loop_integration_sketch_runs_every_component() -> None:
     stopper = EarlyStopping(patience=2, min_delta=0.0, direction=Direction.MINIMIZE)
     micro = 16
     stopped_at = None
+    valid_losses = []
     for epoch in range(1, 6):
         model.train()
         for x, y in zip(x_train.split(32), y_train.split(32), strict=True):
@@ -289,11 +291,18 @@ def test_loop_integration_sketch_runs_every_component() -> None:
         with torch.no_grad():
             valid_loss = F.cross_entropy(evaluated(x_valid), y_valid).item()
         assert math.isfinite(valid_loss)
+        valid_losses.append(valid_loss)
         if stopper.update(valid_loss):
             stopped_at = epoch
             break
-    assert averager.count == 5 * 2 if stopped_at is None else averager.count == stopped_at * 2
-    assert stopper.best_epoch >= 1
+    epochs = len(valid_losses)
+    assert averager.count == epochs * 2  # every step of every epoch trained (2 steps of 32)
+    # the patience rule from the recorded losses: the best is the first minimum; the run stops at
+    # the first epoch 2 (patience) epochs after the best so far
+    best = [1 + min(range(e), key=lambda i: valid_losses[i]) for e in range(1, epochs + 1)]
+    assert stopper.best_epoch == best[-1] and stopper.best == min(valid_losses)
+    stops = [e for e in range(1, epochs + 1) if e - best[e - 1] >= 2]
+    assert stopped_at == (stops[0] if stops else None) and (stopped_at is not None or epochs == 5)
 
 
 def test_goyal_warmup_is_the_schedules_warmup_and_matches_the_paper() -> None:

@@ -1,4 +1,4 @@
-"""The issue-4 task catalogue: DeepOBS architectures (parameter counts from their definitions),
+"""The task catalogue: DeepOBS architectures (parameter counts from their definitions),
 synthetic problems with known optima, task validation, and the fast tasks reaching their targets."""
 
 from __future__ import annotations

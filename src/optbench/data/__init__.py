@@ -15,7 +15,7 @@ Public API::
 
 Sources (for custom datasets and tests): FileSpec, UrlSource, NpmSource, DebianSource,
 PipSource, FunctionSource, fetch_files. Dataset types: IdxDataset, DigitsDataset,
-Mnist1dDataset, CifarDataset (``optbench.data.cifar``), TextDataset (``optbench.data.text``). See DESIGN.md section 4.
+Mnist1dDataset, CifarDataset (``optbench.data.cifar``), TextDataset (``optbench.data.text``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The dataset catalogue: MNIST, Fashion-MNIST, digits, MNIST-1D, CIFAR-10/100 and the text
-corpora Shakespeare and Brown (DESIGN.md section 4).
+corpora Shakespeare and Brown.
 
 Every dataset is a :class:`DatasetSpec` in the :data:`datasets` registry. Array datasets
 (``kind == "arrays"``) load into :class:`Arrays` (numpy, train and test split) with

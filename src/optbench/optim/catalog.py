@@ -1,6 +1,6 @@
 """The optimizer catalogue: the presets, every torch and pytorch-optimizer class, and the registry.
 
-Names (DESIGN.md section 6):
+Names:
 
 * **Presets** — the field's names with fixed, documented defaults (:data:`PRESETS`):
   ``gd``, ``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adadelta``, ``adam``,

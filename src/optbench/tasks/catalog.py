@@ -1,4 +1,4 @@
-"""The task catalogue (DESIGN.md section 5). Each factory returns a :class:`~optbench.core.spec.Task`.
+"""The task catalogue. Each factory returns a :class:`~optbench.core.spec.Task`.
 
 Targets are validation accuracies; the recipes are ones that reach them (see each docstring
 for the measured cost on 2 CPU cores, from ``python bench/tasks_cost.py``).
