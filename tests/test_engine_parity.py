@@ -44,6 +44,7 @@ EXAMPLES: dict[str, str] = {
     "lr_scaling": "lr_scaling:rule=linear,base_batch_size=16",
     "no_decay_bias_norm": "no_decay_bias_norm",
     "early_stopping": "early_stopping:patience=1,min_delta=0.5",
+    "gradient_noise": "gradient_noise:eta=0.01",
 }
 
 

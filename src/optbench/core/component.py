@@ -58,6 +58,8 @@ class RunContext:
         steps_per_epoch: optimizer steps per epoch.
         total_steps: optimizer steps of the whole budget.
         engine: one of :data:`ENGINES`.
+        seed: the run's seed (the same on every process of a distributed run: update-side randomness
+            seeded from it stays identical on every DDP replica).
     """
 
     model: nn.Module
@@ -68,6 +70,7 @@ class RunContext:
     steps_per_epoch: int
     total_steps: int
     engine: str
+    seed: int = 0
 
 
 class Component:

@@ -1,6 +1,6 @@
 """The contracts every part of optbench builds on: Task, Recipe, RunResult.
 
-Vocabulary (DESIGN.md section 2):
+Vocabulary (docs/architecture.md):
 
 * **Task** — data + model + loss + metrics + a target value for time-to-target
   (a DeepOBS "test problem").

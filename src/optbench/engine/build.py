@@ -129,8 +129,8 @@ class RunSetup:
 
 
 def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.device, generator: torch.Generator,
-              engine: str, batch_size: int, steps_per_epoch: int, forward: Callable[[Tensor], Tensor] | None = None,
-              with_optimizer: bool = True) -> RunSetup:
+              engine: str, batch_size: int, steps_per_epoch: int, seed: int,
+              forward: Callable[[Tensor], Tensor] | None = None, with_optimizer: bool = True) -> RunSetup:
     """Build a run around ``model`` (already on ``device``, initialized under the run's seed).
 
     Args:
@@ -141,6 +141,7 @@ def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.dev
         engine: ``single``, ``ddp`` or ``ps`` (see :data:`optbench.core.component.ENGINES`).
         batch_size: examples of one optimizer step (all workers together), for learning-rate scaling.
         steps_per_epoch: optimizer steps per epoch (schedule horizon).
+        seed: the run's seed (components seed their own update-side randomness from it).
         forward: what the step calls for the forward pass (the DDP wrapper); ``model`` by default.
         with_optimizer: False on a parameter-server worker (it computes gradients only).
 
@@ -163,7 +164,8 @@ def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.dev
                                   steps_per_epoch=steps_per_epoch, task=task)
         controller = LRController(optimizer, schedule) if schedule is not None else None
     run = RunContext(model=model, optimizer=optimizer, task=task, device=device, generator=generator,
-                     steps_per_epoch=steps_per_epoch, total_steps=recipe.epochs * steps_per_epoch, engine=engine)
+                     steps_per_epoch=steps_per_epoch, total_steps=recipe.epochs * steps_per_epoch, engine=engine,
+                     seed=seed)
     for c in overriding(components, "setup"):
         c.setup(run)
     step = TrainStep(task=task, model=model, forward=forward or model, optimizer=optimizer, components=components,

@@ -87,7 +87,7 @@ def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torc
         model = task.make_model().to(device, memory_format=memory_format(data))
         setup = build_run(task, replace(recipe, batch_size=batch_size), model, device=device,
                           generator=torch.Generator().manual_seed(seed + 1), engine="single",
-                          batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+                          batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed)
         if setup.hyperparams.get("lr") != recipe.hyperparams.get("lr") and "lr" in setup.hyperparams:
             result.hyperparams["lr"] = float(setup.lr())  # record the learning rate a component chose
         if state is None or checkpoint is None:

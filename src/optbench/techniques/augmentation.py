@@ -231,5 +231,8 @@ class GaussianNoise(_Augmentation):
     def __init__(self, *, std: float) -> None:
         super().__init__(std=std)
 
-__all__ = ["GaussianNoise", "HorizontalFlip", "RandomCrop", "Augmentation", "augmentations", "gaussian_noise", "horizontal_flip", "make_augmentation",
+#: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
+COMPONENTS = (RandomCrop, HorizontalFlip, GaussianNoise,)
+
+__all__ = ["COMPONENTS", "GaussianNoise", "HorizontalFlip", "RandomCrop", "Augmentation", "augmentations", "gaussian_noise", "horizontal_flip", "make_augmentation",
            "random_crop"]

@@ -268,4 +268,7 @@ class EMA(_Averaging):
     def __init__(self, *, decay: float = 0.999, start: int = 0, every: int = 1, average_buffers: bool = True) -> None:
         super().__init__(decay=decay, start=start, every=every, average_buffers=average_buffers)
 
-__all__ = ["EMA", "SWA", "Averager", "averagers", "ema", "make_averager", "swa", "swa_lr_scheduler"]
+#: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
+COMPONENTS = (SWA, EMA,)
+
+__all__ = ["COMPONENTS", "EMA", "SWA", "Averager", "averagers", "ema", "make_averager", "swa", "swa_lr_scheduler"]

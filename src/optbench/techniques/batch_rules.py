@@ -212,5 +212,8 @@ class Accumulation(Component):
     def __init__(self, *, steps: int) -> None:
         self.micro_batches = _validate.integer("accumulation steps", steps, low=1)
 
-__all__ = ["Accumulation", "LrScaling", "ACCUMULATION", "WarmupPlan", "accumulation_steps", "goyal_warmup", "lr_scaling", "micro_batches",
+#: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
+COMPONENTS = (Accumulation, LrScaling,)
+
+__all__ = ["COMPONENTS", "Accumulation", "LrScaling", "ACCUMULATION", "WarmupPlan", "accumulation_steps", "goyal_warmup", "lr_scaling", "micro_batches",
            "scaled_lr"]

@@ -128,4 +128,7 @@ class EarlyStoppingComponent(Component):
     def load_state_dict(self, state: Any) -> None:
         self.stopper.load_state_dict(dict(state))
 
-__all__ = ["EarlyStoppingComponent", "EARLY_STOPPING", "EarlyStopping"]
+#: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
+COMPONENTS = (EarlyStoppingComponent,)
+
+__all__ = ["COMPONENTS", "EarlyStoppingComponent", "EARLY_STOPPING", "EarlyStopping"]

@@ -137,4 +137,7 @@ class ClipValue(Component):
     def after_backward(self) -> None:
         clip_grad_value_(self._params, self.clip_value)
 
-__all__ = ["ClipNorm", "ClipValue", "clip_grad_norm", "clip_grad_value", "clipping", "make_clipper"]
+#: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
+COMPONENTS = (ClipNorm, ClipValue,)
+
+__all__ = ["COMPONENTS", "ClipNorm", "ClipValue", "clip_grad_norm", "clip_grad_value", "clipping", "make_clipper"]

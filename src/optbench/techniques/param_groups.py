@@ -86,4 +86,7 @@ class NoDecayBiasNorm(Component):
             return None
         return decay_groups(model, float(weight_decay), exclude_bias_and_norm=True)
 
-__all__ = ["NoDecayBiasNorm", "DECAY_GROUPS", "NORM_TYPES", "decay_groups", "split_decay_parameters"]
+#: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
+COMPONENTS = (NoDecayBiasNorm,)
+
+__all__ = ["COMPONENTS", "NoDecayBiasNorm", "DECAY_GROUPS", "NORM_TYPES", "decay_groups", "split_decay_parameters"]

@@ -239,4 +239,7 @@ class ElasticNetPenalty(_Penalty):
     def __init__(self, *, strength: float, l1_ratio: float = 0.5, exclude_bias_and_norm: bool = False) -> None:
         super().__init__(exclude_bias_and_norm=exclude_bias_and_norm, strength=strength, l1_ratio=l1_ratio)
 
-__all__ = ["ElasticNetPenalty", "L1Penalty", "L2Penalty", "elastic_net", "l1", "l2", "make_penalty", "no_penalty", "penalties", "penalty"]
+#: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
+COMPONENTS = (L1Penalty, L2Penalty, ElasticNetPenalty,)
+
+__all__ = ["COMPONENTS", "ElasticNetPenalty", "L1Penalty", "L2Penalty", "elastic_net", "l1", "l2", "make_penalty", "no_penalty", "penalties", "penalty"]

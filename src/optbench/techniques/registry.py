@@ -1,14 +1,16 @@
 """The technique registry: every component a recipe can name (``optbench list techniques``), and
 the one way to build one from a :class:`~optbench.core.spec.TechniqueSpec`.
 
-Entries are registered lazily by import target, so listing names imports nothing heavy and no
-family module imports this one back. Adding a technique is one module with its component class
-and one line here (docs/architecture.md, "Adding a technique").
+The registry discovers the component classes of the package's modules on first use (each module
+lists them in ``COMPONENTS``), so no family module imports this one back and adding a technique
+is one module (docs/architecture.md, "Adding a technique").
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,25 +19,45 @@ from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.core.spec import TechniqueSpec
 
-techniques: Registry[type[Component]] = Registry("technique")
-for _name, _target in {
-    "l1": "optbench.techniques.penalties:L1Penalty",
-    "l2": "optbench.techniques.penalties:L2Penalty",
-    "elastic_net": "optbench.techniques.penalties:ElasticNetPenalty",
-    "label_smoothing": "optbench.techniques.smoothing:LabelSmoothing",
-    "random_crop": "optbench.techniques.augmentation:RandomCrop",
-    "horizontal_flip": "optbench.techniques.augmentation:HorizontalFlip",
-    "gaussian_noise": "optbench.techniques.augmentation:GaussianNoise",
-    "swa": "optbench.techniques.averaging:SWA",
-    "ema": "optbench.techniques.averaging:EMA",
-    "clip_norm": "optbench.techniques.gradient_clipping:ClipNorm",
-    "clip_value": "optbench.techniques.gradient_clipping:ClipValue",
-    "accumulation": "optbench.techniques.batch_rules:Accumulation",
-    "lr_scaling": "optbench.techniques.batch_rules:LrScaling",
-    "no_decay_bias_norm": "optbench.techniques.param_groups:NoDecayBiasNorm",
-    "early_stopping": "optbench.techniques.early_stopping:EarlyStoppingComponent",
-}.items():
-    techniques.register(_name, lazy=_target)
+class TechniqueRegistry(Registry[type[Component]]):
+    """The strict registry of component classes, filled on first use from every module of the
+    ``optbench.techniques`` package that lists its classes in a module-level ``COMPONENTS`` tuple: a
+    new technique is one new module, nothing else to edit (docs/architecture.md, "Adding a
+    technique"). Importing this module imports no technique module.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("technique")
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module("optbench.techniques")
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for cls in getattr(module, "COMPONENTS", ()):
+                self.register(cls.name, cls)
+
+    def canonical(self, name: str) -> str:
+        self._load()
+        return super().canonical(name)
+
+    def names(self) -> list[str]:
+        self._load()
+        return super().names()
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return super().__contains__(name)
+
+    def __len__(self) -> int:
+        self._load()
+        return super().__len__()
+
+
+techniques = TechniqueRegistry()
 
 
 @dataclass(frozen=True)
@@ -85,4 +107,4 @@ def engines_of(name: str) -> tuple[str, ...]:
     return tuple(e for e in ENGINES if e in engines)
 
 
-__all__ = ["Parameter", "engines_of", "make_component", "parameters", "techniques"]
+__all__ = ["Parameter", "TechniqueRegistry", "engines_of", "make_component", "parameters", "techniques"]

@@ -65,4 +65,7 @@ class LabelSmoothing(Component):
     def wrap_loss(self, loss_fn: LossFn) -> LossFn:
         return self.loss
 
-__all__ = ["LabelSmoothing", "LABEL_SMOOTHING", "smoothed_cross_entropy"]
+#: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
+COMPONENTS = (LabelSmoothing,)
+
+__all__ = ["COMPONENTS", "LabelSmoothing", "LABEL_SMOOTHING", "smoothed_cross_entropy"]

@@ -1,5 +1,5 @@
 """Distributed training: all-reduce (``ddp``) versus a parameter server (``ps-sync``, ``ps-async``,
-``ps-ssp:S``), measured per step (DESIGN.md section 8, issue 7).
+``ps-ssp:S``), measured per step (docs/distributed.md).
 
 Public API::
 

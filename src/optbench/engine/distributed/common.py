@@ -151,7 +151,8 @@ def build_rank_run(ctx: RankContext, model: nn.Module, *, engine: str, forward: 
     the single-process loop) and apart for every other worker."""
     generator = torch.Generator().manual_seed(ctx.config.seed + 1 + 1_000_003 * max(ctx.worker, 0))
     return build_run(ctx.task, ctx.config.recipe, model, device=ctx.device, generator=generator, engine=engine,
-                     batch_size=ctx.config.global_batch, steps_per_epoch=ctx.steps_per_epoch, forward=forward,
+                     batch_size=ctx.config.global_batch, steps_per_epoch=ctx.steps_per_epoch, seed=ctx.config.seed,
+                     forward=forward,
                      with_optimizer=with_optimizer)
 
 
