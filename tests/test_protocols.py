@@ -21,10 +21,10 @@ from optbench.analysis.protocols import (
     setting,
     valley_comparisons,
 )
-from optbench.report.protocols import protocol_markdown, protocol_tables
 from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
-from optbench.runs.store import open_store
+from optbench.report.protocols import protocol_markdown, protocol_tables
 from optbench.runs import executor
+from optbench.runs.store import open_store
 from optbench.study.config import load_study
 from optbench.study.protocols import StudyContext, log_grid
 from optbench.study.runner import run_study, write_study_outputs

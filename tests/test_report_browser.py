@@ -4,7 +4,9 @@ Chromium (Debian ``chromium``) is driven through ``chromedriver`` (Debian ``chro
 with plain W3C WebDriver JSON over ``urllib`` (no selenium). Checks: no console errors, every
 image loaded (``naturalWidth > 0``), every expected table present, no request left the machine
 (every resource a ``data:`` URL; host resolution is also mapped to nothing), and a non-trivial
-screenshot. Skipped with the reason when Chromium or chromedriver is missing or cannot start.
+screenshot. When Chromium or chromedriver is missing or cannot start, the test is skipped with the
+reason, except in CI (``CI=true``), where it fails with the reason (see ``require_available`` in
+conftest.py).
 """
 
 from __future__ import annotations
@@ -46,12 +48,17 @@ def _call(base: str, method: str, path: str, body: dict | None = None) -> dict:
 
 
 @pytest.fixture()
-def browser(tmp_path):
-    """``(call, session)``: a WebDriver session on a fresh headless Chromium profile."""
-    if not (Path(CHROMIUM).is_file() and Path(DRIVER).is_file()):
-        pytest.skip("Chromium or chromedriver not installed (apt-get install -y chromium chromium-driver)")
+def browser(tmp_path, require_available):
+    """``call(method, path, body=None)``: WebDriver commands on a session of a fresh headless
+    Chromium profile."""
+    missing = [path for path in (CHROMIUM, DRIVER) if not Path(path).is_file()]
+    if missing:
+        require_available(f"not installed: {', '.join(missing)} (apt-get install -y chromium chromium-driver)")
     port = _free_port()
-    driver = subprocess.Popen([DRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        driver = subprocess.Popen([DRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError as exc:
+        require_available(f"chromedriver could not start: {exc}")
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -61,7 +68,7 @@ def browser(tmp_path):
             except OSError:
                 time.sleep(0.1)
         else:
-            pytest.skip("chromedriver did not start")
+            require_available(f"chromedriver did not answer on port {port} within 10 s")
         caps = {"capabilities": {"alwaysMatch": {
             "browserName": "chrome", "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {"binary": CHROMIUM,
@@ -69,7 +76,7 @@ def browser(tmp_path):
         try:
             session = _call(base, "POST", "/session", caps)["value"]["sessionId"]
         except OSError as exc:
-            pytest.skip(f"Chromium could not start: {exc}")
+            require_available(f"Chromium could not start: {exc}")
         try:
             yield (lambda method, path, body=None: _call(base, method, f"/session/{session}{path}", body))
         finally:

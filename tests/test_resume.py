@@ -1,4 +1,4 @@
-"""Resume after SIGKILL (DESIGN.md section 9, Reliability): a study with two worker processes is
+"""Resume after SIGKILL: a study with two worker processes is
 killed (its whole process group, SIGKILL) at random moments and started again; every run finished
 before a kill stays unchanged, none is saved twice, and the final numbers equal an uninterrupted
 study's bitwise (CPU, same thread count per worker)."""
@@ -6,6 +6,7 @@ study's bitwise (CPU, same thread count per worker)."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import signal
@@ -40,10 +41,8 @@ def _finish(proc: subprocess.Popen[str]) -> None:
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.communicate(timeout=60)
 
 
@@ -103,10 +102,8 @@ def test_sigkill_at_random_moments_then_resume(store_url: str, tmp_path: Path, r
     snapshots = []
     for _ in range(3):
         proc = _start(url, log)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=rng.uniform(0.5, duration))
-        except subprocess.TimeoutExpired:
-            pass
         _kill(proc)
         snapshots.append(_rows(url))
         if snapshots[-1]:  # the store exists: a saved run is never still claimed (saved + released at once)
@@ -128,10 +125,8 @@ def _children(pid: int) -> set[int]:
     """Direct child processes of ``pid`` (Linux /proc)."""
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             found.update(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            pass
     return found
 
 

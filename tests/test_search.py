@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from optbench.core.errors import ConfigError, OptbenchError, UnknownNameError
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
+from optbench.engine import Pruned
 from optbench.search import (
     Param,
     SearchConfig,
@@ -30,8 +32,6 @@ from optbench.search.local import LocalRuns, run_search_local
 from optbench.search.loop import outcome_of, search_runs
 from optbench.search.samplers import distributions
 from optbench.search.study import build_study
-from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
-from optbench.engine import Pruned
 
 LR = Param("hyperparams.lr", "float", low=1e-4, high=1.0, log=True)
 MOMENTUM = Param("hyperparams.momentum", "float", low=0.0, high=0.95)
@@ -325,8 +325,8 @@ def test_search_outcome_reads_the_store(tmp_path):
 
 
 def test_run_search_on_the_store_matches_the_in_process_loop(tmp_path):
-    from optbench.search import run_search
     from optbench.runs.store import open_store
+    from optbench.search import run_search
 
     config = SearchConfig(SPACE, sampler="tpe", pruner="asha", n_trials=4, seed=3)
     local = run_search_local("digits_mlp", "digits_mlp", BASE, config)
@@ -342,8 +342,8 @@ def test_run_search_on_the_store_matches_the_in_process_loop(tmp_path):
 
 
 def test_run_search_with_two_workers_shares_history(tmp_path):
-    from optbench.search import run_search
     from optbench.runs.store import open_store
+    from optbench.search import run_search
 
     config = SearchConfig(SPACE, sampler="random", n_trials=4, seed=0)
     url = str(tmp_path / "w.db")

@@ -15,10 +15,10 @@ import torch
 
 from optbench.core.errors import OptbenchError
 from optbench.core.spec import Recipe, RunStatus
-from optbench.runs.store import WorkerId, open_store
+from optbench.engine import Pruned
 from optbench.runs.executor import EpochDone, RunDone, RunStarted, Worker, execute_plan, run_workers
 from optbench.runs.plan import plan_runs
-from optbench.engine import Pruned
+from optbench.runs.store import WorkerId, open_store
 
 CHILD = Path(__file__).with_name("_study_child.py")
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""Per-recipe summaries over seeds and the ranking of recipes (DESIGN.md section 7).
+"""Per-recipe summaries over seeds and the ranking of recipes (statistics: see docs/architecture.md).
 
 Which runs count (the same rule everywhere in :mod:`optbench.analysis`):
 

@@ -21,11 +21,11 @@ from typing import Any
 from optbench.analysis.report_data import study_overview
 from optbench.core.errors import ConfigError, OptbenchError
 from optbench.core.fileio import atomic_write_text, atomic_writer
+from optbench.core.spec import Direction, RunResult
 from optbench.report.export import write_table
 from optbench.report.page import ReportPage
 from optbench.report.plots import label_colors, save_figure
 from optbench.report.sections import TaskInfo, profiles_section, summary_section, task_section
-from optbench.core.spec import Direction, RunResult
 
 #: Directions of metric names used when a stored task cannot be loaded (e.g. a user task whose
 #: module is not importable here). These are optbench's own metric names, not guesses.

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from optbench.analysis.pairwise import PairwiseTable, pairwise_comparisons
 from optbench.analysis.power import seed_advice
 from optbench.analysis.summary import RecipeSummary, RunProblem
+from optbench.core.spec import Direction, RunStatus
 from optbench.report.tables import (
     markdown_table,
     pairwise_cells,
@@ -17,7 +18,6 @@ from optbench.report.tables import (
     time_to_target_cells,
     trace_cells,
 )
-from optbench.core.spec import Direction, RunStatus
 
 
 def _fmt(value: float, percent: bool) -> str:

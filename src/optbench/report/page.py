@@ -21,7 +21,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;
 max-width:1150px;padding:1rem 1.5rem 3rem;color:#1b1b1b;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:2px solid #ddd;padding-bottom:.2rem}
-h3{margin-top:1.6rem}caption{text-align:left;font-size:.85rem;color:#444;padding:.2rem 0}table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.9rem}
+h3{margin-top:1.6rem}caption{text-align:left;font-size:.85rem;color:#444;padding:.2rem 0}
+table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.9rem}
 th,td{padding:.25rem .6rem;border-bottom:1px solid #e2e2e2;vertical-align:top}
 th{background:#f4f4f4;text-align:left}td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}
 tr.best td{font-weight:600}tr.warn td{background:#fff6dc}

@@ -19,6 +19,7 @@ from optbench.analysis.report_data import (
     performance_profiles,
 )
 from optbench.analysis.summary import RecipeSummary
+from optbench.core.spec import SPLITS, Direction, RunResult
 from optbench.report.export import make_table
 from optbench.report.figures import (
     plot_distributed,
@@ -36,7 +37,6 @@ from optbench.report.tables import (
     time_to_target_cells,
     trace_cells,
 )
-from optbench.core.spec import SPLITS, Direction, RunResult
 
 
 @dataclass(frozen=True)

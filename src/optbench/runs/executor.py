@@ -1,4 +1,4 @@
-"""Execute planned runs with workers that claim runs atomically in the store (DESIGN.md section 9).
+"""Execute planned runs with workers that claim runs atomically in the store (see docs/architecture.md).
 
 * A :class:`Worker` is one process's executor: it claims a run in the store
   (:meth:`Store.claim_run`), trains it, and saves it while releasing the claim in one
@@ -18,6 +18,7 @@ opens its own Store and loads a task's data once. Progress events travel back to
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -35,9 +36,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from optbench.core.errors import ConfigError, OptbenchError
 from optbench.core.spec import Dataset, EpochRecord, RunResult, Task, default_device
-from optbench.runs.store import Store, WorkerId, open_store
-from optbench.runs.plan import RunSpec
 from optbench.engine.checkpoint import Checkpointer
+from optbench.runs.plan import RunSpec
+from optbench.runs.store import Store, WorkerId, open_store
 
 HEARTBEAT_S = 30.0
 """Seconds between heartbeats of a running claim (besides one per epoch); well below the
@@ -231,10 +232,8 @@ class Worker:
             self.emit(RunStarted(spec, self.index))
 
             def epoch_done(record: EpochRecord) -> None:
-                try:
+                with contextlib.suppress(SQLAlchemyError):  # the background heartbeat retries
                     self.store.heartbeat(rid, self.id)
-                except SQLAlchemyError:
-                    pass  # the background heartbeat retries
                 self.emit(EpochDone(spec, record, self.index))
                 if on_epoch is not None:
                     on_epoch(record)
@@ -245,10 +244,8 @@ class Worker:
             result.environment.update(annotate or {})
             written = self.store.save_run(result, study=self.study, started_at=started_at, release=self.id)
         except BaseException:
-            try:
+            with contextlib.suppress(SQLAlchemyError):  # a stale claim of a dead process is taken over anyway
                 self.store.release_run(rid, self.id)
-            except SQLAlchemyError:
-                pass  # a stale claim of a dead process is taken over anyway
             raise
         if checkpoint is not None:  # the result is stored: its checkpoint has served
             checkpoint.delete()

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from optbench.search.loop import SearchConfig, SearchOutcome, outcome_of, search_loop, search_runs
 from optbench.core.spec import Dataset, EpochRecord, Recipe, RunResult, RunStatus, Task
 from optbench.runs.plan import RunSpec
+from optbench.search.loop import SearchConfig, SearchOutcome, outcome_of, search_loop, search_runs
 
 _COMPLETED = (RunStatus.FINISHED, RunStatus.DIVERGED)
 
@@ -41,8 +41,8 @@ class LocalRuns:
         if previous is not None and (previous.status in _COMPLETED
                                      or (accept_pruned and previous.status is RunStatus.PRUNED)):
             return None
-        from optbench.tasks import get_task
         from optbench.engine import split_data, train
+        from optbench.tasks import get_task
 
         if spec.task_ref not in self._tasks:
             self._tasks[spec.task_ref] = get_task(spec.task_ref)

@@ -29,14 +29,20 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from optbench.core.errors import ConfigError, OptbenchError
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
+from optbench.runs.plan import RunSpec
 from optbench.search.samplers import distributions, grid_size, pruners, samplers
 from optbench.search.space import SearchSpace, apply_params, read_params
 from optbench.search.study import build_study, objective
-from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
-from optbench.runs.plan import RunSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from optbench.runs.executor import EventCallback, Worker
+    from optbench.runs.store import Store
 
 #: Asks since the last run that may propose a point stored already before the loop gives up.
 MAX_RETRIES = 25
@@ -260,14 +266,15 @@ class _Payload:
     run_seed: int
 
 
-def _search_worker(worker: Any, payload: _Payload) -> None:
+def _search_worker(worker: Worker, payload: _Payload) -> None:
     """One worker's loop (the ``run_workers`` target; module-level so that it pickles)."""
     search_loop(lambda: worker.store.load_runs(study=worker.study, task=payload.task_name), worker.try_run,
                 payload.task_ref, payload.task_name, payload.base, payload.config, run_seed=payload.run_seed)
 
 
 def run_search(store_url: str, study: str, task_ref: str, task_name: str, base: Recipe, config: SearchConfig, *,
-               run_seed: int = 0, workers: int = 1, device: Any = None, on_event: Any = None) -> SearchOutcome:
+               run_seed: int = 0, workers: int = 1, device: torch.device | None = None,
+               on_event: EventCallback | None = None) -> SearchOutcome:
     """Run a search in ``workers`` processes on the store, until ``config.target_trials()``
     trials are stored for (study, task, base, space, run seed), counting finished, pruned,
     diverged and failed trials; then return every trial. The caller has already called
@@ -277,8 +284,8 @@ def run_search(store_url: str, study: str, task_ref: str, task_name: str, base: 
         ConfigError: see :func:`search_loop`; for a store the executor cannot open.
         OptbenchError: see :func:`search_loop`, or when a worker dies.
     """
+    from optbench.runs.executor import run_workers
     from optbench.runs.store import open_store
-    from optbench.runs.executor import run_workers  # type: ignore[attr-defined]
 
     payload = _Payload(task_ref, task_name, base, config, run_seed)
     run_workers(_search_worker, payload, store_url=store_url, study=study, workers=workers, device=device,
@@ -287,7 +294,7 @@ def run_search(store_url: str, study: str, task_ref: str, task_name: str, base: 
         return search_outcome(store, study, task_name, base, config, run_seed=run_seed)
 
 
-def search_outcome(store: Any, study: str, task_name: str, base: Recipe, config: SearchConfig, *,
+def search_outcome(store: Store, study: str, task_name: str, base: Recipe, config: SearchConfig, *,
                    run_seed: int | None = None) -> SearchOutcome:
     """The outcome of a search read back from ``store`` (no training), for reports/status.
 

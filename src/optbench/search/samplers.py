@@ -30,8 +30,8 @@ reproducible numbers; ``grid`` and ``qmc`` keep the search seed, as their order 
 of it, and take the point of index = trial number (``qmc``: Sobol point ``number - 1``, trial
 0 being a random draw as in Optuna). ``cmaes`` is rebuilt each ask from the finished trials
 by warm starting (WS-CMA-ES, Nomura et al. 2021: the initial Gaussian is fitted to the best
-10% of them; random draws until 10 trials finished), since Optuna keeps a CMA-ES state only as a pickle in trial attributes, which
-optbench never stores or loads.
+10% of them; random draws until 10 trials finished), since Optuna keeps a CMA-ES state only as a
+pickle in trial attributes, which optbench never stores or loads.
 """
 
 from __future__ import annotations

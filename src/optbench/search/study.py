@@ -27,9 +27,9 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
+from optbench.core.spec import Direction, RunResult, RunStatus
 from optbench.search.samplers import distributions, grid_trial_attrs, make_pruner, make_sampler, samplers
 from optbench.search.space import read_params
-from optbench.core.spec import Direction, RunResult, RunStatus
 
 if TYPE_CHECKING:
     from optbench.search.loop import SearchConfig

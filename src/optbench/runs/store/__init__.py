@@ -1,6 +1,8 @@
-"""The results database: studies, runs, per-epoch metrics (DESIGN.md sections 2 and 9).
+"""The results database: studies, runs, per-epoch metrics and run claims.
 
-A SQLite file by default, any SQLAlchemy URL (PostgreSQL) otherwise::
+:class:`Store` (a :class:`typing.Protocol`, in :mod:`optbench.runs.store.base`) is the contract
+every caller relies on; :func:`open_store` opens the SQL implementation, :class:`SQLStore` -- a
+SQLite file by default, any SQLAlchemy URL (PostgreSQL) otherwise::
 
     from optbench.runs.store import open_store
     with open_store("results.db") as store:
@@ -16,13 +18,13 @@ Concurrent workers (processes, machines on one PostgreSQL URL) claim runs atomic
             ...  # train, calling store.heartbeat(run_id, me) now and then
             store.save_run(result, study="seed004", release=me)   # saved and released together
 
-The tables are described in :mod:`optbench.runs.store.schema`.
+The tables are described in :mod:`optbench.runs.store.schema`; the design in docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from optbench.runs.store.claims import ClaimInfo, WorkerId
+from optbench.runs.store.base import ClaimInfo, Store, StudyInfo, WorkerId
 from optbench.runs.store.schema import SCHEMA_VERSION
-from optbench.runs.store.sql import Store, StudyInfo, open_store, sqlite_file
+from optbench.runs.store.sql import SQLStore, open_store, sqlite_file
 
-__all__ = ["SCHEMA_VERSION", "ClaimInfo", "Store", "StudyInfo", "WorkerId", "open_store", "sqlite_file"]
+__all__ = ["SCHEMA_VERSION", "ClaimInfo", "SQLStore", "Store", "StudyInfo", "WorkerId", "open_store", "sqlite_file"]

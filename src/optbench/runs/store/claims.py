@@ -24,41 +24,14 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, text, update
 
+from optbench.runs.store.base import ClaimInfo, WorkerId
 from optbench.runs.store.schema import COMPLETED, COMPLETED_OR_PRUNED, run_claims, runs, study_runs
-
-
-@dataclass(frozen=True)
-class WorkerId:
-    """Who executes a run: a worker ``name`` (``"w0"``, ``"w1"`` ...), the ``host`` name and the
-    process id ``pid``. Two workers are the same only when all three agree."""
-
-    name: str
-    host: str
-    pid: int
-
-    @classmethod
-    def current(cls, name: str = "w0") -> WorkerId:
-        """The worker ``name`` in this process on this host."""
-        return cls(name=name, host=socket.gethostname(), pid=os.getpid())
-
-
-@dataclass(frozen=True)
-class ClaimInfo:
-    """A run in progress: ``run_id`` claimed for ``study`` by ``worker`` at ``claimed_at``, last
-    heartbeat at ``heartbeat_at`` (both UTC)."""
-
-    run_id: str
-    study: str | None
-    worker: WorkerId
-    claimed_at: datetime
-    heartbeat_at: datetime
 
 
 def pid_alive(pid: int) -> bool:
@@ -148,3 +121,6 @@ def list_claims(conn: Connection, sid: int | None, study: str | None) -> list[Cl
     return [ClaimInfo(run_id=r.run_id, study=r.study, worker=WorkerId(r.worker, r.host, int(r.pid)),
                       claimed_at=r.claimed_at, heartbeat_at=r.heartbeat_at)
             for r in conn.execute(query)]
+
+
+__all__ = ["ClaimInfo", "WorkerId", "claim", "heartbeat", "list_claims", "lock_run", "pid_alive", "release"]

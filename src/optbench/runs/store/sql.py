@@ -1,23 +1,23 @@
-"""The Store: run results in a SQL database through SQLAlchemy (SQLite file or any URL).
+"""The SQL store: run results in a SQL database through SQLAlchemy (SQLite file or any URL).
 
-Guarantees:
+:class:`SQLStore` implements the :class:`~optbench.runs.store.base.Store` protocol, whose
+docstring states the promises (atomic runs, finished is final, exactly-once claims, what readers
+see, what is never lost). How this backend keeps them:
 
-* **Atomic runs.** :meth:`Store.save_run` writes the run row, all its epoch rows and its
-  study link in one transaction: a process killed at any moment leaves the whole run or
-  nothing of it (SQLite's journal / PostgreSQL's MVCC roll an unfinished transaction back).
-* **Finished is final.** A run stored as ``finished`` or ``diverged`` is never overwritten
-  (both are deterministic results); a ``failed`` or ``pruned`` run is replaced by the next
-  save of the same ``run_id`` (its old epochs deleted, ``attempts`` incremented).
-* **Claims.** Workers claim a run before executing it (:meth:`Store.claim_run`, rules in
-  :mod:`optbench.runs.store.claims`) and release it in the transaction that saves it
-  (``save_run(..., release=worker)``): a run is saved and released, or neither.
-* **Concurrent workers.** On SQLite the file runs in WAL mode (readers never block), every
-  write transaction starts with ``BEGIN IMMEDIATE`` (writers queue instead of failing on a
-  lock upgrade) and waits up to :data:`BUSY_TIMEOUT_S` for the lock. On other backends a
-  write that loses an insert race (``IntegrityError``) is retried.
+* **Atomic runs.** :meth:`SQLStore.save_run` runs in one database transaction; a process killed
+  at any moment leaves the whole run or nothing of it (SQLite's journal / PostgreSQL's MVCC
+  roll an unfinished transaction back). Claims are deleted in that same transaction.
+* **Claims.** :mod:`optbench.runs.store.claims` holds the rules; every claim and save of a run
+  is serialized per run (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock keyed by
+  the run id), and ``run_id`` is the claims table's primary key.
+* **Readers and writers.** On SQLite the file runs in WAL mode (readers never wait for a
+  writer), every write transaction starts with ``BEGIN IMMEDIATE`` (writers queue instead of
+  failing on a lock upgrade) and waits up to :data:`BUSY_TIMEOUT_S` for the lock. PostgreSQL
+  reads under READ COMMITTED (MVCC: readers never wait either). On any backend a write that
+  loses an insert race (``IntegrityError``) is retried.
 
-Create a Store with :func:`open_store`; one Store per process (do not pass it across
-``fork``); a Store may be shared by threads.
+Create a store with :func:`open_store`; one per process (do not pass it across ``fork``); it may
+be shared by threads.
 """
 
 from __future__ import annotations
@@ -26,19 +26,18 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 
+import optbench.runs.store.claims as claims_sql
 from optbench.core.errors import ConfigError
 from optbench.core.spec import RunResult, RunStatus
-from optbench.runs.store import claims as claims_sql
-from optbench.runs.store.claims import ClaimInfo, WorkerId
+from optbench.runs.store.base import ClaimInfo, Store, StudyInfo, WorkerId
 from optbench.runs.store.schema import (
     COMPLETED,
     COMPLETED_OR_PRUNED,
@@ -63,26 +62,6 @@ BUSY_TIMEOUT_S = 30.0
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _WRITE_ATTEMPTS = 3
 _PG_INIT_LOCK = 0x6F707462656E6368 >> 1  # "optbench", fits a signed bigint
-
-
-@dataclass(frozen=True)
-class StudyInfo:
-    """A study and its progress. ``n_runs`` counts the runs linked to the study (planned or
-    stored); the other counts are stored runs by status; ``created_at`` is UTC."""
-
-    name: str
-    created_at: datetime
-    config: dict[str, Any]
-    n_runs: int
-    n_finished: int
-    n_diverged: int
-    n_failed: int
-    n_pruned: int = 0
-
-    @property
-    def n_pending(self) -> int:
-        """Linked runs not stored yet (never started, or in progress)."""
-        return self.n_runs - self.n_finished - self.n_diverged - self.n_failed - self.n_pruned
 
 
 # ----------------------------------------------------------------------------- opening
@@ -181,7 +160,7 @@ def _make_engine(url: URL) -> Engine:
     return engine
 
 
-def open_store(url_or_path: str | Path) -> Store:
+def open_store(url_or_path: str | Path) -> SQLStore:
     """Open (creating tables if missing) the results database.
 
     Args:
@@ -215,7 +194,7 @@ def open_store(url_or_path: str | Path) -> Store:
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine)
+    return SQLStore(engine)
 
 
 @contextmanager
@@ -240,8 +219,9 @@ def _initialize(engine: Engine, shown: object) -> None:
                 raise
 
 
-class Store:
-    """The results database (DESIGN.md section 2). Create it with :func:`open_store`.
+class SQLStore(Store):
+    """The :class:`~optbench.runs.store.base.Store` on a SQL database through SQLAlchemy (see
+    the module doc for how it keeps the protocol's promises). Create it with :func:`open_store`.
 
     Args:
         engine: a SQLAlchemy engine whose database :func:`open_store` initialized.
@@ -259,14 +239,8 @@ class Store:
         """Close every pooled connection; the Store must not be used afterwards."""
         self._engine.dispose()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        return f"Store({self.url!r})"
+        return f"SQLStore({self.url!r})"
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in one write transaction, retrying a lost insert race (IntegrityError)."""
@@ -279,13 +253,20 @@ class Store:
                     raise
         raise AssertionError("unreachable")
 
-    def ensure_study(self, name: str, config: Mapping[str, Any]) -> None:
-        """Create study ``name`` with ``config`` (JSON-ready dict) unless it exists; an
-        existing study keeps its original config and creation time.
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection in one read transaction that sees a single snapshot of the database for
+        all its statements (SQLite: a WAL read transaction; PostgreSQL: REPEATABLE READ, since
+        READ COMMITTED would give each statement its own snapshot, and a run read in several
+        statements could mix epochs from before and a row from after a concurrent save)."""
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
-        Raises:
-            ConfigError: for an empty name or one longer than 200 characters.
-        """
+    def ensure_study(self, name: str, config: Mapping[str, Any]) -> None:
+        """See :meth:`Store.ensure_study`."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ConfigError("study", name, "a non-empty name of at most 200 characters")
 
@@ -296,31 +277,14 @@ class Store:
         self._write(create)
 
     def add_runs_to_study(self, study: str, run_ids: Iterable[str]) -> None:
-        """Link ``run_ids`` (stored or only planned) to ``study``; existing links are kept.
-
-        Raises:
-            ConfigError: when the study was not created with :meth:`ensure_study`.
-        """
+        """See :meth:`Store.add_runs_to_study`."""
         ids = list(run_ids)
         self._write(lambda conn: link_runs(conn, study_id(conn, study), ids))
 
     def save_run(self, result: RunResult, study: str | None = None, *,
                  started_at: datetime | None = None, release: WorkerId | None = None) -> bool:
-        """Store ``result`` with its epochs (and link it to ``study``) in ONE transaction.
-
-        A stored ``finished``/``diverged`` run is never changed: the call then only adds the
-        study link and returns False. A stored ``failed`` or ``pruned`` run is replaced.
-        ``started_at`` (UTC) defaults to now minus ``result.total_seconds``. With ``release``,
-        that worker's claim on the run is deleted in the same transaction.
-
-        Returns:
-            True when the run was written.
-
-        Raises:
-            ConfigError: when ``study`` was not created with :meth:`ensure_study` (nothing
-                is written).
-            ValueError: when two epoch records share an epoch number.
-        """
+        """See :meth:`Store.save_run`. One write transaction: run row, epochs, study link and
+        claim release, on PostgreSQL under the run's advisory lock (as :meth:`claim_run`)."""
         numbers = [e.epoch for e in result.epochs]
         if len(set(numbers)) != len(numbers):
             raise ValueError(f"run {result.run_id}: duplicate epoch numbers {numbers}")
@@ -341,12 +305,9 @@ class Store:
 
     def completed_run_ids(self, run_ids: Iterable[str] | None = None, *,
                           accept_pruned: bool = False) -> set[str]:
-        """Ids (among ``run_ids``, or all) of runs stored as ``finished`` or ``diverged`` (or
-        ``pruned`` too, with ``accept_pruned``: a search study does not redo a pruned trial).
-
-        A ``failed`` run is not completed: a resumed study retries it."""
+        """See :meth:`Store.completed_run_ids`."""
         done = runs.c.status.in_(COMPLETED_OR_PRUNED if accept_pruned else COMPLETED)
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             if run_ids is None:
                 return set(conn.scalars(select(runs.c.run_id).where(done)))
             found: set[str] = set()
@@ -355,9 +316,8 @@ class Store:
             return found
 
     def attempted_run_ids(self, run_ids: Iterable[str], since: datetime) -> set[str]:
-        """Ids among ``run_ids`` of runs stored (any status) at or after ``since`` (UTC), e.g.
-        the runs an executor already tried in its current call."""
-        with self._engine.connect() as conn:
+        """See :meth:`Store.attempted_run_ids`."""
+        with self._read() as conn:
             found: set[str] = set()
             for chunk in chunks(list(dict.fromkeys(run_ids))):
                 found.update(conn.scalars(select(runs.c.run_id).where(
@@ -365,9 +325,9 @@ class Store:
             return found
 
     def get_runs(self, run_ids: Iterable[str]) -> dict[str, RunResult]:
-        """The stored runs among ``run_ids`` with their epochs, by run id (missing ids left out)."""
+        """See :meth:`Store.get_runs`."""
         out: dict[str, RunResult] = {}
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             for chunk in chunks(list(dict.fromkeys(run_ids))):
                 out.update((r.run_id, r) for r in load_results(conn, select(runs.c.run_id)
                                                               .where(runs.c.run_id.in_(chunk))))
@@ -378,63 +338,36 @@ class Store:
     def claim_run(self, run_id: str, worker: WorkerId, *, stale_after: float = 600.0,
                   study: str | None = None, accept_pruned: bool = False,
                   attempted_since: datetime | None = None) -> bool:
-        """Atomically claim ``run_id`` for ``worker`` before executing it.
-
-        Of several workers claiming the same run at the same instant (on one or several
-        machines) exactly one gets True. A claim held by ``worker`` itself is renewed (True).
-
-        Args:
-            run_id: the run to execute.
-            worker: who executes it.
-            stale_after: seconds without heartbeat after which another worker's claim is taken
-                over; a claim of a process that no longer exists on this host is stale at once.
-            study: recorded with the claim (for :meth:`claims`).
-            accept_pruned: a stored ``pruned`` run counts as completed (search studies).
-            attempted_since: also refuse a run stored (any status) at or after this time (UTC):
-                an executor does not retry a run that failed earlier in the same call.
-
-        Returns:
-            False when the run is completed or claimed by a live worker; True otherwise (the
-            claim is ``worker``'s now; release it with :meth:`release_run` or ``save_run``).
-        """
+        """See :meth:`Store.claim_run`. One write transaction under the run's lock (rules in
+        :mod:`optbench.runs.store.claims`)."""
         return self._write(lambda conn: claims_sql.claim(
             conn, run_id, worker, study=study, stale_after=stale_after, accept_pruned=accept_pruned,
             attempted_since=attempted_since))
 
     def heartbeat(self, run_id: str, worker: WorkerId) -> None:
-        """Mark ``worker``'s claim on ``run_id`` alive now (no-op when it does not hold it)."""
+        """See :meth:`Store.heartbeat`."""
         self._write(lambda conn: claims_sql.heartbeat(conn, run_id, worker))
 
     def release_run(self, run_id: str, worker: WorkerId) -> None:
-        """Give up ``worker``'s claim on ``run_id`` without saving (no-op when not held)."""
+        """See :meth:`Store.release_run`."""
         self._write(lambda conn: claims_sql.release(conn, run_id, worker))
 
     def claims(self, study: str | None = None) -> list[ClaimInfo]:
-        """Runs in progress (claimed, not saved yet), of ``study`` or all, oldest claim first.
-        A claim of a killed worker stays listed until another worker takes the run over.
-
-        Raises:
-            ConfigError: for a study name that does not exist.
-        """
-        with self._engine.connect() as conn:
+        """See :meth:`Store.claims`."""
+        with self._read() as conn:
             sid = study_id(conn, study) if study is not None else None
             return claims_sql.list_claims(conn, sid, study)
 
     def get_run(self, run_id: str) -> RunResult | None:
-        """The stored run ``run_id`` with its epochs, or None."""
-        with self._engine.connect() as conn:
+        """See :meth:`Store.get_run`."""
+        with self._read() as conn:
             found = load_results(conn, select(runs.c.run_id).where(runs.c.run_id == run_id))
         return found[0] if found else None
 
     def load_runs(self, study: str | None = None, task: str | None = None) -> list[RunResult]:
-        """Stored runs (of ``study``, of ``task``, or all) with their epochs, ordered by
-        task, recipe (canonical JSON), seed, run_id.
-
-        Raises:
-            ConfigError: for a study name that does not exist (lists the known ones).
-        """
+        """See :meth:`Store.load_runs`."""
         ids = select(runs.c.run_id)
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             if study is not None:
                 ids = ids.join(study_runs, study_runs.c.run_id == runs.c.run_id).where(
                     study_runs.c.study_id == study_id(conn, study))
@@ -443,8 +376,8 @@ class Store:
             return load_results(conn, ids)
 
     def studies(self) -> list[StudyInfo]:
-        """Every study with its run counts, oldest first."""
-        with self._engine.connect() as conn:
+        """See :meth:`Store.studies`."""
+        with self._read() as conn:
             counts: dict[int, dict[str | None, int]] = {}
             for sid, status, n in conn.execute(
                     select(study_runs.c.study_id, runs.c.status, func.count())

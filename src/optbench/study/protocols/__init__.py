@@ -1,5 +1,5 @@
 """Protocols: the rules of fairness of a study (what is tuned, with what budget, how seeds are
-aggregated), one registry entry each (DESIGN.md section 2).
+aggregated), one registry entry each (see docs/architecture.md).
 
 ``protocols`` is a strict :class:`~optbench.core.registry.Registry` of :class:`ProtocolSpec`, imported
 lazily: ``seed004``, ``deepobs``, ``crowded-valley``, ``algoperf-lite`` and ``search``. A protocol
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     import torch
 
     from optbench.core.spec import Recipe, RunResult, Task
-    from optbench.study.config import StudyConfig
     from optbench.runs.plan import RunSpec
+    from optbench.study.config import StudyConfig
 
 #: ``report(key path relative to the table, message)``: how option parsers report problems.
 Reporter = Callable[[str, str], None]

@@ -19,8 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from optbench.analysis.protocols import DeepobsResult, best_grid_point, deepobs_row, grid_points
-from optbench.study.config import StudyConfig
 from optbench.runs.plan import plan_runs
+from optbench.study.config import StudyConfig
 from optbench.study.protocols import (
     ProtocolSpec,
     Reporter,

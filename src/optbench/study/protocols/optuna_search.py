@@ -12,8 +12,8 @@ from typing import Any
 
 from optbench.analysis.protocols import SearchResult, SearchTaskResult, run_value, trial_row
 from optbench.analysis.stats import summarize
-from optbench.study.config import StudyConfig
 from optbench.runs.plan import plan_runs
+from optbench.study.config import StudyConfig
 from optbench.study.protocols import (
     ProtocolSpec,
     Reporter,

@@ -1,5 +1,6 @@
 """``seed004``: the same hyperparameters for every optimizer, several seeds (the protocol of
-``optbench compare``; the reference experiment of DESIGN.md section 1).
+``optbench compare``; the reference experiment: seven optimizers with one shared learning rate and
+batch size on one task).
 
 Every recipe runs on every task and seed; the answer per task is the ranking of
 :func:`optbench.analysis.summarize_runs` (mean, std and bootstrap CI over seeds, Welch tests with
@@ -11,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from optbench.analysis.protocols import Seed004Result, seed004_result
-from optbench.study.config import StudyConfig
 from optbench.runs.plan import plan_runs
+from optbench.study.config import StudyConfig
 from optbench.study.protocols import (
     ProtocolSpec,
     StudyContext,
@@ -42,5 +43,5 @@ def run(config: StudyConfig, context: StudyContext) -> Seed004Result:
 
 PROTOCOL = ProtocolSpec(
     name="seed004", summary="the same hyperparameters for every optimizer; results over seeds",
-    source="the optbench reference protocol (DESIGN.md section 1)", parse_options=no_options, check=no_check,
-    planned_runs=planned_runs, run=run)
+    source="the optbench reference protocol (seven optimizers, one shared lr and batch size)",
+    parse_options=no_options, check=no_check, planned_runs=planned_runs, run=run)
