@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/optbench compare $(ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

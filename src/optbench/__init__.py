@@ -3,9 +3,13 @@
 The curated public API, imported lazily on first attribute access (``import optbench`` itself
 imports nothing heavy and has no side effects)::
 
-    from optbench import Task, Recipe, RunResult, get_task, train, open_store
-    from optbench import CompareConfig, run_compare, load_study, run_study, execute_plan
-    from optbench import SearchConfig, run_search, create_optimizer, make_schedule
+    import optbench
+    outcome = optbench.compare(optbench.CompareConfig(task="digits_mlp", optimizers=("adam", "sgd")), "results.db")
+    result = optbench.train(task, data, optbench.Recipe("adam", {"lr": 1e-3}, techniques=["clip_norm:max_norm=1"]), 0)
+    outcome = optbench.run_study(optbench.load_study("examples/studies/deepobs.toml"), "results.db")
+    with optbench.open_store("results.db") as store: ...
+
+The layers behind these names are described in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: public name -> module that defines it
-_EXPORTS = {
+#: public name -> module that defines it, or (module, attribute) when the public name differs
+_EXPORTS: dict[str, str | tuple[str, str]] = {
+    "compare": ("optbench.study.compare", "run_compare"),
+    "TechniqueSpec": "optbench.core.spec", "Component": "optbench.core.component",
+    "Store": "optbench.runs.store", "check_recipe": "optbench.engine.validate",
+    "DistributedConfig": "optbench.engine.distributed", "run_distributed": "optbench.engine.distributed",
     "Direction": "optbench.core.spec", "Metric": "optbench.core.spec", "DerivedMetric": "optbench.core.spec",
     "Task": "optbench.core.spec", "Recipe": "optbench.core.spec", "RunResult": "optbench.core.spec",
     "RunStatus": "optbench.core.spec", "Target": "optbench.core.spec", "Dataset": "optbench.core.spec", "Split": "optbench.core.spec",
@@ -40,10 +48,11 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     """Import ``name`` from its module on first use (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
+    target = _EXPORTS.get(name)
+    if target is None:
         raise AttributeError(f"module 'optbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, attribute = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 

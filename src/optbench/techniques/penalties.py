@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
+from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
