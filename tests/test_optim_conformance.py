@@ -16,6 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+from torch import nn
+
+from optbench.core.spec import Dataset, Direction, Metric, Split, Target, Task
+from optbench.engine.metrics import TrainMetrics
+from optbench.engine.step import TrainStep
 from optbench.optim import PRESETS, capabilities, create_optimizer
 
 STEPS = 50
@@ -59,21 +64,23 @@ class LeastSquares:
 
 def run_loop(name: str, tensors: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor],
              steps: int, **hp: Any) -> np.ndarray:
-    """A training loop dispatching on :func:`capabilities`, as the engine's step does."""
+    """``steps`` steps of the engine's own step (:class:`optbench.engine.step.TrainStep`, which
+    dispatches on :func:`capabilities`: closures, second-order graphs) on the objective ``loss_fn``
+    of ``tensors``; returns the final values, flattened."""
     caps = capabilities(name)
     opt = create_optimizer(name, tensors, **hp)
+    task = Task(name="objective", description="loss_fn of the tensors", make_model=nn.Module,
+                load_data=lambda: Dataset(Split(torch.zeros(1, 1), torch.zeros(1)),
+                                          Split(torch.zeros(1, 1), torch.zeros(1))),
+                loss=lambda output, y: output,
+                metrics=(Metric("loss", Direction.MINIMIZE, lambda output, y: output.detach()),),
+                target=Target("valid", "loss", 0.0), valid_size=1)
+    step = TrainStep(task=task, model=nn.Module(), forward=lambda x: loss_fn(), optimizer=opt, components=(),
+                     precision="fp32", device=torch.device("cpu"), caps=caps, batch_size=1)
+    metrics = TrainMetrics(task, torch.device("cpu"), group=steps + 1)
+    x, y = torch.zeros(1, 1), torch.zeros(1)
     for _ in range(steps):
-        if caps.needs_closure:
-            def closure() -> torch.Tensor:
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn()
-                loss.backward(create_graph=caps.create_graph)
-                return loss
-            opt.step(closure)
-        else:
-            opt.zero_grad(set_to_none=True)
-            loss_fn().backward(create_graph=caps.create_graph)
-            opt.step()
+        step(x, y, metrics)
     return torch.cat([t.detach().reshape(-1) for t in tensors]).numpy()
 
 
