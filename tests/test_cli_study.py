@@ -9,7 +9,6 @@ import typer
 from typer.testing import CliRunner
 
 from optbench.cli import study as cli_study
-from optbench.cli.main import handle_errors
 
 TINY = """
 [study]
@@ -38,7 +37,7 @@ def app() -> typer.Typer:
     def main() -> None:
         """optbench (test app)."""
 
-    cli_study.register(app, handle_errors)
+    cli_study.register(app)
     return app
 
 
@@ -68,6 +67,21 @@ def test_bad_file_exits_2_and_writes_nothing(tmp_path, app):
     result = CliRunner().invoke(app, ["study", "run", str(study), "--out", str(out)])
     assert result.exit_code == 2
     assert "recipes[0].optimizer" in result.output and "study.color" in result.output
+    assert not out.exists()
+
+
+def test_bad_technique_in_a_file_exits_2_naming_its_key(tmp_path, app):
+    study = tmp_path / "bad.toml"
+    study.write_text(TINY.replace('optimizer = "adam"', 'optimizer = "adam"\ntechniques = ["clip_norm:maxnorm=1", '
+                                                         '"label_smoothing:epsilon"]\nclip_value = -1'))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["study", "run", str(study), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "recipes[1].techniques[1]" in result.output and "NAME:key=value" in result.output
+    assert not out.exists()
+    study.write_text(TINY.replace('optimizer = "adam"', 'optimizer = "adam"\ntechniques = ["clip_norm:maxnorm=1"]'))
+    result = CliRunner().invoke(app, ["study", "run", str(study), "--out", str(out)])
+    assert result.exit_code == 2 and "recipes[1].techniques[0]" in result.output and "max_norm" in result.output
     assert not out.exists()
 
 

@@ -63,8 +63,9 @@ BROKEN = {
     "model": {"make_model": lambda: nn.Linear(3, 2)},
     "make_model": {"make_model": lambda: "not a module"},
     "loss": {"loss": lambda out, y: F.cross_entropy(out, y, reduction="none")},
-    "metric accuracy": {"metrics": (Metric("loss", Direction.MINIMIZE, lambda o, y: F.cross_entropy(o, y, reduction="sum")),
-                                    Metric("accuracy", Direction.MAXIMIZE, lambda o, y: o.argmax(1) == y))},
+    "metric accuracy": {"metrics": (
+        Metric("loss", Direction.MINIMIZE, lambda o, y: F.cross_entropy(o, y, reduction="sum")),
+        Metric("accuracy", Direction.MAXIMIZE, lambda o, y: o.argmax(1) == y))},
     "count": {"count": lambda y: 0.5},
     "valid_size": {"valid_size": 5000},
 }

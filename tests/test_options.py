@@ -1,11 +1,12 @@
-"""The shared key=value parser: one literal rule for task references and technique parameters."""
+"""The shared key=value parser: one literal rule for task references and technique parameters; the
+command line's technique options (``--technique`` and the shorthand flags)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from optbench.cli.techniques import parse_augmentation, techniques
+from optbench.cli.techniques import parse_augmentation, parse_technique, parse_technique_options
 from optbench.core.errors import ConfigError
 from optbench.core.options import (
     format_literal,
@@ -77,18 +78,50 @@ def test_bad_input_is_a_config_error_naming_the_field(call, field):
 def test_cli_syntaxes_still_parse():
     assert parse_augmentation(["random_crop:padding=4", "horizontal_flip", "gaussian_noise:std=0.1"]) == {
         "random_crop": {"padding": 4}, "horizontal_flip": {}, "gaussian_noise": {"std": 0.1}}
-    given = techniques(schedule="multistep", schedule_param=["milestones=30,60", "gamma=0.5"], warmup=0,
-                       label_smoothing=0.0, penalty="l2", penalty_param=["strength=1e-4"], early_stopping=None,
-                       min_delta=0.0, augment=[], averaging="ema", averaging_param=["decay=0.9"], precision="fp32",
-                       clip_norm=None, clip_value=None, accumulation=1, batch_rule="none", base_batch_size=128,
-                       no_decay_bias_norm=False)
-    assert given["schedule_params"] == {"milestones": [30, 60], "gamma": 0.5}
-    assert given["penalty_params"] == {"strength": 1e-4} and given["averaging_params"] == {"decay": 0.9}
+    given = parse_technique_options(schedule="multistep", schedule_param=["milestones=30,60", "gamma=0.5"],
+                                    penalty="l2", penalty_param=["strength=1e-4"], averaging="ema",
+                                    averaging_param=["decay=0.9"])
+    assert given.schedule == "multistep" and given.schedule_params == {"milestones": [30, 60], "gamma": 0.5}
+    assert [(t.name, dict(t.params)) for t in given.techniques] == [("l2", {"strength": 1e-4}), ("ema", {"decay": 0.9})]
     with pytest.raises(ConfigError, match="--averaging-param"):
-        techniques(schedule="constant", schedule_param=[], warmup=0, label_smoothing=0.0, penalty="none",
-                   penalty_param=[], early_stopping=None, min_delta=0.0, augment=[], averaging="ema",
-                   averaging_param=["decay"], precision="fp32", clip_norm=None, clip_value=None, accumulation=1,
-                   batch_rule="none", base_batch_size=128, no_decay_bias_norm=False)
+        parse_technique_options(averaging="ema", averaging_param=["decay"])
+
+
+def test_technique_option_parses_name_and_parameters_in_order():
+    assert (parse_technique("clip_norm:max_norm=1.0,norm_type=2").name,
+            dict(parse_technique("clip_norm:max_norm=1.0,norm_type=2").params)) == ("clip_norm",
+                                                                                    {"max_norm": 1.0, "norm_type": 2})
+    assert parse_technique(" swa ").name == "swa" and not parse_technique("swa").params
+    assert dict(parse_technique("ema:decay=0.9, average_buffers=false").params) == {"decay": 0.9,
+                                                                                   "average_buffers": False}
+    given = parse_technique_options(technique=["clip_norm:max_norm=1", "label_smoothing:epsilon=0.1"], warmup=5,
+                                    label_smoothing=0.0, clip_value=0.5)
+    # shorthands first (the flat form's order), then --technique items in the order given
+    assert [str(t) for t in given.techniques] == ["clip_value:clip_value=0.5", "clip_norm:max_norm=1",
+                                                  "label_smoothing:epsilon=0.1"]
+    assert given.schedule_params == {"warmup_steps": 5}
+
+
+@pytest.mark.parametrize(("kwargs", "field", "allowed"), [
+    ({"technique": ["clip_norm:max_norm"]}, "--technique 'clip_norm:max_norm'", "NAME:key=value"),
+    ({"technique": ["bad name"]}, "--technique 'bad name'", "NAME:key=value"),
+    ({"technique": [":x=1"]}, "--technique ':x=1'", "NAME:key=value"),
+    ({"technique": ["ema:decay=0.9,decay=0.8"]}, "--technique", "each name once"),
+    ({"technique": ["swa", "swa:start=2"]}, "--technique 'swa'", "each technique once"),
+    ({"clip_norm": 1.0, "technique": ["clip_norm:max_norm=2"]}, "--technique 'clip_norm'", "each technique once"),
+    ({"penalty": "l3"}, "--penalty 'l3'", "elastic_net, l1, l2, none"),
+    ({"averaging": "polyak"}, "--averaging 'polyak'", "ema, none, swa"),
+    ({"augment": ["rotate"]}, "--augment 'rotate'", "gaussian_noise, horizontal_flip, random_crop"),
+    ({"penalty_param": ["strength=1"]}, "--penalty-param", "only together with --penalty"),
+    ({"min_delta": 0.1}, "--min-delta", "only together with --early-stopping"),
+    ({"base_batch_size": 64}, "--base-batch-size", "only together with --batch-rule"),
+    ({"warmup": 3, "schedule_param": ["warmup_steps=2"]}, "--warmup", "not both"),
+])
+def test_bad_technique_options_name_the_option_and_the_allowed_values(kwargs, field, allowed):
+    with pytest.raises(ConfigError) as info:
+        parse_technique_options(**kwargs)
+    message = str(info.value)
+    assert message.startswith(f"invalid {field}") and allowed in message and "\n" not in message
 
 
 def test_task_names_are_canonical_and_numeric_options_are_checked():

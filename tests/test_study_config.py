@@ -191,3 +191,70 @@ def test_deepobs_reruns_the_best_setting_on_ten_seeds_by_default():
     assert study_from_dict(base).seeds == tuple(range(10))
     base["study"]["protocol"] = "seed004"
     assert study_from_dict(base).seeds == (0, 1, 2)
+
+
+def test_techniques_as_strings_tables_and_the_older_flat_keys():
+    from optbench.core.spec import Recipe, run_id
+
+    config = study_from_dict({
+        "study": {"protocol": "seed004", "tasks": ["digits_mlp"]},
+        "defaults": {"hyperparams": {"lr": 0.1}, "techniques": ["gaussian_noise:std=0.1"]},
+        "recipes": [
+            {"optimizer": "sgd"},
+            {"optimizer": "adam", "schedule_params": {"warmup_steps": 2},
+             "techniques": ["label_smoothing:epsilon=0.1", {"name": "clip_norm", "params": {"max_norm": 1.0}}]},
+            {"optimizer": "momentum", "label_smoothing": 0.1, "clip_norm": 1.0, "warmup_steps": 2, "techniques": []},
+            {"optimizer": "nesterov", "label_smoothing": 0.1},
+        ]})
+    sgd, adam, momentum, nesterov = config.recipes
+    assert [str(t) for t in sgd.techniques] == ["gaussian_noise:std=0.1"]  # from [defaults]
+    assert [str(t) for t in adam.techniques] == ["label_smoothing:epsilon=0.1", "clip_norm:max_norm=1.0"]
+    assert adam.schedule_params == {"warmup_steps": 2}
+    # the flat keys give the techniques and the run id of the flat recipe (a recipe's list, empty here,
+    # replaces the one of [defaults]; flat keys come before the list's items)
+    assert [str(t) for t in momentum.techniques] == ["label_smoothing:epsilon=0.1", "clip_norm:max_norm=1.0"]
+    flat = Recipe.from_dict({"optimizer": "momentum", "hyperparams": {"lr": 0.1}, "label_smoothing": 0.1,
+                             "clip_norm": 1.0, "warmup_steps": 2})
+    assert run_id("digits_mlp", momentum, 0) == run_id("digits_mlp", flat, 0)
+    assert [str(t) for t in nesterov.techniques] == ["label_smoothing:epsilon=0.1", "gaussian_noise:std=0.1"]
+    assert validate_study(config) == []
+
+
+def test_techniques_example_loads():
+    config = load_study(EXAMPLES / "techniques.toml")
+    assert [[str(t) for t in r.techniques] for r in config.recipes] == [
+        [], ["label_smoothing:epsilon=0.1"],
+        ["label_smoothing:epsilon=0.1", "clip_norm:max_norm=1.0", "ema:decay=0.99"]]
+    assert all(r.schedule == "cosine" and r.schedule_params == {"warmup_steps": 20} for r in config.recipes)
+    assert validate_study(config) == []
+
+
+def test_technique_problems_are_reported_at_the_key_they_came_from():
+    with pytest.raises(ConfigProblems) as info:
+        study_from_dict({
+            "study": {"protocol": "seed004", "tasks": ["digits_mlp"]},
+            "defaults": {"techniques": ["nosuch"]},
+            "recipes": [{"optimizer": "sgd"},
+                        {"optimizer": "adam", "techniques": ["clip_norm:max_norm", {"name": "ema", "parms": {}}, 3]},
+                        {"optimizer": "adam", "techniques": ["clip_norm:maxnorm=1", "random_crop:padding=2"]},
+                        {"optimizer": "adam", "averaging": "polyak", "augmentation": {"random_crop": {"padding": 2}}},
+                        {"optimizer": "adam", "techniques": "clip_norm:max_norm=1"}]})
+    problems = {p.path: p.message for p in info.value.problems}
+    assert "nosuch" in problems["defaults.techniques[0]"] and "clip_norm" in problems["defaults.techniques[0]"]
+    assert {"recipes[1].techniques[0]", "recipes[1].techniques[1]", "recipes[1].techniques[2]"} <= set(problems)
+    assert "NAME:key=value" in problems["recipes[1].techniques[0]"]
+    assert "max_norm, norm_type" in problems["recipes[2].techniques[0]"]
+    assert "augmentation for task digits_mlp" in problems["recipes[2].techniques[1]"]
+    assert "polyak" in problems["recipes[3].averaging"]
+    assert "a list of techniques" in problems["recipes[4].techniques"]
+
+
+def test_validate_study_reports_technique_items_of_api_recipes():
+    from dataclasses import replace
+
+    from optbench.core.spec import Recipe
+
+    config = load_study(EXAMPLES / "seed004.toml")
+    broken = replace(config, recipes=(Recipe("sgd", techniques=["swa", "clip_value:clip_value=-1"]),))
+    paths = {p.path for p in validate_study(broken)}
+    assert paths == {"recipes[0].techniques[1]"}

@@ -6,8 +6,8 @@
   integrated score over ``tau in [1, 4]`` (Dahl et al. 2023, "Benchmarking Neural Network
   Training Algorithms", AlgoPerf), plus the mean rank across tasks.
 * :func:`applied_schedules` — the learning rate actually applied per recipe: recorded at the
-  end of every epoch (:attr:`EpochRecord.lr`) and reconstructed per step with
-  :func:`optbench.schedules.make_schedule`.
+  end of every epoch (:attr:`EpochRecord.lr`) and reconstructed per step the way the engine
+  builds it (:func:`optbench.engine.build.build_schedule`, learning-rate scaling included).
 * :func:`distributed_points` — throughput and scaling efficiency of distributed runs.
 
 Which runs count follows :mod:`optbench.analysis.summary`: failed runs are excluded from
@@ -348,8 +348,22 @@ class AppliedSchedule:
     note: str = ""
 
 
+class _LrOnly:
+    """What :func:`optbench.engine.build.build_components` and ``build_schedule`` read of a task when
+    only the learning rate is rebuilt: no task L2 (it never changes the lr), and no metric directions
+    (metric-driven schedules are not rebuilt)."""
+
+    l2 = 0.0
+
+    def direction(self, key: str) -> Direction:
+        raise ConfigError("schedule metric", key, "a schedule that does not read metrics")
+
+
 def _reconstruct(run: RunResult) -> tuple[np.ndarray, np.ndarray, str]:
-    from optbench.schedules import make_schedule, schedule_values
+    """The lr of every step of ``run`` as the engine builds it (:mod:`optbench.engine.build`: the
+    recipe's techniques scale the lr, then the schedule), or a note why it cannot be rebuilt."""
+    from optbench.engine.build import build_components, build_schedule, optimizer_hyperparams
+    from optbench.schedules import schedule_values
 
     recipe = run.recipe
     empty = np.empty(0)
@@ -357,21 +371,20 @@ def _reconstruct(run: RunResult) -> tuple[np.ndarray, np.ndarray, str]:
         return empty, empty, "no lr hyperparameter: only the recorded values are shown"
     if recipe.schedule in ("reduce_on_plateau", "plateau"):
         return empty, empty, "metric-driven schedule: only the recorded values are shown"
-    if recipe.batch_rule != "none":
-        return empty, empty, "lr scaled by a batch rule: only the recorded values are shown"
     spe = run.epochs[0].step
     if spe < 1:
         return empty, empty, "no optimizer step recorded"
     total = recipe.epochs * spe
-    if recipe.schedule == "constant" and not recipe.warmup_steps and not recipe.schedule_params:
-        return np.arange(total), np.full(total, float(recipe.hyperparams["lr"])), ""
+    record = run.environment.get("distributed")
+    batch = int(record.get("global_batch", recipe.batch_size)) if isinstance(record, Mapping) else recipe.batch_size
+    task: Any = _LrOnly()
     try:
-        schedule = make_schedule(recipe.schedule, float(recipe.hyperparams["lr"]), total_steps=total,
-                                 steps_per_epoch=spe,
-                                 **({"warmup_steps": recipe.warmup_steps} if recipe.warmup_steps else {}),
-                                 **recipe.schedule_params)
+        lr = float(optimizer_hyperparams(recipe, build_components(task, recipe), batch)["lr"])
+        schedule = build_schedule(recipe, lr, steps_per_epoch=spe, task=task)
     except ConfigError as exc:
         return empty, empty, f"could not rebuild the schedule: {exc}"
+    if schedule is None:
+        return np.arange(total), np.full(total, lr), ""
     return np.arange(total), schedule_values(schedule, total), ""
 
 

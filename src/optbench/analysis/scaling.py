@@ -26,9 +26,9 @@ and :data:`PUBLISHED` with its source.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from optbench.core.errors import ConfigError, require_positive
 from optbench.core.registry import Registry
@@ -281,7 +281,52 @@ def measured_efficiency(points: Sequence[MeasuredPoint]) -> tuple[dict[tuple[str
     return out, "ideal = N x each mode's samples/s per process at its smallest process count"
 
 
+def measured_points(runs: Iterable[Any], key: str, target: float, direction: Any) -> list[MeasuredPoint]:
+    """One :class:`MeasuredPoint` per distributed job, in order: ``runs`` are
+    :class:`~optbench.engine.distributed.DistributedRun` objects (``config.mode``, ``config.nproc``,
+    ``samples_per_second``, ``time_to_target(key, target, direction)``); time-to-target is the training
+    seconds until ``key`` reached ``target`` (None when never)."""
+    points = []
+    for run in runs:
+        reached = run.time_to_target(key, target, direction)
+        points.append(MeasuredPoint(run.config.mode, run.config.nproc, run.samples_per_second,
+                                    None if reached is None else reached.seconds))
+    return points
+
+
+@dataclass(frozen=True)
+class ScalingTable:
+    """Measured jobs laid out as modes x process counts.
+
+    Attributes:
+        modes: the modes in the order first measured; counts: the process counts, ascending.
+        points: ``{(mode, nproc): point}`` of the measured cells.
+        efficiency: scaling efficiency against ideal of each point (:func:`measured_efficiency`).
+        baseline: the sentence naming the efficiency baseline.
+        ratio: ``{nproc: samples/s of ddp / samples/s of ps-sync}`` where both were measured (the
+            cost of a parameter server over all-reduce at equal work).
+    """
+
+    modes: tuple[str, ...]
+    counts: tuple[int, ...]
+    points: Mapping[tuple[str, int], MeasuredPoint]
+    efficiency: Mapping[tuple[str, int], float]
+    baseline: str
+    ratio: Mapping[int, float]
+
+
+def scaling_table(points: Sequence[MeasuredPoint]) -> ScalingTable:
+    """The :class:`ScalingTable` of measured ``points`` (one per mode and process count)."""
+    efficiency, baseline = measured_efficiency(points)
+    cells = {(p.mode, p.nproc): p for p in points}
+    counts = tuple(sorted({p.nproc for p in points}))
+    ratio = {n: cells[("ddp", n)].samples_per_second / cells[("ps-sync", n)].samples_per_second
+             for n in counts if ("ddp", n) in cells and ("ps-sync", n) in cells
+             and cells[("ps-sync", n)].samples_per_second > 0}
+    return ScalingTable(tuple(dict.fromkeys(p.mode for p in points)), counts, cells, efficiency, baseline, ratio)
+
+
 __all__ = ["ALGORITHMS", "BACKWARD_FRACTION", "DEFAULT_LATENCY", "DEFAULT_OVERLAP", "GBIT", "MODELS", "PUBLISHED",
-           "MeasuredPoint", "Network", "Prediction", "Published", "PublishedCheck", "Workload", "check_published",
-           "measured_efficiency", "parameter_server_seconds", "predict", "prediction_grid", "ring_allreduce_seconds",
-           "step_seconds"]
+           "MeasuredPoint", "Network", "Prediction", "Published", "PublishedCheck", "ScalingTable", "Workload",
+           "check_published", "measured_efficiency", "measured_points", "parameter_server_seconds", "predict",
+           "prediction_grid", "ring_allreduce_seconds", "scaling_table", "step_seconds"]

@@ -1,9 +1,10 @@
-"""``optbench run`` and ``optbench scale``: distributed training from the command line (issue 7).
+"""``optbench run`` and ``optbench scale``: distributed training from the command line.
 
-``cli.py`` adds them with ``register(app, handle_errors)``. Bad input raises
-:class:`~optbench.core.errors.ConfigError` before any process starts (one line, exit 2 through
-``handle_errors``); a failed or timed-out job raises :class:`~optbench.engine.distributed.DistributedError`
-(exit 1). Heavy imports happen inside the commands, so ``--help`` stays fast.
+Both take the technique options of ``optbench compare`` (:mod:`optbench.cli.techniques`). Bad input
+raises :class:`~optbench.core.errors.ConfigError` before any process starts (one line, exit 2); a
+failed or timed-out job raises :class:`~optbench.engine.distributed.DistributedError` (exit 1).
+Heavy imports happen inside the commands, so ``--help`` stays fast. The tables are computed in
+:mod:`optbench.analysis.scaling` and only rendered here.
 """
 
 from __future__ import annotations
@@ -11,40 +12,40 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from optbench.cli.common import DEFAULT_STORE, check_count, check_lr, handle_errors
+from optbench.cli.techniques import TechniqueOptions, technique_options
 from optbench.core.errors import ConfigError
 from optbench.study.reference import DEFAULT_TRAIN_SIZE, REFERENCE_TASK
 
-DEFAULT_STORE = Path("optbench-out") / "optbench.db"
 PREDICT_NPROC = "1,2,4,8,16,32,64,128,256,512"
 
 
 # ---------------------------------------------------------------- shared option handling
 def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr: float | None,
                  batch_size: int | None, epochs: int | None, train_size: str, seed: int, threads: int,
-                 timeout: float) -> tuple[Any, Any]:
+                 timeout: float, options: TechniqueOptions | None = None) -> tuple[Any, Any]:
     """A validated :class:`DistributedConfig` and its Task; missing recipe values come from the task's
-    working recipe. Loads (and if needed fetches) the data once here, so that children never download
-    and ``--train-size auto`` (10,000 or all if fewer) is resolved before the run id is computed.
+    working recipe, the schedule, precision and techniques from ``options``. Loads (and if needed
+    fetches) the data once here, so that children never download and ``--train-size auto`` (10,000 or
+    all if fewer) is resolved before the run id is computed.
 
     Raises:
         ConfigError / UnknownNameError: bad input. DataUnavailableError: data cannot be obtained.
     """
     from optbench.core.spec import Recipe
-    from optbench.tasks import get_task
     from optbench.engine.distributed import DistributedConfig, parse_mode, validate
+    from optbench.tasks import get_task
 
+    options = options or TechniqueOptions()
     parse_mode(mode)
     for field, value in (("--nproc", nproc), ("--batch-size", batch_size), ("--epochs", epochs),
                          ("--threads", threads)):
-        if value is not None and value < 1:
-            raise ConfigError(field, value, "an integer >= 1")
-    if lr is not None and not lr > 0:
-        raise ConfigError("--lr", lr, "a number > 0")
+        check_count(field, value)
+    check_lr(lr)
     if not timeout > 0:
         raise ConfigError("--timeout", timeout, "a number of seconds > 0")
     task_obj = get_task(task)
@@ -56,7 +57,8 @@ def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr:
     size = _train_size(train_size, available)
     recipe = Recipe(optimizer=optimizer or working.get("optimizer", "sgd"), hyperparams=hyperparams,
                     batch_size=batch_size or working.get("batch_size", 128), epochs=epochs or working.get("epochs", 1),
-                    train_size=size)
+                    train_size=size, schedule=options.schedule, schedule_params=options.schedule_params,
+                    precision=options.precision, techniques=options.techniques)
     config = DistributedConfig(task=task, recipe=recipe, mode=mode, nproc=nproc, seed=seed, threads=threads,
                                timeout=timeout)
     validate(config)
@@ -72,7 +74,7 @@ def _train_size(text: str, available: int) -> int | None:
     if word == "all":
         return None
     if word == "auto":
-        return DEFAULT_TRAIN_SIZE if DEFAULT_TRAIN_SIZE < available else None
+        return DEFAULT_TRAIN_SIZE if available > DEFAULT_TRAIN_SIZE else None
     allowed = f"an integer in [1, {available}], 'all' or 'auto'"
     try:
         value = int(text)
@@ -106,7 +108,8 @@ def _epoch_table(run: Any) -> Any:
     for e in run.result.epochs:
         m = e.metrics
         table.add_row(str(e.epoch), f"{m.get('train_loss', math.nan):.4f}", f"{m.get('valid_accuracy', math.nan):.4f}",
-                      f"{m.get('test_accuracy', math.nan):.4f}", f"{e.train_seconds:.2f}", f"{e.samples_per_second:,.0f}")
+                      f"{m.get('test_accuracy', math.nan):.4f}", f"{e.train_seconds:.2f}",
+                      f"{e.samples_per_second:,.0f}")
     return table
 
 
@@ -118,41 +121,32 @@ def _study_config(config: Any, kind: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- scale
 def scale_tables(runs: Sequence[Any], task_obj: Any, target: float | None) -> tuple[Any, Any, str]:
     """Two rich tables: samples/s and efficiency per mode x processes, and time-to-target; plus the
-    sentence naming the efficiency baseline."""
+    sentence naming the efficiency baseline (numbers: :func:`optbench.analysis.scaling.scaling_table`)."""
     from rich.table import Table
 
-    from optbench.analysis.scaling import MeasuredPoint, measured_efficiency
+    from optbench.analysis.scaling import measured_points, scaling_table
 
     key, value, direction = _target(task_obj, target)
-    points = []
-    for run in runs:
-        ttt = run.time_to_target(key, value, direction)
-        points.append(MeasuredPoint(run.config.mode, run.config.nproc, run.samples_per_second,
-                                    ttt.seconds if ttt else None))
-    efficiency, baseline = measured_efficiency(points)
-    modes = list(dict.fromkeys(p.mode for p in points))
-    counts = sorted({p.nproc for p in points})
-    by_key = {(p.mode, p.nproc): p for p in points}
+    table = scaling_table(measured_points(runs, key, value, direction))
     throughput = Table(title=f"{task_obj.name}: samples/s (scaling efficiency against ideal)")
     ttt_table = Table(title=f"time-to-target: training seconds until {key} >= {value:g}")
-    for table in (throughput, ttt_table):
-        table.add_column("mode")
-        for n in counts:
-            table.add_column(f"{n} proc", justify="right")
-    for mode in modes:
+    for t in (throughput, ttt_table):
+        t.add_column("mode")
+        for n in table.counts:
+            t.add_column(f"{n} proc", justify="right")
+    for mode in table.modes:
         cells, ttt_cells = [], []
-        for n in counts:
-            p = by_key.get((mode, n))
-            cells.append("-" if p is None else f"{p.samples_per_second:,.0f} ({efficiency[(mode, n)]:.0%})")
+        for n in table.counts:
+            p = table.points.get((mode, n))
+            cells.append("-" if p is None else f"{p.samples_per_second:,.0f} ({table.efficiency[(mode, n)]:.0%})")
             ttt_cells.append("-" if p is None else ("not reached" if p.time_to_target is None
                                                     else f"{p.time_to_target:.2f} s"))
         throughput.add_row(mode, *cells)
         ttt_table.add_row(mode, *ttt_cells)
-    if "ddp" in modes and "ps-sync" in modes:
-        ratios = [f"{by_key[('ddp', n)].samples_per_second / by_key[('ps-sync', n)].samples_per_second:.2f}"
-                  if ("ddp", n) in by_key and ("ps-sync", n) in by_key else "-" for n in counts]
-        throughput.add_row("ddp / ps-sync", *ratios)
-    return throughput, ttt_table, baseline
+    if table.ratio:
+        throughput.add_row("ddp / ps-sync", *(f"{table.ratio[n]:.2f}" if n in table.ratio else "-"
+                                              for n in table.counts))
+    return throughput, ttt_table, table.baseline
 
 
 def prediction_tables(models: Sequence[str], gbps: Sequence[float], nprocs: Sequence[int], *, overlap: float,
@@ -192,21 +186,13 @@ def prediction_tables(models: Sequence[str], gbps: Sequence[float], nprocs: Sequ
 
 
 # ---------------------------------------------------------------- registration
-def register(app: typer.Typer, handle_errors: Callable | None = None) -> None:
-    """Add the commands ``run`` and ``scale`` to ``app``.
-
-    Args:
-        app: the typer application (``optbench.cli.main.app``).
-        handle_errors: the CLI's error decorator (``optbench.cli.main.handle_errors``, imported lazily when
-            None: ConfigError -> one line and exit 2, other optbench errors -> exit 1).
-    """
-    if handle_errors is None:
-        from optbench.cli.main import handle_errors as default_handler
-
-        handle_errors = default_handler
+def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
+    """Add the commands ``run`` and ``scale`` to ``app`` (``errors``: the decorator turning optbench
+    errors into exit codes: ConfigError -> one line and exit 2, other optbench errors -> exit 1)."""
 
     @app.command("run")
-    @handle_errors
+    @errors
+    @technique_options
     def run(
         mode: Annotated[str, typer.Option(help="ddp, ps-sync, ps-async or ps-ssp:S (S = staleness bound).")] = "ddp",
         nproc: Annotated[int | None, typer.Option(help="Workers N (server modes start N + 1 processes) "
@@ -225,6 +211,8 @@ def register(app: typer.Typer, handle_errors: Callable | None = None) -> None:
         store: Annotated[str | None, typer.Option(help=f"Results database [default: {DEFAULT_STORE}].")] = None,
         study: Annotated[str | None, typer.Option(help="Study name [default: distributed-<task>].")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the summary only.")] = False,
+        *,
+        options: TechniqueOptions,
     ) -> None:
         """Train with one distributed mode on N local processes (or as one rank of a torchrun job) and
         print samples/s, per-step compute/communication/waiting, staleness and time-to-target."""
@@ -236,7 +224,7 @@ def register(app: typer.Typer, handle_errors: Callable | None = None) -> None:
         workers = nproc if nproc is not None else (torchrun_nproc(mode) if distributed else 2)
         config, task_obj = build_config(task=task, mode=mode, nproc=workers, optimizer=optimizer, lr=lr,
                                         batch_size=batch_size, epochs=epochs, train_size=train_size, seed=seed,
-                                        threads=threads, timeout=timeout)
+                                        threads=threads, timeout=timeout, options=options)
         if distributed and os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 stores and prints
             run_under_torchrun(config)
             return
@@ -259,7 +247,8 @@ def register(app: typer.Typer, handle_errors: Callable | None = None) -> None:
                    + ("" if written else " (an identical run was stored before; kept)"))
 
     @app.command("scale")
-    @handle_errors
+    @errors
+    @technique_options
     def scale(
         task: Annotated[str, typer.Option(help="Task name or 'module:factory'.")] = REFERENCE_TASK,
         modes: Annotated[str, typer.Option(help="Comma-separated modes.")] = "ddp,ps-sync,ps-async,ps-ssp:2",
@@ -286,6 +275,8 @@ def register(app: typer.Typer, handle_errors: Callable | None = None) -> None:
                                                     "(0..1).")] = 0.5,
         servers: Annotated[int, typer.Option(help="--predict: parameter servers the model is sharded over.")] = 1,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Tables only.")] = False,
+        *,
+        options: TechniqueOptions,
     ) -> None:
         """Measure each mode at each process count (stored; finished jobs are not repeated) and report
         samples/s, scaling efficiency against ideal and time-to-target; or, with --predict, the cost model's
@@ -323,7 +314,7 @@ def register(app: typer.Typer, handle_errors: Callable | None = None) -> None:
         counts = parse_counts(nproc or "1,2")
         config, task_obj = build_config(task=task, mode=mode_list[0].name, nproc=max(counts), optimizer=optimizer,
                                         lr=lr, batch_size=batch_size, epochs=epochs, train_size=train_size, seed=seed,
-                                        threads=threads, timeout=timeout)
+                                        threads=threads, timeout=timeout, options=options)
         configs = [replace(config, mode=m.name, nproc=n) for m in mode_list for n in counts]
         console = Console(stderr=True, quiet=quiet)
         settings = _study_config(config, "scale") | {"modes": [m.name for m in mode_list], "nproc": list(counts)}

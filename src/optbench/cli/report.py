@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from optbench.cli.common import existing_store, handle_errors
+
 
 def report_command(
     store: Annotated[str, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL.")],
@@ -18,15 +20,15 @@ def report_command(
 ) -> None:
     """Write OUT/index.html (one self-contained file, readable offline), the plots as PNG and SVG
     under OUT/figures/ and the tables as Markdown, CSV and LaTeX under OUT/tables/."""
-    from optbench.core.errors import ConfigError
     from optbench.report.html import report_from_store
 
-    if "://" not in store and not Path(store).is_file():
-        raise ConfigError("STORE", store, "an existing SQLite file or a SQLAlchemy URL")
-    files = report_from_store(store, out, study=study)
+    files = report_from_store(existing_store(store), out, study=study)
     typer.echo(f"wrote {files.html} ({len(files.figures)} figures, {len(files.tables)} tables)")
 
 
-def register(app: typer.Typer, handle_errors: Callable) -> None:
-    """Add ``report`` to ``app``; ``handle_errors`` turns optbench errors into exit codes."""
-    app.command("report")(handle_errors(report_command))
+def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
+    """Add ``report`` to ``app`` (``errors``: the decorator turning optbench errors into exit codes)."""
+    app.command("report")(errors(report_command))
+
+
+__all__ = ["register", "report_command"]

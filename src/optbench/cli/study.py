@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
@@ -15,17 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-#: The default store of ``optbench compare`` (``--out`` then ``optbench.db`` in it).
-DEFAULT_OUT = Path("optbench-out")
-DEFAULT_STORE = str(DEFAULT_OUT / "optbench.db")
-
-
-def _existing_store(store: str) -> str:
-    from optbench.core.errors import ConfigError
-
-    if "://" not in store and not Path(store).is_file():
-        raise ConfigError("STORE", store, "an existing SQLite file or a SQLAlchemy URL")
-    return store
+from optbench.cli.common import DEFAULT_OUT, DEFAULT_STORE, check_count, existing_store, handle_errors, stdout_console
 
 
 def run_command(
@@ -42,13 +30,11 @@ def run_command(
 ) -> None:
     """Run (or resume) a study file: validate it (every problem at once, nothing written on bad input),
     run its protocol, print the protocol's tables, write the HTML report and OUT/protocol.md."""
-    from optbench.core.errors import ConfigError
     from optbench.report.protocols import protocol_rich_tables
     from optbench.study.config import load_study
     from optbench.study.runner import describe_plan, run_study, write_study_outputs
 
-    if workers < 1:
-        raise ConfigError("--workers", workers, "an integer >= 1")
+    check_count("--workers", workers)
     config = load_study(file)
     console = Console(stderr=True, quiet=quiet, highlight=False)
     if dry_run:
@@ -61,7 +47,7 @@ def run_command(
     outcome = run_study(config, store_url, workers=workers, create_store_dir=store is None,
                         on_event=None if quiet else _progress(console), checkpoint_dir=checkpoints)
     files = write_study_outputs(outcome, store_url, out)
-    stdout = Console(width=160) if not Console().is_terminal else Console()
+    stdout = stdout_console()
     for table in protocol_rich_tables(outcome.result):
         stdout.print(table)
     console.print(f"runs stored for study {config.name}: {len(outcome.results)} (at most {outcome.planned} planned)")
@@ -81,48 +67,15 @@ def _progress(console: Console) -> Callable[[Any], None]:
     return on_event
 
 
-def _eta(finished: list[float], pending: int, workers: int) -> str:
-    if pending <= 0:
+def _eta(status: Any) -> str:
+    """The time left of a :class:`~optbench.study.status.StudyStatus` as text."""
+    from optbench.analysis.timing import estimate_remaining
+    from optbench.cli.progress import format_duration
+
+    if status.pending == 0:
         return "done"
-    if not finished:
-        return "unknown (no finished run yet)"
-    seconds = statistics.fmean(finished) * pending / max(1, workers)
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def study_status(store: str, study: str | None = None) -> list[dict[str, Any]]:
-    """Per study: runs done / planned, running (claims), failed and diverged runs with messages,
-    mean run time (s) and ETA from it and the workers seen.
-
-    Raises:
-        ConfigError: an unknown study (lists the known ones) or a store that does not exist.
-    """
-    from optbench.core.errors import ConfigError
-    from optbench.runs.store import open_store
-
-    with open_store(_existing_store(store)) as db:
-        infos = {s.name: s for s in db.studies()}
-        if study is not None and study not in infos:
-            raise ConfigError("--study", study, sorted(infos) or "none (the store has no study)")
-        out = []
-        for name in [study] if study is not None else list(infos):
-            info = infos[name]
-            runs = db.load_runs(study=name)
-            claims = db.claims(name)
-            stored = {r.run_id for r in runs}
-            running = [c for c in claims if c.run_id not in stored]
-            planned = max(info.n_runs, int(info.config.get("planned_runs") or 0))
-            done = info.n_finished + info.n_diverged
-            times = [r.total_seconds for r in runs if r.status.value in ("finished", "diverged")]
-            workers = len({(c.host, c.worker) for c in claims}) or 1
-            out.append({
-                "study": name, "protocol": info.config.get("protocol", "?"), "done": done, "planned": planned,
-                "running": running, "workers": workers,
-                "problems": [r for r in runs if r.status.value in ("failed", "diverged")],
-                "mean_seconds": statistics.fmean(times) if times else math.nan,
-                "eta": _eta(times, planned - done - info.n_failed, workers),
-            })
-        return out
+    remaining = estimate_remaining(status.seconds, status.pending, status.workers)
+    return "unknown (no finished run yet)" if remaining is None else format_duration(remaining.seconds)
 
 
 def status_command(
@@ -131,28 +84,30 @@ def status_command(
 ) -> None:
     """Per study: runs done / planned, running runs (claims), failed and diverged runs with their
     messages, and an ETA from the mean run time and the workers seen."""
+    from optbench.study.status import study_status
+
     console = Console(highlight=False)
-    for s in study_status(store, study):
-        console.print(f"[bold]{s['study']}[/] ({s['protocol']}): {s['done']}/{s['planned']} runs done, "
-                      f"{len(s['running'])} running on {s['workers']} worker(s), ETA {s['eta']}")
-        for claim in s["running"]:
+    for s in study_status(existing_store(store), study):
+        console.print(f"[bold]{s.study}[/] ({s.protocol}): {s.done}/{s.planned} runs done, "
+                      f"{len(s.running)} running on {s.workers} worker(s), ETA {_eta(s)}")
+        for claim in s.running:
             console.print(f"  running {claim.run_id} on {claim.worker}@{claim.host} (pid {claim.pid}), "
                           f"heartbeat {claim.heartbeat_at:%Y-%m-%d %H:%M:%S}", markup=False)
-        for run in s["problems"]:
+        for run in s.problems:
             message = (run.error or "").splitlines()[0] if run.error else ""
             console.print(f"  {run.status.value} {run.run_id} {run.task} {run.recipe.label} seed {run.seed}: "
                           f"{message}", markup=False)
 
 
 def list_command(
-    store: Annotated[str, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL.")] = DEFAULT_STORE,
+    store: Annotated[str, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL.")] = str(DEFAULT_STORE),
 ) -> None:
     """The studies in the store: protocol, runs done/planned, failed, created (UTC)."""
     from rich.table import Table
 
     from optbench.runs.store import open_store
 
-    with open_store(_existing_store(store)) as db:
+    with open_store(existing_store(store)) as db:
         infos = db.studies()
     table = Table(title=f"studies in {store}")
     for column in ("study", "protocol", "done", "planned", "diverged", "failed", "created (UTC)"):
@@ -165,16 +120,14 @@ def list_command(
     Console(width=160).print(table)
 
 
-def register(app: typer.Typer, handle_errors: Callable | None = None) -> None:
-    """Add the ``study`` group (``run``, ``status``, ``list``) to ``app``. ``handle_errors`` turns
-    optbench errors into exit codes (default: :func:`optbench.cli.main.handle_errors`)."""
-    if handle_errors is None:
-        from optbench.cli.main import handle_errors
+def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
+    """Add the ``study`` group (``run``, ``status``, ``list``) to ``app`` (``errors``: the decorator
+    turning optbench errors into exit codes)."""
     study_app = typer.Typer(help="Studies from TOML files: run them, follow them, list them.", no_args_is_help=True)
-    study_app.command("run")(handle_errors(run_command))
-    study_app.command("status")(handle_errors(status_command))
-    study_app.command("list")(handle_errors(list_command))
+    study_app.command("run")(errors(run_command))
+    study_app.command("status")(errors(status_command))
+    study_app.command("list")(errors(list_command))
     app.add_typer(study_app, name="study")
 
 
-__all__ = ["list_command", "register", "run_command", "status_command", "study_status"]
+__all__ = ["list_command", "register", "run_command", "status_command"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from optbench.cli.common import handle_errors
 from optbench.core.errors import ConfigError, require_positive
 
 if TYPE_CHECKING:
@@ -160,6 +161,6 @@ def trajectory_command(
            dpi=dpi)
 
 
-def register(app: typer.Typer, handle_errors: Callable) -> None:
-    """Add ``trajectory`` to ``app``; ``handle_errors`` turns optbench errors into exit codes."""
-    app.command("trajectory")(handle_errors(trajectory_command))
+def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
+    """Add ``trajectory`` to ``app`` (``errors``: the decorator turning optbench errors into exit codes)."""
+    app.command("trajectory")(errors(trajectory_command))

@@ -1,13 +1,22 @@
 """Search spaces: which recipe fields a tuning search varies, and over what ranges.
 
-A :class:`Param` names a recipe field by a *path*:
+A :class:`Param` names what it varies by a *path*:
 
 * a scalar :class:`~optbench.core.spec.Recipe` field: ``batch_size``, ``epochs``, ``train_size``,
-  ``optimizer``, ``schedule``, ``warmup_steps``, ``penalty``, ``label_smoothing``, ``averaging``,
-  ``precision``, ``clip_norm``, ``clip_value``, ``accumulation_steps``, ``batch_rule``,
-  ``base_batch_size``, ``decay_bias_and_norm``, ``max_train_seconds``;
+  ``optimizer``, ``schedule``, ``precision``, ``max_train_seconds``;
 * an entry of a parameter mapping: ``hyperparams.<name>`` (``hyperparams.lr``,
-  ``hyperparams.momentum``, ``hyperparams.weight_decay``), ``schedule_params.<name>``,
+  ``hyperparams.momentum``, ``hyperparams.weight_decay``), ``schedule_params.<name>``
+  (``schedule_params.warmup_steps``);
+* a technique parameter: ``techniques.<technique>.<parameter>`` (``techniques.label_smoothing.epsilon``,
+  ``techniques.clip_norm.max_norm``, ``techniques.l2.strength``; names and parameters:
+  ``optbench list techniques``). It sets the parameter of the recipe's first technique of that
+  name; a recipe without that technique gets it appended, with this parameter (the others at
+  their defaults);
+* the older flat paths, still read and written: ``warmup_steps`` (the schedule parameter; 0 for
+  none) and, through the flat form of the recipe (:meth:`~optbench.core.spec.Recipe.from_dict`,
+  :mod:`optbench.core.legacy`; only for recipes whose techniques that form can express),
+  ``penalty``, ``label_smoothing``, ``averaging``, ``clip_norm``, ``clip_value``,
+  ``accumulation_steps``, ``batch_rule``, ``base_batch_size``, ``decay_bias_and_norm`` and
   ``penalty_params.<name>``.
 
 A bare ``weight_decay`` is *not* a path (it is not a Recipe field): write
@@ -17,7 +26,8 @@ A bare ``weight_decay`` is *not* a path (it is not a Recipe field): write
     "hyperparams.lr" = { low = 1e-5, high = 1e-1, log = true }
     "hyperparams.momentum" = { low = 0.8, high = 0.99 }
     "batch_size" = { choices = [64, 128] }
-    "warmup_steps" = { low = 0, high = 100, type = "int" }
+    "schedule_params.warmup_steps" = { low = 0, high = 100, type = "int" }
+    "techniques.label_smoothing.epsilon" = { low = 0.0, high = 0.2 }
 """
 
 from __future__ import annotations
@@ -30,18 +40,26 @@ from typing import Any
 import numpy as np
 
 from optbench.core.errors import ConfigError, Problem
-from optbench.core.spec import Recipe
+from optbench.core.legacy import LEGACY_DEFAULTS
+from optbench.core.spec import Recipe, TechniqueSpec
 
-#: Recipe fields that hold a mapping a path may index into (``hyperparams.lr``).
+#: Recipe fields that hold a mapping a path may index into (``hyperparams.lr``); ``penalty_params`` is
+#: the older flat form's.
 MAPPING_PATHS = ("hyperparams", "schedule_params", "penalty_params")
-#: Recipe fields that are mappings as a whole and cannot be searched directly.
-_NOT_SCALAR = ("hyperparams", "schedule_params", "penalty_params", "early_stopping", "augmentation",
-               "averaging_params")
-SCALAR_PATHS = tuple(f.name for f in fields(Recipe) if f.name not in _NOT_SCALAR)
+#: The scalar Recipe fields.
+FIELD_PATHS = tuple(f.name for f in fields(Recipe) if f.name not in ("hyperparams", "schedule_params", "techniques"))
+#: The older flat paths (read and written through the flat form; ``warmup_steps`` is a schedule parameter).
+LEGACY_PATHS = ("warmup_steps", "penalty", "label_smoothing", "averaging", "clip_norm", "clip_value",
+                "accumulation_steps", "batch_rule", "base_batch_size", "decay_bias_and_norm")
+SCALAR_PATHS = FIELD_PATHS + LEGACY_PATHS
+#: The first part of a technique parameter path (``techniques.<technique>.<parameter>``).
+TECHNIQUE_PATH = "techniques"
 KINDS = ("float", "int", "categorical")
 _TABLE_KEYS = ("low", "high", "log", "choices", "type")
-_ALLOWED_PATHS = (f"a Recipe field ({', '.join(SCALAR_PATHS)}) or "
-                  + ", ".join(f"'{m}.<name>'" for m in MAPPING_PATHS))
+_ALLOWED_PATHS = (f"a Recipe field ({', '.join(FIELD_PATHS)}), "
+                  + ", ".join(f"'{m}.<name>'" for m in MAPPING_PATHS[:2])
+                  + f", '{TECHNIQUE_PATH}.<technique>.<parameter>' (optbench list techniques), or an older flat path "
+                    f"({', '.join(LEGACY_PATHS)}, 'penalty_params.<name>')")
 
 
 @dataclass(frozen=True)
@@ -93,13 +111,32 @@ SearchSpace = tuple[Param, ...]
 
 
 def valid_path(path: object) -> bool:
-    """True when ``path`` names a searchable recipe field (see the module doc)."""
+    """True when ``path`` names a searchable recipe field (see the module doc); a technique path must
+    name a registered technique and one of its parameters."""
     if not isinstance(path, str):
         return False
     head, dot, name = path.partition(".")
+    if head == TECHNIQUE_PATH and dot:
+        return _technique_path(path) is not None
     if dot:
         return head in MAPPING_PATHS and bool(name) and "." not in name
     return path in SCALAR_PATHS
+
+
+def _technique_path(path: str) -> tuple[str, str] | None:
+    """``(technique, parameter)`` of a valid ``techniques.<technique>.<parameter>`` path, else None."""
+    from optbench.techniques.registry import parameters, techniques
+
+    parts = path.split(".")
+    if len(parts) != 3 or parts[0] != TECHNIQUE_PATH or parts[1] not in techniques:
+        return None
+    names = [p.name for p in parameters(techniques.get(parts[1]))]
+    return (parts[1], parts[2]) if parts[2] in names else None
+
+
+def _is_flat(path: str) -> bool:
+    """True for the older flat paths written through the flat form (all but ``warmup_steps``)."""
+    return path.partition(".")[0] == "penalty_params" or (path in LEGACY_PATHS and path != "warmup_steps")
 
 
 def parse_space(table: Mapping[str, Any], source: str,
@@ -192,30 +229,95 @@ def apply_params(recipe: Recipe, values: Mapping[str, Any]) -> Recipe:
     Raises:
         ConfigError: for an unknown path, or a value the recipe rejects (e.g. ``lr <= 0``).
     """
-    top: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {}
-    for path, value in values.items():
+    for path in values:
         if not valid_path(path):
             raise ConfigError("search.space path", path, _ALLOWED_PATHS)
+    flat = {path: _plain(value) for path, value in values.items() if _is_flat(path)}
+    if flat:
+        recipe = _apply_flat(recipe, flat)
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    techniques = list(recipe.techniques)
+    for path, value in values.items():
         value = _plain(value)
         head, dot, name = path.partition(".")
-        if dot:
+        if _is_flat(path):
+            continue
+        if path == "warmup_steps":
+            params = nested.setdefault("schedule_params", dict(recipe.schedule_params))
+            params.pop("warmup_steps", None)
+            if value:
+                params["warmup_steps"] = value
+        elif head == TECHNIQUE_PATH:
+            technique, parameter = _technique_path(path)  # type: ignore[misc]
+            _set_technique(techniques, technique, parameter, value)
+        elif dot:
             nested.setdefault(head, dict(getattr(recipe, head)))[name] = value
         else:
             top[path] = value
-    return replace(recipe, **top, **nested)
+    return replace(recipe, **top, **nested, techniques=tuple(techniques))
+
+
+def _set_technique(techniques: list[TechniqueSpec], name: str, parameter: str, value: Any) -> None:
+    """Set ``parameter`` of the first technique ``name`` in ``techniques`` (appending it when absent)."""
+    for k, spec in enumerate(techniques):
+        if spec.name == name:
+            techniques[k] = TechniqueSpec(name, {**spec.params, parameter: value})
+            return
+    techniques.append(TechniqueSpec(name, {parameter: value}))
+
+
+def _flat_form(recipe: Recipe, path: str) -> dict[str, Any]:
+    """``recipe`` in the older flat form (:meth:`Recipe.identity`).
+
+    Raises:
+        ConfigError: when its techniques have no flat form (naming ``path`` and the allowed paths).
+    """
+    flat = recipe.identity()
+    if "techniques" in flat:
+        raise ConfigError("search.space path", path, f"a technique path '{TECHNIQUE_PATH}.<technique>.<parameter>' "
+                          "(the recipe's techniques have no flat form)")
+    return flat
+
+
+def _apply_flat(recipe: Recipe, values: Mapping[str, Any]) -> Recipe:
+    """``recipe`` with the older flat paths of ``values`` set, through its flat form."""
+    flat = _flat_form(recipe, next(iter(values)))
+    for path, value in values.items():
+        head, dot, name = path.partition(".")
+        if dot:
+            flat[head] = {**flat.get(head, {}), name: value}
+        else:
+            flat[path] = value
+    return Recipe.from_dict(flat)
 
 
 def read_params(recipe: Recipe, space: SearchSpace) -> dict[str, Any]:
     """The values of ``space``'s paths in ``recipe`` (the inverse of :func:`apply_params`).
 
     Raises:
-        KeyError: when a ``hyperparams.<name>``-style path is absent from the recipe.
+        KeyError: when a ``hyperparams.<name>``-style path is absent from the recipe (a technique path:
+            the recipe has no such technique, or it leaves the parameter at its default), or an older
+            flat path is read from a recipe whose techniques have no flat form.
     """
     out: dict[str, Any] = {}
     for p in space:
         head, dot, name = p.path.partition(".")
-        out[p.path] = getattr(recipe, head)[name] if dot else getattr(recipe, p.path)
+        if p.path == "warmup_steps":
+            out[p.path] = recipe.schedule_params.get("warmup_steps", 0)
+        elif _is_flat(p.path):
+            flat = recipe.identity()
+            if "techniques" in flat:
+                raise KeyError(p.path)
+            out[p.path] = flat.get(head, {})[name] if dot else flat.get(p.path, LEGACY_DEFAULTS[p.path])
+        elif head == TECHNIQUE_PATH:
+            technique, parameter = p.path.split(".")[1:]
+            spec = recipe.technique(technique)
+            if spec is None or parameter not in spec.params:
+                raise KeyError(p.path)
+            out[p.path] = spec.params[parameter]
+        else:
+            out[p.path] = getattr(recipe, head)[name] if dot else getattr(recipe, p.path)
     return out
 
 
@@ -244,5 +346,5 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-__all__ = ["MAPPING_PATHS", "SCALAR_PATHS", "Param", "SearchSpace", "apply_params", "grid_values",
-           "parse_space", "read_params", "valid_path"]
+__all__ = ["FIELD_PATHS", "LEGACY_PATHS", "MAPPING_PATHS", "SCALAR_PATHS", "TECHNIQUE_PATH", "Param", "SearchSpace",
+           "apply_params", "grid_values", "parse_space", "read_params", "valid_path"]

@@ -3,8 +3,8 @@
 Several optimizers are trained with the *same* hyperparameters (one shared learning rate and
 batch size) on one task over several seeds; the answer is a ranking with 95% confidence
 intervals over seeds, learning curves and a summary. This is the protocol of the reference
-experiment (seven optimizers, same hyperparameters, a 3-conv CNN); tuned protocols come with
-the studies issue.
+experiment (seven optimizers, same hyperparameters, a 3-conv CNN); the tuned protocols are
+studies (:mod:`optbench.study.protocols`).
 
 Runs are identified by content hash, so running the same comparison again (after an
 interruption, say) executes only the runs that are not finished yet.
@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 
 from optbench.core.errors import ConfigError, require_positive
-from optbench.core.spec import Recipe, RunResult, Task
+from optbench.core.spec import Recipe, RunResult, Task, TechniqueSpec
 from optbench.runs.executor import EventCallback, RunContext, RunDone, execute_plan
 from optbench.runs.plan import plan_runs
 from optbench.study.reference import (  # noqa: F401
@@ -36,6 +36,9 @@ from optbench.study.reference import (  # noqa: F401
     REFERENCE_OPTIMIZERS,
     REFERENCE_TASK,
 )
+
+#: The Recipe fields a comparison sets per optimizer and budget (the rest is shared: :meth:`CompareConfig.shared`).
+_OWN_FIELDS = ("optimizer", "hyperparams", "batch_size", "epochs", "train_size")
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,18 @@ class CompareConfig:
         target: validation target for time-to-target, None for the task's own.
         workers: parallel runs in separate processes.
         study: study name in the store; None derives one from the configuration.
-        techniques: further :class:`~optbench.core.spec.Recipe` fields shared by every recipe
-            (``schedule``, ``label_smoothing``, ``precision`` ...).
+        schedule / schedule_params: the learning-rate schedule of every recipe (``warmup_steps``
+            is a schedule parameter).
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+        techniques: the training techniques of every recipe, in order: :class:`TechniqueSpec`
+            objects or what :meth:`TechniqueSpec.coerce` takes (``"label_smoothing:epsilon=0.1"``).
+            A mapping is read as the older form: further Recipe fields and flat technique keys
+            (``{"schedule": "cosine", "label_smoothing": 0.1}``, :meth:`Recipe.from_dict`), and sets
+            ``schedule``, ``schedule_params``, ``precision`` and ``techniques`` from them.
 
     Raises:
-        ConfigError: for empty optimizer lists, repeated optimizers, non-positive numbers.
+        ConfigError: for empty optimizer lists, repeated optimizers, non-positive numbers, a
+            malformed technique or an unknown key of the older mapping form.
     """
 
     task: str = REFERENCE_TASK
@@ -72,9 +82,22 @@ class CompareConfig:
     target: float | None = None
     workers: int = 1
     study: str | None = None
-    techniques: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str = "constant"
+    schedule_params: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    techniques: tuple[TechniqueSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.techniques, Mapping):
+            shared = _shared_recipe(self.techniques)
+            object.__setattr__(self, "schedule", shared.schedule)
+            object.__setattr__(self, "schedule_params", shared.schedule_params)
+            object.__setattr__(self, "precision", shared.precision)
+            object.__setattr__(self, "techniques", shared.techniques)
+        elif isinstance(self.techniques, str) or not isinstance(self.techniques, Sequence):
+            raise ConfigError("techniques", self.techniques, "a list of techniques (NAME or NAME:key=value,...)")
+        object.__setattr__(self, "techniques", tuple(TechniqueSpec.coerce(t) for t in self.techniques))
+        object.__setattr__(self, "schedule_params", dict(self.schedule_params))
         if not self.optimizers:
             raise ConfigError("optimizers", "", "a comma-separated list of optimizer names")
         if len(set(self.optimizers)) != len(self.optimizers):
@@ -89,17 +112,50 @@ class CompareConfig:
         if self.train_size == "auto":
             raise ValueError("train_size 'auto' must be resolved first (resolve_train_size)")
         return [Recipe(optimizer=name, hyperparams={"lr": self.lr}, batch_size=self.batch_size,
-                       epochs=self.epochs, train_size=self.train_size, **self.techniques)
+                       epochs=self.epochs, train_size=self.train_size, schedule=self.schedule,
+                       schedule_params=self.schedule_params, precision=self.precision, techniques=self.techniques)
                 for name in self.optimizers]
 
+    def shared(self) -> dict[str, Any]:
+        """What every recipe shares beyond optimizer, lr, batch size and budget, in the form run ids
+        hash (:meth:`Recipe.identity`: flat keys where the older form expresses them)."""
+        identity = Recipe(optimizer="-", schedule=self.schedule, schedule_params=self.schedule_params,
+                          precision=self.precision, techniques=self.techniques).identity()
+        return {k: v for k, v in identity.items() if k not in _OWN_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (stored with the study): the fields, techniques as their text form."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["optimizers"] = list(self.optimizers)
+        out["schedule_params"] = dict(self.schedule_params)
+        out["techniques"] = [str(t) for t in self.techniques]
+        return out
+
     def study_name(self, task_name: str) -> str:
-        """The given study name, or ``compare-<task>-<hash of the configuration>``."""
+        """The given study name, or ``compare-<task>-<hash of the configuration>`` (the techniques
+        hashed in their run-id form, so a name never changes with the form they were given in)."""
         if self.study:
             return self.study
-        payload = {k: v for k, v in asdict(self).items() if k not in ("workers", "study")}
-        payload["techniques"] = dict(self.techniques)
+        payload = {k: v for k, v in asdict(self).items()
+                   if k not in ("workers", "study", "schedule", "schedule_params", "precision")}
+        payload["techniques"] = self.shared()
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
         return f"compare-{task_name}-{digest}"
+
+
+def _shared_recipe(data: Mapping[str, Any]) -> Recipe:
+    """The older mapping form of :attr:`CompareConfig.techniques` as a Recipe (optimizer ``-``).
+
+    Raises:
+        ConfigError: a key that is not a shared Recipe field or flat technique key, or a bad value.
+    """
+    from optbench.core.legacy import LEGACY_KEYS
+
+    allowed = ("schedule", "schedule_params", "precision", "techniques", *LEGACY_KEYS)
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError("technique", unknown[0], allowed)
+    return Recipe.from_dict({"optimizer": "-", **data})
 
 
 @dataclass
@@ -123,14 +179,10 @@ def validate(config: CompareConfig) -> Task:
         UnknownNameError: unknown task, optimizer or technique name (lists the known names).
         ConfigError: unknown hyperparameter or technique parameter, or a value out of range.
     """
-    from optbench.tasks import get_task
     from optbench.engine.validate import check_recipe
+    from optbench.tasks import get_task
 
     task = get_task(config.task)
-    allowed = {f.name for f in fields(Recipe)} - {"optimizer", "hyperparams", "batch_size", "epochs", "train_size"}
-    unknown = sorted(set(config.techniques) - allowed)
-    if unknown:
-        raise ConfigError("technique", unknown[0], allowed)
     unresolved = config.train_size == "auto"  # resolved once the data are loaded
     for recipe in replace(config, train_size=None).recipes() if unresolved else config.recipes():
         check_recipe(recipe, task)  # Recipe itself validates sizes and lr
@@ -147,7 +199,7 @@ def resolve_train_size(config: CompareConfig, task: Task, pool: int) -> CompareC
     available = pool - task.valid_size
     size = config.train_size
     if size == "auto":
-        size = DEFAULT_TRAIN_SIZE if DEFAULT_TRAIN_SIZE < available else None
+        size = DEFAULT_TRAIN_SIZE if available > DEFAULT_TRAIN_SIZE else None
     elif size is not None and size > available:
         raise ConfigError("train_size", size, f"an integer in [1, {available}] or 'all'")
     return replace(config, train_size=size)
@@ -161,7 +213,7 @@ def ranking_keys(task: Task) -> tuple[str, str]:
 
 def metric_directions(task: Task) -> dict:
     """Direction of every stored metric key of ``task`` (``"test_accuracy"`` -> maximize ...)."""
-    return {f"{split}_{m.name}": m.direction for split in ("train", "valid", "test") 
+    return {f"{split}_{m.name}": m.direction for split in ("train", "valid", "test")
             for m in (*task.metrics, *task.derived)}
 
 
@@ -189,8 +241,8 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
         ConfigError / UnknownNameError: bad input (nothing written).
         DataUnavailableError: the task's data cannot be obtained.
     """
-    from optbench.runs.store import open_store
     from optbench.engine.validate import canonical_recipe
+    from optbench.runs.store import open_store
 
     task = validate(config)
     context = RunContext()
@@ -202,7 +254,7 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
     if create_store_dir:
         Path(store_path).parent.mkdir(parents=True, exist_ok=True)
     with open_store(store_path) as store:  # checks the path / URL before anything runs
-        store.ensure_study(study, {"protocol": "seed004", **asdict(config), "optimizers": list(config.optimizers)})
+        store.ensure_study(study, {"protocol": "seed004", **config.to_dict()})
     counts = {False: 0, True: 0}
 
     def handle(event: Any) -> None:

@@ -19,6 +19,8 @@ File layout (every section but ``[study]`` and ``[[recipes]]`` is optional)::
     [[recipes]]                  # one per optimizer setting; mapping fields merge with [defaults]
     optimizer = "adam"
     hyperparams = { lr = 1e-3 }
+    schedule = "cosine"          # optional; schedule_params = { warmup_steps = 100 }
+    techniques = ["label_smoothing:epsilon=0.1", { name = "clip_norm", params = { max_norm = 1.0 } }]
     [search]                     # crowded-valley, algoperf-lite and search
     sampler = "tpe"              # search only; the other protocols fix their sampler
     pruner = "asha"
@@ -31,6 +33,13 @@ File layout (every section but ``[study]`` and ``[[recipes]]`` is optional)::
     checkpoints = true           # per-epoch checkpoints: an interrupted run resumes from its last epoch
     checkpoint_dir = "ckpt"      # default: "<store>.checkpoints" next to a SQLite store; alone, it turns
                                  # checkpoints on
+
+A recipe's ``techniques`` is an ordered list (``optbench list techniques``), each item a string
+``NAME`` or ``NAME:key=value,key=value`` or a table ``{ name = "...", params = { ... } }``; a
+recipe's list replaces the one of ``[defaults]``. The older flat keys (``label_smoothing = 0.1``,
+``penalty = "l2"`` with ``penalty_params``, ``clip_norm``, ``warmup_steps`` ...) are still read
+(:meth:`~optbench.core.spec.Recipe.from_dict`, :mod:`optbench.core.legacy`): their techniques come
+first, then the list's.
 
 Validation reports every problem at once (:class:`~optbench.core.errors.ConfigProblems`): unknown keys,
 unknown names (tasks, optimizers, schedules, penalties ..., samplers, pruners, protocols), bad
@@ -49,7 +58,8 @@ from pathlib import Path
 from typing import Any
 
 from optbench.core.errors import ConfigError, ConfigProblems, Problem
-from optbench.core.spec import Recipe
+from optbench.core.legacy import LEGACY_KEYS, split_legacy
+from optbench.core.spec import TECHNIQUE_SYNTAX, Recipe, TechniqueSpec
 from optbench.study.protocols import Reporter, protocols
 
 TOP_KEYS = ("study", "budget", "defaults", "recipes", "search", "protocol", "execution")
@@ -59,9 +69,17 @@ SEARCH_KEYS = ("sampler", "pruner", "seed", "grid_points", "space")
 EXECUTION_KEYS = ("checkpoints", "checkpoint_dir")
 #: Recipe fields owned by [budget] (the same for every recipe of a study: the fairness rule).
 BUDGET_FIELDS = ("epochs", "train_size", "max_train_seconds")
-RECIPE_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in BUDGET_FIELDS)
-_MAPPING_FIELDS = tuple(f.name for f in fields(Recipe) if f.name.endswith(("params", "augmentation"))
-                        or f.name in ("hyperparams", "early_stopping"))
+#: Recipe fields a recipe table (or [defaults]) may set.
+FIELD_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in BUDGET_FIELDS)
+#: ... and the older flat technique keys (read through Recipe.from_dict).
+RECIPE_KEYS = FIELD_KEYS + LEGACY_KEYS
+_MAPPING_FIELDS = ("hyperparams", "schedule_params", "penalty_params", "averaging_params", "augmentation",
+                   "early_stopping")
+_ALLOWED_RECIPE_KEYS = f"{', '.join(FIELD_KEYS)} (or an older flat key: {', '.join(LEGACY_KEYS)})"
+#: The flat key a technique of the older form came from (penalty, averaging and augmentation by value).
+_FLAT_KEY = {"label_smoothing": "label_smoothing", "clip_norm": "clip_norm", "clip_value": "clip_value",
+             "accumulation": "accumulation_steps", "lr_scaling": "batch_rule",
+             "no_decay_bias_norm": "decay_bias_and_norm", "early_stopping": "early_stopping"}
 DEFAULT_SEEDS = 3
 #: Seeds when a file gives none, where the protocol's source fixes a number (DeepOBS re-runs the
 #: best setting on 10 seeds, Schneider et al. 2019).
@@ -201,7 +219,8 @@ class StudyConfig:
             "sampler": self.search.sampler, "pruner": self.search.pruner, "seed": self.search.seed,
             "grid_points": self.search.grid_points, "space": _jsonable(self.search.space_table)}
         return {"name": self.name, "protocol": self.protocol, "tasks": list(self.tasks), "seeds": list(self.seeds),
-                "target": self.target, "budget": vars(self.budget).copy(), "recipes": [r.to_dict() for r in self.recipes],
+                "target": self.target, "budget": vars(self.budget).copy(),
+                "recipes": [r.to_dict() for r in self.recipes],
                 "search": search, "options": _jsonable(self.options), "description": self.description,
                 "source": self.source, "execution": vars(self.execution).copy()}
 
@@ -319,17 +338,54 @@ def _recipe_field_of(error_field: str) -> str:
     head = error_field.split(" ")[0]
     if head in ("lr", "hyperparameter"):
         return "hyperparams"
+    if head == "technique":
+        return "techniques"
     return head if head in RECIPE_KEYS else ""
 
 
-def _parse_recipes(data: Mapping[str, Any], budget: BudgetConfig, p: _Collector
-                   ) -> list[tuple[Recipe, Callable[[str], str]]]:
+@dataclass(frozen=True)
+class _Parsed:
+    """A parsed recipe, ``where(field)``: the key path a problem of a field is reported at, and the
+    key path of each of its techniques (the flat key or list item it came from)."""
+
+    recipe: Recipe
+    where: Callable[[str], str]
+    technique_paths: tuple[str, ...]
+
+
+def _flat_key(name: str, merged: Mapping[str, Any]) -> str:
+    if name == merged.get("penalty"):
+        return "penalty"
+    if name == merged.get("averaging"):
+        return "averaging"
+    augmentation = merged.get("augmentation")
+    if isinstance(augmentation, Mapping) and name in augmentation:
+        return "augmentation"
+    return _FLAT_KEY.get(name, "")
+
+
+def _parse_techniques(value: Any, path: str, p: _Collector) -> list[TechniqueSpec] | None:
+    """The ``techniques`` list of a recipe, each item checked for form (names later); None on a problem."""
+    allowed = f"{TECHNIQUE_SYNTAX}, or a table {{ name = \"...\", params = {{ ... }} }}"
+    if not isinstance(value, list):
+        p.add(path, f"a list of techniques, each {allowed}; got {value!r}")
+        return None
+    out: list[TechniqueSpec] = []
+    for j, item in enumerate(value):
+        try:
+            out.append(TechniqueSpec.coerce(item))
+        except ConfigError:
+            p.add(f"{path}[{j}]", f"a technique: {allowed}; got {item!r}")
+    return out if len(out) == len(value) else None
+
+
+def _parse_recipes(data: Mapping[str, Any], budget: BudgetConfig, p: _Collector) -> list[_Parsed]:
     defaults = _table(data, "defaults", p)
     for key in defaults:
         if key in BUDGET_FIELDS:
             p.add(f"defaults.{key}", "set per-run budgets in [budget] (epochs, train_size, seconds)")
         elif key not in RECIPE_KEYS or key == "optimizer":
-            p.add(f"defaults.{key}", f"unknown key; allowed: {', '.join(k for k in RECIPE_KEYS if k != 'optimizer')}")
+            p.add(f"defaults.{key}", f"unknown key; allowed: {_ALLOWED_RECIPE_KEYS.replace('optimizer, ', '')}")
     items = data.get("recipes")
     if not isinstance(items, list) or not items or not all(isinstance(r, Mapping) for r in items):
         p.add("recipes", "one or more [[recipes]] tables, each with an optimizer")
@@ -343,7 +399,7 @@ def _parse_recipes(data: Mapping[str, Any], budget: BudgetConfig, p: _Collector
                 p.add(f"recipes[{i}].{key}", "set per-run budgets in [budget] (epochs, train_size, seconds)")
                 bad = True
             elif key not in RECIPE_KEYS:
-                p.add(f"recipes[{i}].{key}", f"unknown key; allowed: {', '.join(RECIPE_KEYS)}")
+                p.add(f"recipes[{i}].{key}", f"unknown key; allowed: {_ALLOWED_RECIPE_KEYS}")
                 bad = True
         if not isinstance(table.get("optimizer"), str):
             p.add(f"recipes[{i}].optimizer", f"an optimizer name, got {table.get('optimizer')!r}")
@@ -354,17 +410,26 @@ def _parse_recipes(data: Mapping[str, Any], budget: BudgetConfig, p: _Collector
                 merged[key] = {**merged[key], **value}
             elif key in RECIPE_KEYS:
                 merged[key] = value
+        explicit: list[TechniqueSpec] = []
+        if "techniques" in merged:
+            parsed = _parse_techniques(merged["techniques"], where("techniques"), p)
+            bad = bad or parsed is None
+            explicit = parsed or []
+            merged["techniques"] = explicit
         if bad:
             continue
         try:
-            recipe = budget.apply(Recipe(**merged))
+            recipe = budget.apply(Recipe.from_dict(merged))
+            _, flat = split_legacy(merged)
         except ConfigError as exc:
             p.add(where(_recipe_field_of(exc.field)), str(exc))
             continue
         except (TypeError, ValueError) as exc:
             p.add(f"recipes[{i}]", f"not a valid recipe: {exc}")
             continue
-        out.append((recipe, where))
+        paths = [where(_flat_key(name, merged)) for name, _ in flat]
+        paths += [f"{where('techniques')}[{j}]" for j in range(len(explicit))]
+        out.append(_Parsed(recipe, where, tuple(paths)))
     return out
 
 
@@ -398,14 +463,36 @@ def _parse_search(data: Mapping[str, Any], p: _Collector) -> tuple[SearchSetting
     return replace(settings, space_table=dict(space)), space
 
 
-def _check_names(tasks: tuple[str, ...], recipes: list[tuple[Recipe, Callable[[str], str]]],
-                 search: SearchSettings | None, space: Mapping[str, Any], p: _Collector) -> SearchSettings | None:
-    """Every unknown name and bad parameter of tasks, recipes and search; returns ``search`` with its
-    space parsed."""
+def _task_problems(recipe: Recipe, task: Any, components: list[tuple[Any, str]], where: Callable[[str], str],
+                   *, whole: bool) -> list[tuple[str, str]]:
+    """The problems of ``recipe`` on ``task`` as (key path, message): each technique that does not fit
+    the task (at the technique's path); when there is none and ``whole`` (every name of the recipe
+    is known), the first problem of :func:`~optbench.engine.validate.check_recipe`."""
+    from optbench.engine.validate import check_recipe
+
+    out = []
+    for component, path in components:
+        try:
+            component.check_task(task)
+        except ConfigError as exc:
+            out.append((path, str(exc)))
+    if out or not whole:
+        return out
+    try:
+        check_recipe(recipe, task)
+    except ConfigError as exc:
+        return [(where(_recipe_field_of(exc.field)), str(exc))]
+    return []
+
+
+def _check_names(tasks: tuple[str, ...], recipes: list[_Parsed], search: SearchSettings | None,
+                 space: Mapping[str, Any], p: _Collector) -> SearchSettings | None:
+    """Every unknown name and bad parameter of tasks, recipes (techniques reported at the key they
+    came from) and search; returns ``search`` with its space parsed."""
     from optbench.optim import optimizers, resolved_hyperparams
     from optbench.schedules import check_params, schedules
     from optbench.tasks import get_task
-    from optbench.engine.validate import check_recipe
+    from optbench.techniques.registry import make_component
 
     built = []
     for j, ref in enumerate(tasks):
@@ -413,7 +500,7 @@ def _check_names(tasks: tuple[str, ...], recipes: list[tuple[Recipe, Callable[[s
             built.append(get_task(ref))
         except ConfigError as exc:
             p.add(f"study.tasks[{j}]", str(exc))
-    for recipe, where in recipes:
+    for recipe, where, paths in ((r.recipe, r.where, r.technique_paths) for r in recipes):
         checks = ((where("optimizer"), lambda r=recipe: optimizers.canonical(r.optimizer)),
                   (where("hyperparams"), lambda r=recipe: resolved_hyperparams(r.optimizer, **r.hyperparams)),
                   (where("schedule"), lambda r=recipe: schedules.canonical(r.schedule)),
@@ -426,11 +513,18 @@ def _check_names(tasks: tuple[str, ...], recipes: list[tuple[Recipe, Callable[[s
                 p.add(path, str(exc))
                 ok = False
                 break  # later checks depend on the earlier names
-        for task in built if ok else ():
+        components = []
+        for spec, path in zip(recipe.techniques, paths, strict=True):
             try:
-                check_recipe(recipe, task)
+                components.append((make_component(spec), path))
             except ConfigError as exc:
-                p.add(where(_recipe_field_of(exc.field)), str(exc))
+                p.add(path, str(exc))
+                ok = False
+        for task in built:
+            problems = _task_problems(recipe, task, components, where, whole=ok)
+            for path, message in problems:
+                p.add(path, message)
+            if problems:
                 break
     if search is None:
         return None
@@ -507,7 +601,8 @@ def study_from_dict(data: Mapping[str, Any], source: str = "<api>") -> StudyConf
     search = _check_names(tasks, recipes, search, space, p)
     if p.problems:
         raise ConfigProblems(p.problems)
-    config = StudyConfig(name=name, protocol=protocol, tasks=tasks, seeds=seeds, recipes=tuple(r for r, _ in recipes),
+    config = StudyConfig(name=name, protocol=protocol, tasks=tasks, seeds=seeds,
+                         recipes=tuple(r.recipe for r in recipes),
                          budget=budget, target=None if target is None else float(target), search=search,
                          options=options, description=description, source=source, execution=execution)
     for path, message in spec.check(config):
@@ -527,7 +622,9 @@ def validate_study(config: StudyConfig) -> list[Problem]:
         p.add("study.tasks", "a non-empty list of task names")
     if not config.recipes:
         p.add("recipes", "one or more recipes")
-    recipes = [(r, lambda name, i=i: f"recipes[{i}].{name}") for i, r in enumerate(config.recipes)]
+    recipes = [_Parsed(r, lambda name, i=i: f"recipes[{i}].{name}",
+                       tuple(f"recipes[{i}].techniques[{j}]" for j in range(len(r.techniques))))
+               for i, r in enumerate(config.recipes)]
     search = config.search
     if search is not None and search.space is None:
         search = _check_names(config.tasks, recipes, search, search.space_table, p)
@@ -565,4 +662,5 @@ def load_study(path: str | Path) -> StudyConfig:
     return study_from_dict(data, source=str(path))
 
 
-__all__ = ["BudgetConfig", "ExecutionConfig", "SearchSettings", "StudyConfig", "load_study", "study_from_dict", "validate_study"]
+__all__ = ["BudgetConfig", "ExecutionConfig", "SearchSettings", "StudyConfig", "load_study", "study_from_dict",
+           "validate_study"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from optbench.core.fileio import atomic_write_text
 from optbench.study.compare import (
     FULL_PROTOCOL_EPOCHS,
+    CompareConfig,
     CompareOutcome,
     metric_directions,
     ranking_keys,
@@ -34,7 +35,7 @@ def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str
         "task": f"{outcome.task.name}: {outcome.task.description}",
         "protocol": "seed004: the same hyperparameters for every optimizer, results over seeds",
         "shared hyperparameters": f"learning rate {c.lr:g}, batch size {c.batch_size}, other values at each "
-                                  "optimizer's defaults",
+                                  "optimizer's defaults" + "".join(f", {part}" for part in _shared_words(c)),
         "budget": f"{c.epochs} epochs, training set: {train}",
         "seeds": f"{c.seeds} (0..{c.seeds - 1})",
         "time-to-target": f"first epoch with {key} >= {value:g}",
@@ -45,12 +46,33 @@ def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str
     }
 
 
+def _shared_words(c: CompareConfig) -> list[str]:
+    """The schedule, precision and techniques of ``c`` as words ("schedule cosine", ...), none at their default."""
+    words = [] if c.schedule == "constant" else [f"schedule {c.schedule}"]
+    words += [f"schedule parameter {k}={v}" for k, v in c.schedule_params.items()]
+    words += [] if c.precision == "fp32" else [f"precision {c.precision}"]
+    return words + [f"technique {t}" for t in c.techniques]
+
+
+def _technique_args(c: CompareConfig) -> str:
+    """The options that give ``c``'s schedule, precision and techniques ("" when all are at their default)."""
+    from optbench.core.options import format_literal
+
+    args = [] if c.schedule == "constant" else ["--schedule", c.schedule]
+    for key, value in c.schedule_params.items():
+        args += ["--schedule-param", f"{key}={format_literal(value)}"]
+    args += [] if c.precision == "fp32" else ["--precision", c.precision]
+    for t in c.techniques:
+        args += ["--technique", str(t)]
+    return "".join(f" {shlex.quote(a)}" for a in args)
+
+
 def full_protocol_command(outcome: CompareOutcome) -> str:
-    """The command of the full 150-epoch protocol on all training data."""
+    """The command of the full 150-epoch protocol on all training data (same schedule and techniques)."""
     c = outcome.config
     return (f"optbench compare --task {shlex.quote(c.task)} --optimizers {','.join(c.optimizers)} "
             f"--seeds {c.seeds} --epochs {FULL_PROTOCOL_EPOCHS} --train-size all --lr {c.lr:g} "
-            f"--batch-size {c.batch_size}")
+            f"--batch-size {c.batch_size}" + _technique_args(c))
 
 
 def write_outputs(outcome: CompareOutcome, summaries: list, out: Path, context: dict[str, str]) -> dict[str, Path]:
@@ -66,7 +88,7 @@ def write_outputs(outcome: CompareOutcome, summaries: list, out: Path, context: 
     atomic_write_text(summary, summary_markdown(summaries, context=context))
     task = outcome.task
     info = TaskInfo(task.name, metric_directions(task), *ranking_keys(task), target_of(outcome.config, task))
-    config = {"protocol": "seed004", **{k: v for k, v in vars(outcome.config).items() if k != "techniques"}}
+    config = {"protocol": "seed004", **outcome.config.to_dict()}
     report = write_report(outcome.results, out, study=outcome.study, config=config, context=context,
                           tasks={task.name: info}, title=f"optbench compare: {task.name}")
     return {"curves": curves, "summary": summary, "report": report.html}

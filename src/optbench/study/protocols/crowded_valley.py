@@ -24,8 +24,8 @@ from typing import Any
 
 from optbench.analysis.protocols import CrowdedValleyResult, TaskKeys, setting, valley_comparisons
 from optbench.core.spec import Recipe
-from optbench.study.config import StudyConfig
 from optbench.runs.plan import plan_runs
+from optbench.study.config import StudyConfig
 from optbench.study.protocols import (
     ProtocolSpec,
     Reporter,
@@ -62,9 +62,9 @@ def parse_options(table: Mapping[str, Any], report: Reporter) -> dict[str, Any]:
 
 
 def check(config: StudyConfig) -> list[tuple[str, str]]:
-    """Recipes leave the schedule to the protocol."""
+    """Recipes leave the schedule to the protocol (name and parameters, warmup included)."""
     return [(f"recipes[{i}].schedule", "crowded-valley sets the schedule itself ([protocol] schedules); remove it")
-            for i, r in enumerate(config.recipes) if r.schedule != "constant" or r.schedule_params or r.warmup_steps]
+            for i, r in enumerate(config.recipes) if r.schedule != "constant" or r.schedule_params]
 
 
 def planned_runs(config: StudyConfig) -> int:
