@@ -64,7 +64,9 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",")]
     real = is_cached("fashion_mnist")
     task = "fmnist_cnn3" if real else f"{HERE}:synthetic_cnn3"
-    print(f"task: {'fmnist_cnn3 (Fashion-MNIST from the cache)' if real else 'synthetic_cnn3 (random tensors of the shape of Fashion-MNIST: the data are not cached)'}; "
+    what = ("fmnist_cnn3 (Fashion-MNIST from the cache)" if real else
+            "synthetic_cnn3 (random tensors of the shape of Fashion-MNIST: the data are not cached)")
+    print(f"task: {what}; "
           f"{args.train_size} training examples, 1 epoch, batch {args.batch_size} per worker, sgd lr 0.01, 1 thread "
           f"per process, {args.rounds} interleaved rounds (median)")
     recipe = Recipe("sgd", {"lr": 0.01}, batch_size=args.batch_size, epochs=1, train_size=args.train_size)

@@ -22,10 +22,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from optbench.optim import create_optimizer
 from optbench.core.spec import Recipe, Split, TaskData
-from optbench.tasks import get_task
 from optbench.engine import train
+from optbench.optim import create_optimizer
+from optbench.tasks import get_task
+
+CPU = torch.device("cpu")
 
 
 def _sync(device: torch.device) -> None:
@@ -34,7 +36,7 @@ def _sync(device: torch.device) -> None:
 
 
 def hand_loop(make_model, x, y, optimizer_name: str, lr: float, batch_size: int, seed: int,
-              device: torch.device = torch.device("cpu")) -> float:
+              device: torch.device = CPU) -> float:
     """The minimal loop: shuffle indices, gather, forward, cross-entropy, backward, step. Returns seconds."""
     _sync(device)
     t0 = time.perf_counter()
@@ -58,7 +60,7 @@ def hand_loop(make_model, x, y, optimizer_name: str, lr: float, batch_size: int,
 
 
 def optbench_loop(task, x, y, optimizer_name: str, lr: float, batch_size: int, seed: int,
-                  device: torch.device = torch.device("cpu")) -> float:
+                  device: torch.device = CPU) -> float:
     """optbench's :func:`train` for one epoch on the same tensors. Returns seconds."""
     tiny = Split(x[:1], y[:1])
     data = TaskData(Split(x, y), tiny, tiny)
@@ -73,7 +75,7 @@ def optbench_loop(task, x, y, optimizer_name: str, lr: float, batch_size: int, s
 
 
 def bench(task_name: str, input_shape: tuple[int, ...], n: int, batch_size: int, optimizer: str,
-          rounds: int, device: torch.device = torch.device("cpu")) -> tuple[float, float, float]:
+          rounds: int, device: torch.device = CPU) -> tuple[float, float, float]:
     """Median samples/s of each loop and the median of the per-round ratios optbench / hand.
 
     The ratio of each round pairs two adjacent measurements, so slow drifts of a shared

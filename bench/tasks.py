@@ -26,8 +26,8 @@ import torch
 
 from optbench.core.errors import DataUnavailableError
 from optbench.core.spec import EpochRecord, Recipe, RunResult
-from optbench.tasks import check_task, get_task
 from optbench.engine import Pruned, split_data, train
+from optbench.tasks import check_task, get_task
 
 DEFAULT_TASKS = ("mnist_2c2d", "fmnist_2c2d", "shakespeare_char_lstm", "shakespeare_char_transformer",
                  "brown_word_lstm")

@@ -62,12 +62,12 @@ from typing import Any
 import torch
 
 from optbench.analysis.stats import summarize
+from optbench.core.spec import Recipe, RunStatus
+from optbench.runs.plan import RunSpec
 from optbench.search import Param, SearchConfig
 from optbench.search.local import LocalRuns, run_search_local
 from optbench.search.space import apply_params
 from optbench.search.study import objective
-from optbench.core.spec import Recipe, RunStatus
-from optbench.runs.plan import RunSpec
 
 TASK = "mnist1d_mlp"
 SPACE = (Param("hyperparams.lr", "float", low=1e-3, high=1.0, log=True),
@@ -178,7 +178,8 @@ def main() -> None:
     parser.add_argument("--reeval-seeds", type=int, default=10, help="fresh run seeds re-evaluating each incumbent")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--epochs", type=int, default=BASE.epochs, help="epochs of a full run (ASHA's max)")
-    parser.add_argument("--pruners", nargs="+", default=["asha"], help="pruners of the TPE rows (asha hyperband median)")
+    parser.add_argument("--pruners", nargs="+", default=["asha"],
+                        help="pruners of the TPE rows (asha hyperband median)")
     args = parser.parse_args()
     base = dataclasses.replace(BASE, epochs=args.epochs)
     torch.set_num_threads(args.threads)

@@ -36,9 +36,9 @@ def main() -> None:
     import torch
 
     from optbench.core.spec import Recipe
-    from optbench.runs.store import open_store
     from optbench.runs.executor import RunDone, RunStarted, execute_plan
     from optbench.runs.plan import plan_runs
+    from optbench.runs.store import open_store
 
     torch.set_num_threads(args.threads)
     recipes = [Recipe(name, {"lr": 0.01}, batch_size=64, epochs=args.epochs, train_size=args.train_size)

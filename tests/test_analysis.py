@@ -221,12 +221,22 @@ def test_summarize_runs_bad_input() -> None:
         summarize_runs([*runs, make_run("adam", 9, [0.5], task="other")], DIRECTIONS)
     with pytest.raises(ValueError, match="twice"):
         summarize_runs(runs + runs[:1], DIRECTIONS)
-    with pytest.raises(ConfigError, match="one recipe per label"):
-        summarize_runs([*runs, make_run("adam", 7, [0.5], budget=9)], DIRECTIONS)
     with pytest.raises(ConfigError, match="finite"):
         summarize_runs(runs, DIRECTIONS, target=("valid_accuracy", math.nan))
     with pytest.raises(ConfigError, match="test_accuracy"):
         summarize_runs(runs, dict(DIRECTIONS, test_top5=Direction.MAXIMIZE), final_key="test_top5")
+
+
+def test_recipes_of_one_optimizer_are_labelled_apart_by_what_differs() -> None:
+    from optbench.core.spec import Recipe, RunStatus
+    from optbench.core.spec import RunResult as Result
+
+    base = Recipe("momentum", {"lr": 0.1}, epochs=1)
+    smooth = Recipe("momentum", {"lr": 0.1}, epochs=1, techniques=["label_smoothing:epsilon=0.1"])
+    runs = [Result(f"r{i}", "t", recipe, seed=i, status=RunStatus.FINISHED, epochs=_study()[0].epochs)
+            for i, recipe in enumerate([base, smooth, base, smooth])]
+    labels = sorted(s.label for s in summarize_runs(runs, DIRECTIONS))
+    assert labels == ["momentum techniques=-", "momentum techniques=label_smoothing:epsilon=0.1"]
 
 
 def test_group_by_separates_recipes() -> None:

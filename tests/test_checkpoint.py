@@ -19,11 +19,11 @@ from torch import nn
 
 from optbench.core.errors import ConfigError, ConfigProblems
 from optbench.core.spec import Recipe, RunResult, RunStatus, Task, run_id
+from optbench.engine import split_data, train
+from optbench.engine.checkpoint import CHECKPOINT_FORMAT, Checkpointer, CheckpointWarning
 from optbench.study.config import ExecutionConfig, study_from_dict
 from optbench.tasks import get_task
 from optbench.tasks.classification import array_dataset_loader, classification_task
-from optbench.engine import split_data, train
-from optbench.engine.checkpoint import CHECKPOINT_FORMAT, Checkpointer, CheckpointWarning
 
 
 class Kill(BaseException):  # stands for SIGKILL inside one process (not an error)

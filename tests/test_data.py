@@ -21,13 +21,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optbench.core.errors import ConfigError, DataUnavailableError, UnknownNameError
 from optbench.data import (
-    Arrays, DebianSource, FetchContext, FileSpec, FunctionSource, IdxDataset, NpmSource, UrlSource,
-    cache_dir, datasets, fetch, fetch_files, is_cached, list_datasets, load_arrays, read_idx, write_idx,
+    Arrays,
+    DebianSource,
+    FetchContext,
+    FileSpec,
+    FunctionSource,
+    IdxDataset,
+    NpmSource,
+    UrlSource,
+    cache_dir,
+    datasets,
+    fetch,
+    fetch_files,
+    is_cached,
+    list_datasets,
+    load_arrays,
+    read_idx,
+    write_idx,
 )
 from optbench.data.cache import ENV_VAR, atomic_write_bytes
 from optbench.data.sources import read_deb_data
-from optbench.core.errors import ConfigError, DataUnavailableError, UnknownNameError
 
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optbench.core.errors import DataUnavailableError
 from optbench.data import FetchContext, FunctionSource, UrlSource, cifar, datasets, is_cached
 from optbench.data.cifar import CIFAR10, CIFAR100, CifarDataset, unpickle_batch
-from optbench.core.errors import DataUnavailableError
 
 
 def batch_bytes(data: np.ndarray, labels: list[int], key: bytes = b"labels") -> bytes:

@@ -16,16 +16,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optbench.core.errors import ConfigError, DataUnavailableError
 from optbench.data import (
-    FetchContext, FileSpec, FunctionSource, PipSource, TextCorpus, corpus_from_text, datasets, describe, is_cached,
-    load_arrays, load_text,
+    FetchContext,
+    FileSpec,
+    FunctionSource,
+    PipSource,
+    TextCorpus,
+    corpus_from_text,
+    datasets,
+    describe,
+    is_cached,
+    load_arrays,
+    load_text,
 )
 from optbench.data.brown import (
-    BROWN, CANONICAL, BrownSource, canonical_bytes, sentences, split_canonical, split_of,
+    BROWN,
+    CANONICAL,
+    BrownSource,
+    canonical_bytes,
+    sentences,
+    split_canonical,
+    split_of,
 )
 from optbench.data.shakespeare import SHAKESPEARE, WHEEL, play_text
 from optbench.data.text import corpus_sha256, read_corpus, save_corpus
-from optbench.core.errors import ConfigError, DataUnavailableError
 
 # ---------------------------------------------------------------- TextCorpus helpers
 

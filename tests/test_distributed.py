@@ -15,14 +15,20 @@ from torch import nn
 from typer.testing import CliRunner
 
 from optbench.core.errors import ConfigError
-from optbench.optim import create_optimizer
 from optbench.core.spec import Recipe, RunStatus, Task
+from optbench.engine import split_data, train
+from optbench.engine.distributed import (
+    DistributedConfig,
+    DistributedError,
+    parse_counts,
+    parse_mode,
+    parse_modes,
+    run_distributed,
+)
+from optbench.optim import create_optimizer
 from optbench.runs.store import open_store
 from optbench.tasks import get_task
 from optbench.tasks.classification import array_dataset_loader, classification_task
-from optbench.engine import split_data, train
-from optbench.engine.distributed import (DistributedConfig, DistributedError, parse_counts, parse_mode, parse_modes,
-                                        run_distributed)
 
 N, B, TRAIN = 2, 16, 512  # 512 / (2 * 16) = 16 steps per epoch, no incomplete global batch
 RECIPE = Recipe("sgd", {"lr": 0.1}, batch_size=B, epochs=2, train_size=TRAIN)
@@ -166,7 +172,8 @@ def test_ps_async_converges_on_a_convex_task():
 def test_crashed_worker_ends_the_job_with_a_clear_error():
     before, started = _leftovers(), time.monotonic()
     config = DistributedConfig(f"{THIS}:crashing_digits", RECIPE, mode="ps-sync", nproc=N, timeout=240)
-    with pytest.raises(DistributedError, match=r"rank 1 \(worker 0\) exited with code 7 without a Python error") as info:
+    exited = r"rank 1 \(worker 0\) exited with code 7 without a Python error"
+    with pytest.raises(DistributedError, match=exited) as info:
         run_distributed(config)
     assert info.value.rank == 1 and "\n" not in str(info.value)
     assert time.monotonic() - started < 60  # no waiting for any timeout
@@ -205,8 +212,8 @@ def test_bad_input_is_rejected_before_any_process_starts():
 # ---------------------------------------------------------------- command line
 @pytest.fixture()
 def cli() -> tuple[typer.Typer, CliRunner]:
-    from optbench.cli.main import handle_errors
     from optbench.cli.distributed import register
+    from optbench.cli.main import handle_errors
 
     app = typer.Typer()
     register(app, handle_errors)

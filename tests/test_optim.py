@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.core.registry import Registry
 from optbench.optim import (
     PRESETS,
     capabilities,
@@ -30,7 +31,6 @@ from optbench.optim import (
     resolved_hyperparams,
 )
 from optbench.optim.catalog import OptimizerSpec, build_registry
-from optbench.core.registry import Registry
 
 STEPS = 50
 RTOL = 1e-6

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from torch import nn
 
 from optbench.core.spec import Dataset, Direction, Metric, Split, Target, Task

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.core.spec import Direction
 from optbench.techniques import (
     EarlyStopping,
     augmentations,
@@ -37,7 +38,6 @@ from optbench.techniques import (
     smoothed_cross_entropy,
     split_decay_parameters,
 )
-from optbench.core.spec import Direction
 
 
 def _net() -> nn.Sequential:

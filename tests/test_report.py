@@ -18,6 +18,7 @@ from rich.table import Table
 
 from optbench.analysis import curve_bands, summarize_runs
 from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
 from optbench.report import (
     label_colors,
     plot_curves,
@@ -26,7 +27,6 @@ from optbench.report import (
     save_figure,
     summary_markdown,
 )
-from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
 
 KEYS = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "test_loss", "test_accuracy")
 DIRECTIONS = {k: Direction.MAXIMIZE if k.endswith("accuracy") else Direction.MINIMIZE for k in KEYS}

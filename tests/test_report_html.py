@@ -22,8 +22,8 @@ from optbench.analysis.report_data import (
     study_overview,
 )
 from optbench.core.errors import ConfigError
-from optbench.report import TableData, make_table, render_report, to_csv, to_latex, to_markdown, write_report
 from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
+from optbench.report import TableData, make_table, render_report, to_csv, to_latex, to_markdown, write_report
 from optbench.runs.store import open_store
 
 

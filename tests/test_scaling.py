@@ -6,9 +6,21 @@ import math
 
 import pytest
 
-from optbench.analysis.scaling import (GBIT, MODELS, PUBLISHED, MeasuredPoint, Network, Workload, check_published,
-                                       measured_efficiency, parameter_server_seconds, predict, prediction_grid,
-                                       ring_allreduce_seconds, step_seconds)
+from optbench.analysis.scaling import (
+    GBIT,
+    MODELS,
+    PUBLISHED,
+    MeasuredPoint,
+    Network,
+    Workload,
+    check_published,
+    measured_efficiency,
+    parameter_server_seconds,
+    predict,
+    prediction_grid,
+    ring_allreduce_seconds,
+    step_seconds,
+)
 from optbench.core.errors import ConfigError, UnknownNameError
 
 NET25 = Network.gbit(25)

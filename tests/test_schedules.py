@@ -12,6 +12,7 @@ import torch
 from torch.optim import lr_scheduler as tl
 
 from optbench.core.errors import ConfigError, UnknownNameError
+from optbench.core.spec import Direction
 from optbench.schedules import (
     Constant,
     CosineDecay,
@@ -26,7 +27,6 @@ from optbench.schedules import (
     schedules,
     with_warmup,
 )
-from optbench.core.spec import Direction
 
 LR = 0.1
 N = 300  # steps compared against torch

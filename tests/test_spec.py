@@ -3,7 +3,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus, run_id
@@ -36,8 +35,8 @@ def test_recipe_round_trip_and_run_id_is_content_hash():
 
 
 def test_run_result_final_best_and_time_to_target():
-    records = [EpochRecord(e, e * 10, {"valid_accuracy": a, "valid_loss": l}, 1.0, 0.1, 100.0, 1e-3)
-               for e, a, l in [(1, 0.5, 2.0), (2, 0.8, 1.0), (3, 0.7, 1.5)]]
+    records = [EpochRecord(e, e * 10, {"valid_accuracy": a, "valid_loss": loss}, 1.0, 0.1, 100.0, 1e-3)
+               for e, a, loss in [(1, 0.5, 2.0), (2, 0.8, 1.0), (3, 0.7, 1.5)]]
     r = RunResult("x", "t", Recipe("adam"), 0, RunStatus.FINISHED, epochs=records)
     assert r.final("valid_accuracy") == 0.7
     assert r.best("valid_accuracy", Direction.MAXIMIZE) == 0.8

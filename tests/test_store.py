@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_store_contract import make_result
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import RunStatus
 from optbench.runs.store import SCHEMA_VERSION, open_store, sqlite_file
+from test_store_contract import make_result
 
 
 def raw(path: Path, query: str) -> list[tuple[Any, ...]]:

@@ -60,13 +60,16 @@ def test_the_old_study_resumes_without_repeating_a_run(legacy):
     task = meta["runs"][0]["task"]
     events: list[RunDone] = []
     specs = plan_runs(task, task, recipes, [0, 1])
-    execute_plan(str(path), meta["study"], specs, on_event=lambda e: events.append(e) if isinstance(e, RunDone) else None)
+    def collect(event) -> None:
+        if isinstance(event, RunDone):
+            events.append(event)
+
+    execute_plan(str(path), meta["study"], specs, on_event=collect)
     assert len(events) == 18 and all(e.skipped for e in events)
     # one more seed: only the 9 new runs execute, the stored ones are untouched
     events.clear()
     grown = [s for s in plan_runs(task, task, recipes, [0, 1, 2]) if s.seed == 2][:3]
-    results = execute_plan(str(path), meta["study"], specs + grown,
-                           on_event=lambda e: events.append(e) if isinstance(e, RunDone) else None)
+    results = execute_plan(str(path), meta["study"], specs + grown, on_event=collect)
     assert sorted(e.skipped for e in events) == [False] * 3 + [True] * 18
     by_id = {r.run_id: r for r in results}
     for run in meta["runs"]:

@@ -11,8 +11,8 @@ import torch
 
 from optbench.core.errors import ConfigError, UnknownNameError
 from optbench.core.spec import Dataset, Recipe, RunStatus, Split, Task
-from optbench.tasks import get_task, tasks
 from optbench.engine import split_data, train
+from optbench.tasks import get_task, tasks
 
 # (input shape, parameter count derived from the architecture in the task docstring)
 SHAPES = {

@@ -12,8 +12,8 @@ import torch
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Dataset, Recipe, RunStatus, Split
-from optbench.tasks import check_task, get_task, tasks
 from optbench.engine import Pruned, split_data, train
+from optbench.tasks import check_task, get_task, tasks
 
 CATALOGUE = {
     "fmnist_cnn3", "fmnist_mlp", "mnist_mlp", "mnist1d_mlp", "mnist1d_cnn", "digits_mlp",
@@ -49,7 +49,8 @@ PARAMS = {
 
 def fake_images(shape, classes=10, n_train=64, n_test=16) -> Dataset:
     g = torch.Generator().manual_seed(0)
-    return Dataset(Split(torch.randn((n_train, *shape), generator=g), torch.randint(0, classes, (n_train,), generator=g)),
+    return Dataset(Split(torch.randn((n_train, *shape), generator=g),
+                         torch.randint(0, classes, (n_train,), generator=g)),
                    Split(torch.randn((n_test, *shape), generator=g), torch.randint(0, classes, (n_test,), generator=g)))
 
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import optbench.data
-from optbench.data.text import corpus_from_text
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Recipe, RunStatus
+from optbench.data.text import corpus_from_text
+from optbench.engine import split_data, train
 from optbench.tasks import check_task, get_task
 from optbench.tasks.language import (
     LSTMLanguageModel,
@@ -20,7 +21,6 @@ from optbench.tasks.language import (
     text_loader,
     token_windows,
 )
-from optbench.engine import split_data, train
 
 LM_TASKS = ("shakespeare_char_lstm", "shakespeare_char_transformer", "brown_word_lstm")
 
@@ -65,7 +65,8 @@ def test_token_windows_are_non_overlapping_and_shifted():
 
 def test_parameter_counts_follow_the_formulas():
     assert sum(p.numel() for p in LSTMLanguageModel(76).parameters()) == lstm_params(76) == 283_724
-    assert sum(p.numel() for p in TransformerLanguageModel(76, 64).parameters()) == transformer_params(76, 64) == 424_524
+    params = sum(p.numel() for p in TransformerLanguageModel(76, 64).parameters())
+    assert params == transformer_params(76, 64) == 424_524
     assert sum(p.numel() for p in LSTMLanguageModel(10_000).parameters()) == lstm_params(10_000) == 2_834_192
     tied = LSTMLanguageModel(10_000, tied=True)
     assert sum(p.numel() for p in tied.parameters()) == lstm_params(10_000, tied=True) == 1_554_192
@@ -103,7 +104,8 @@ def test_lm_task_checks_and_trains_on_a_fake_corpus(fake_corpora, name):
     task = dataclasses.replace(get_task(name), valid_size=4)
     dataset = task.load_data()
     length = dataset.train.x.shape[1]
-    assert dataset.train.y.shape == dataset.train.x.shape and torch.equal(dataset.train.y[0, :-1], dataset.train.x[0, 1:])
+    assert dataset.train.y.shape == dataset.train.x.shape
+    assert torch.equal(dataset.train.y[0, :-1], dataset.train.x[0, 1:])
     assert task.augmentations == () and task.target.key == "valid_perplexity"
     check_task(task, dataset)
     data = split_data(dataset, 4, 0, 16)

@@ -10,8 +10,8 @@ import torch
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Recipe, RunStatus
-from optbench.tasks import get_task
 from optbench.engine import split_data, train
+from optbench.tasks import get_task
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ def test_measured_mean_stays_under_the_constant_step_bound(check):
     # the plateau sits under alpha B^2 / (2 mu) and well above zero: constant steps do not converge
     plateau = check.constant_mean[-100:].mean()
     assert 0.1 * check.floor < plateau < check.floor
-    expected = check.alpha * check.sigma**2 * np.sum(1 / (np.linspace(check.mu, check.L, check.dim)
-                                                        * (2 - check.alpha * np.linspace(check.mu, check.L, check.dim))))
+    eigenvalues = np.linspace(check.mu, check.L, check.dim)
+    expected = check.alpha * check.sigma**2 * np.sum(1 / (eigenvalues * (2 - check.alpha * eigenvalues)))
     assert plateau == pytest.approx(expected, rel=0.1)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from optbench.core.spec import Recipe, RunStatus
-from optbench.tasks import get_task
 from optbench.engine import split_data, train
+from optbench.tasks import get_task
 
 
 def _digits(train_size=400):

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from optbench.tasks import get_task
 from optbench.engine.metrics import Diverged, TrainMetrics
+from optbench.tasks import get_task
 
 CPU = torch.device("cpu")
 

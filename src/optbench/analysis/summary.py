@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from optbench.analysis.pairwise import TESTS, pairwise_comparisons, rank_with_ties
 from optbench.analysis.stats import Summary, censored_median, summarize
 from optbench.core.errors import ConfigError
-from optbench.core.spec import Direction, RunResult, RunStatus
+from optbench.core.spec import Direction, RunResult, RunStatus, TechniqueSpec
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,9 @@ def _value(run: RunResult, key: str, value: float) -> float:
 
 def _group(results: Sequence[RunResult],
            group_by: Callable[[RunResult], str] | None) -> dict[str, list[RunResult]]:
-    """Runs by label, checking one task, unique run ids and (default grouping) one recipe a label."""
+    """Runs by label, checking one task and unique run ids; by default the label is
+    :func:`recipe_labels`' (the optimizer name, told apart by what differs when one optimizer ran with
+    several recipes)."""
     tasks = sorted({r.task for r in results})
     if len(tasks) > 1:
         raise ConfigError("results task", ", ".join(tasks), "runs of a single task (filter by task first)")
@@ -168,18 +170,42 @@ def _group(results: Sequence[RunResult],
         if run.run_id in seen:
             raise ValueError(f"run {run.run_id} appears twice in the results")
         seen.add(run.run_id)
-        label = group_by(run) if group_by is not None else run.recipe.label
+    labels = recipe_labels(results) if group_by is None else {}
+    for run in results:
+        label = group_by(run) if group_by is not None else labels[run.run_id]
         groups.setdefault(label, []).append(run)
-    if group_by is None:
-        for label, runs in groups.items():
-            if len({_recipe_key(r) for r in runs}) > 1:
-                raise ConfigError(f"results for label {label!r}", "several different recipes",
-                                  "one recipe per label (pass group_by= to label them apart)")
     return {label: sorted(runs, key=lambda r: (r.seed, r.run_id)) for label, runs in groups.items()}
 
 
-def _recipe_key(run: RunResult) -> str:
-    return repr(sorted(run.recipe.to_dict().items()))
+def _flat(recipe_dict: Mapping[str, object]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in recipe_dict.items():
+        if key == "techniques":
+            out[key] = "+".join(str(TechniqueSpec.coerce(t)) for t in value)  # type: ignore[union-attr]
+        elif isinstance(value, Mapping):
+            out.update({f"{k}" if key == "hyperparams" else f"{key}.{k}": repr(v) for k, v in value.items()})
+        else:
+            out[key] = repr(value)
+    return out
+
+
+def recipe_labels(results: Sequence[RunResult]) -> dict[str, str]:
+    """``{run_id: label}``: the optimizer name, or, when one optimizer was run with several recipes
+    (an lr grid, or several techniques), the name followed by the recipe fields that differ, e.g.
+    ``"sgd lr=0.1"`` or ``"momentum techniques=label_smoothing:epsilon=0.1"``."""
+    by_opt: dict[str, dict[str, dict[str, str]]] = {}
+    for r in results:
+        by_opt.setdefault(r.recipe.label, {})[repr(sorted(r.recipe.to_dict().items()))] = _flat(r.recipe.to_dict())
+    labels = {}
+    for r in results:
+        recipes = by_opt[r.recipe.label]
+        if len(recipes) == 1:
+            labels[r.run_id] = r.recipe.label
+            continue
+        mine = _flat(r.recipe.to_dict())
+        keys = sorted({k for f in recipes.values() for k in f if len({g.get(k) for g in recipes.values()}) > 1})
+        labels[r.run_id] = r.recipe.label + " " + ",".join(f"{k}={mine.get(k, '-')}".replace("'", "") for k in keys)
+    return labels
 
 
 def _summarize_group(label: str, runs: list[RunResult], *, final_key: str, best_key: str,

@@ -23,13 +23,30 @@ from __future__ import annotations
 from optbench.data.cache import cache_dir
 from optbench.data.cifar import CifarDataset
 from optbench.data.datasets import (
-    Arrays, DatasetInfo, DatasetSpec, DigitsDataset, FileStatus, IdxDataset, Mnist1dDataset, datasets, fetch,
-    is_cached, list_datasets, load_arrays,
+    Arrays,
+    DatasetInfo,
+    DatasetSpec,
+    DigitsDataset,
+    FileStatus,
+    IdxDataset,
+    Mnist1dDataset,
+    datasets,
+    fetch,
+    is_cached,
+    list_datasets,
+    load_arrays,
 )
 from optbench.data.idx import read_idx, write_idx
 from optbench.data.info import DatasetReport, describe
 from optbench.data.sources import (
-    DebianSource, FetchContext, FileSpec, FunctionSource, NpmSource, Source, SourceError, UrlSource,
+    DebianSource,
+    FetchContext,
+    FileSpec,
+    FunctionSource,
+    NpmSource,
+    Source,
+    SourceError,
+    UrlSource,
     fetch_files,
 )
 from optbench.data.text import PipSource, TextCorpus, TextDataset, corpus_from_text, load_text

@@ -28,9 +28,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from optbench.core.errors import DataUnavailableError
 from optbench.data.sources import FetchContext, FileSpec, SourceError, _run
 from optbench.data.text import EOS, TextCorpus, TextDataset, word_corpus
-from optbench.core.errors import DataUnavailableError
 
 CANONICAL = "brown-tagged.txt"
 NLTK_URL = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/brown.zip"

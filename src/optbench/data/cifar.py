@@ -27,12 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
+from optbench.core.errors import DataUnavailableError
 from optbench.data.cache import atomic_write_bytes
 from optbench.data.datasets import Arrays, DatasetSpec, FileStatus, file_status
 from optbench.data.sources import (
-    _SOURCE_FAILURES, NO_DOWNLOAD_HINT, FetchContext, Log, Source, UrlSource, brief,
+    _SOURCE_FAILURES,
+    NO_DOWNLOAD_HINT,
+    FetchContext,
+    Log,
+    Source,
+    UrlSource,
+    brief,
 )
-from optbench.core.errors import DataUnavailableError
 
 #: Globals a pickled numpy array refers to; anything else in a batch is refused.
 _ALLOWED_GLOBALS = frozenset({

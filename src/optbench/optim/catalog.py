@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from optbench.core.errors import UnknownNameError
+from optbench.core.registry import Registry
 from optbench.optim.base import (
     IMPLEMENTATION_FLAGS,
     Capabilities,
@@ -44,7 +45,6 @@ from optbench.optim.base import (
 )
 from optbench.optim.presets import PRESETS as _BASE_PRESETS
 from optbench.optim.sam import DEFAULT_BASE, SEPARATOR, SamSpec, parse_optimizer_name, sam_spec
-from optbench.core.registry import Registry
 
 __all__ = [
     "IMPLEMENTATION_FLAGS", "LIBRARY_TRAITS", "PRESETS", "Capabilities", "Family",

@@ -18,7 +18,7 @@ from optbench.analysis.report_data import (
     lr_sensitivity,
     performance_profiles,
 )
-from optbench.analysis.summary import RecipeSummary
+from optbench.analysis.summary import RecipeSummary, recipe_labels
 from optbench.core.spec import SPLITS, Direction, RunResult
 from optbench.report.export import make_table
 from optbench.report.figures import (
@@ -141,34 +141,6 @@ def _ranking(page: ReportPage, info: TaskInfo, summaries: Sequence[RecipeSummary
     seeds = seeds_sentence(summaries, difference=0.005 if info.percent else None, percent=info.percent)
     if seeds:
         page.paragraph(seeds)
-
-
-def _flat(recipe_dict: Mapping[str, object]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in recipe_dict.items():
-        if isinstance(value, Mapping):
-            out.update({f"{k}" if key == "hyperparams" else f"{key}.{k}": repr(v) for k, v in value.items()})
-        else:
-            out[key] = repr(value)
-    return out
-
-
-def recipe_labels(results: Sequence[RunResult]) -> dict[str, str]:
-    """``{run_id: label}``: the optimizer name, or, when one optimizer was run with several recipes
-    (an lr grid, say), the name followed by the recipe fields that differ, e.g. ``"sgd lr=0.1"``."""
-    by_opt: dict[str, dict[str, dict[str, str]]] = {}
-    for r in results:
-        by_opt.setdefault(r.recipe.label, {})[repr(sorted(r.recipe.to_dict().items()))] = _flat(r.recipe.to_dict())
-    labels = {}
-    for r in results:
-        recipes = by_opt[r.recipe.label]
-        if len(recipes) == 1:
-            labels[r.run_id] = r.recipe.label
-            continue
-        mine = _flat(r.recipe.to_dict())
-        keys = sorted({k for f in recipes.values() for k in f if len({g.get(k) for g in recipes.values()}) > 1})
-        labels[r.run_id] = r.recipe.label + " " + ",".join(f"{k}={mine.get(k, '-')}".replace("'", "") for k in keys)
-    return labels
 
 
 def _curve_keys(results: Sequence[RunResult]) -> list[str]:

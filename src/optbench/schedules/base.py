@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
+from optbench.core.spec import Direction
 from optbench.schedules.base import Schedule, check, is_int, is_number, with_warmup
 from optbench.schedules.cyclic import ANNEAL, CYCLIC_MODES, Cyclic, OneCycle
 from optbench.schedules.decay import (
@@ -32,7 +33,6 @@ from optbench.schedules.decay import (
 )
 from optbench.schedules.params import REQUIRED, Param, resolve
 from optbench.schedules.plateau import THRESHOLD_MODES, ReduceOnPlateau
-from optbench.core.spec import Direction
 
 DirectionOf = Callable[[str], Direction]
 
@@ -142,7 +142,7 @@ _SPECS = (
     ScheduleSpec(
         "multistep", lambda ctx, **p: MultiStepDecay(ctx.base_lr, **p),
         (Param("milestones", "int_list", REQUIRED,
-               lambda v: len(v) >= 1 and all(m >= 1 for m in v) and all(a < b for a, b in zip(v, v[1:])),
+               lambda v: len(v) >= 1 and all(m >= 1 for m in v) and all(a < b for a, b in zip(v, v[1:], strict=False)),
                "a non-empty strictly increasing list of integers >= 1", steps=True), _GAMMA),
         "lr(t) = lr0 * gamma ** #(milestones <= t)", "torch MultiStepLR"),
     ScheduleSpec(

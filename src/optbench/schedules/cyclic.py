@@ -134,7 +134,7 @@ class OneCycle(Schedule):
         _check_momenta("one_cycle", self.base_momentum, self.max_momentum)
         ends = [end for end, *_ in self._phases()]
         starts = [0.0, *ends[:-1]]
-        check("one_cycle pct_start", all(e > s for s, e in zip(starts, ends)), self.pct_start,
+        check("one_cycle pct_start", all(e > s for s, e in zip(starts, ends, strict=True)), self.pct_start,
               f"a fraction leaving every phase at least one step of total_steps={self.total_steps}")
 
     @property

@@ -75,7 +75,7 @@ class MultiStepDecay(Schedule):
         ms = self.milestones
         check("multistep milestones",
               isinstance(ms, tuple) and len(ms) >= 1 and all(is_int(m) and m >= 1 for m in ms)
-              and all(a < b for a, b in zip(ms, ms[1:])), ms,
+              and all(a < b for a, b in zip(ms, ms[1:], strict=False)), ms,
               "a non-empty strictly increasing list of integers >= 1")
         check("multistep gamma", is_number(self.gamma) and 0 < self.gamma <= 1, self.gamma, "a number in (0, 1]")
 

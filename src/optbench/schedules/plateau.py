@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from optbench.schedules.base import Schedule, check, is_int, is_number, step_index
 from optbench.core.spec import Direction
+from optbench.schedules.base import Schedule, check, is_int, is_number, step_index
 
 THRESHOLD_MODES = ("rel", "abs")
 

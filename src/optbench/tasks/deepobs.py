@@ -119,7 +119,8 @@ def fmnist_2c2d(norm: str = "none", dropout: float = 0.0, width: float = 1.0) ->
         "fmnist_2c2d", fmnist_2c2d.__doc__.splitlines()[0],
         lambda: net_2c2d(10, scaled(width, (32, 64)), scaled(width, (1024,))[0], norm, dropout),
         array_dataset_loader("fashion_mnist", 255.0, add_channel=True), target_accuracy=0.85, valid_size=5000,
-        recipe={**_ADAM, "epochs": 3, "train_size": 10_000}, augmentations=("random_crop", "horizontal_flip", "gaussian_noise"))
+        recipe={**_ADAM, "epochs": 3, "train_size": 10_000},
+        augmentations=("random_crop", "horizontal_flip", "gaussian_noise"))
 
 
 def _cifar_3c3d(name: str, classes: int, target: float, doc: str, norm: str, dropout: float,

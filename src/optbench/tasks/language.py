@@ -188,7 +188,8 @@ def shakespeare_char_lstm(width: float = 1.0) -> Task:
     size = max(1, round(128 * width))
     return lm_task(
         "shakespeare_char_lstm", shakespeare_char_lstm.__doc__.splitlines()[0],
-        lambda: LSTMLanguageModel(SHAKESPEARE_VOCAB, size, size, 2, 0.2), text_loader("shakespeare", 50, SHAKESPEARE_VOCAB, 2000),
+        lambda: LSTMLanguageModel(SHAKESPEARE_VOCAB, size, size, 2, 0.2),
+        text_loader("shakespeare", 50, SHAKESPEARE_VOCAB, 2000),
         target_perplexity=8.0, valid_size=1000,
         recipe={"optimizer": "adam", "hyperparams": {"lr": 3e-3}, "batch_size": 64, "epochs": 4, "train_size": 4000})
 
@@ -209,7 +210,8 @@ def shakespeare_char_transformer(width: float = 1.0) -> Task:
     d = max(4, 4 * round(32 * width))
     return lm_task(
         "shakespeare_char_transformer", shakespeare_char_transformer.__doc__.splitlines()[0],
-        lambda: TransformerLanguageModel(SHAKESPEARE_VOCAB, 64, d, 4, 2, 4 * d, 0.1), text_loader("shakespeare", 64, SHAKESPEARE_VOCAB, 2000),
+        lambda: TransformerLanguageModel(SHAKESPEARE_VOCAB, 64, d, 4, 2, 4 * d, 0.1),
+        text_loader("shakespeare", 64, SHAKESPEARE_VOCAB, 2000),
         target_perplexity=8.0, valid_size=1000,
         recipe={"optimizer": "adam", "hyperparams": {"lr": 2e-3}, "batch_size": 64, "epochs": 8, "train_size": 4000})
 
@@ -232,6 +234,7 @@ def brown_word_lstm(width: float = 1.0, tied: bool = False) -> Task:
     size = max(1, round(128 * width))
     return lm_task(
         "brown_word_lstm", brown_word_lstm.__doc__.splitlines()[0],
-        lambda: LSTMLanguageModel(BROWN_VOCAB, size, size, 2, 0.2, tied=tie), text_loader("brown", 35, BROWN_VOCAB, 1000),
+        lambda: LSTMLanguageModel(BROWN_VOCAB, size, size, 2, 0.2, tied=tie),
+        text_loader("brown", 35, BROWN_VOCAB, 1000),
         target_perplexity=550.0, valid_size=1000,
         recipe={"optimizer": "adam", "hyperparams": {"lr": 3e-3}, "batch_size": 32, "epochs": 3, "train_size": 2000})

@@ -38,9 +38,9 @@ from optbench.techniques.batch_rules import (
     scaled_lr,
 )
 from optbench.techniques.catalog import Technique
-from optbench.techniques.listing import catalogue
 from optbench.techniques.early_stopping import EarlyStopping
 from optbench.techniques.gradient_clipping import clip_grad_norm, clip_grad_value, clipping, make_clipper
+from optbench.techniques.listing import catalogue
 from optbench.techniques.normalization import norm_layer, norms
 from optbench.techniques.param_groups import decay_groups, split_decay_parameters
 from optbench.techniques.penalties import elastic_net, l1, l2, make_penalty, penalties, penalty

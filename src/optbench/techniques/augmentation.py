@@ -19,11 +19,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from optbench.core.component import Component, RunContext
 from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
-from optbench.core.component import Component, RunContext
 
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -234,5 +234,5 @@ class GaussianNoise(_Augmentation):
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
 COMPONENTS = (RandomCrop, HorizontalFlip, GaussianNoise,)
 
-__all__ = ["COMPONENTS", "GaussianNoise", "HorizontalFlip", "RandomCrop", "Augmentation", "augmentations", "gaussian_noise", "horizontal_flip", "make_augmentation",
-           "random_crop"]
+__all__ = ["Augmentation", "COMPONENTS", "GaussianNoise", "HorizontalFlip", "RandomCrop", "augmentations",
+           "gaussian_noise", "horizontal_flip", "make_augmentation", "random_crop"]

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, update_bn
 
+from optbench.core.component import Component, RunContext
 from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
-from optbench.core.component import Component, RunContext
 
 
 class Averager:

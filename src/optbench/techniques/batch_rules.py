@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from optbench.core.component import Component
 from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
-from optbench.core.component import Component
 
 if TYPE_CHECKING:
     from optbench.schedules import Schedule
@@ -215,5 +215,5 @@ class Accumulation(Component):
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
 COMPONENTS = (Accumulation, LrScaling,)
 
-__all__ = ["COMPONENTS", "Accumulation", "LrScaling", "ACCUMULATION", "WarmupPlan", "accumulation_steps", "goyal_warmup", "lr_scaling", "micro_batches",
-           "scaled_lr"]
+__all__ = ["ACCUMULATION", "Accumulation", "COMPONENTS", "LrScaling", "WarmupPlan", "accumulation_steps",
+           "goyal_warmup", "lr_scaling", "micro_batches", "scaled_lr"]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from optbench.core.component import Component, RunContext
 from optbench.core.errors import ConfigError
+from optbench.core.spec import Direction
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
-from optbench.core.spec import Direction
-from optbench.core.component import Component, RunContext
 
 
 class EarlyStopping:

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable
 from torch import Tensor
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
+from optbench.core.component import Component, RunContext
 from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
-from optbench.core.component import Component, RunContext
 
 
 def _check_norm(max_norm: float, norm_type: float = 2.0) -> None:

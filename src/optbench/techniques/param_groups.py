@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from optbench.core.component import Component
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
-from optbench.core.component import Component
 
 #: Module types whose parameters count as "normalization weights".
 NORM_TYPES: tuple[type[nn.Module], ...] = (

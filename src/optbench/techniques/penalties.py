@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
+from optbench.core.component import Component, RunContext
 from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
-from optbench.core.component import Component, RunContext
 
 Penalty = Callable[..., Tensor]
 
@@ -243,4 +243,5 @@ class ElasticNetPenalty(_Penalty):
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
 COMPONENTS = (L1Penalty, L2Penalty, ElasticNetPenalty,)
 
-__all__ = ["COMPONENTS", "ElasticNetPenalty", "L1Penalty", "L2Penalty", "elastic_net", "l1", "l2", "make_penalty", "no_penalty", "penalties", "penalty"]
+__all__ = ["COMPONENTS", "ElasticNetPenalty", "L1Penalty", "L2Penalty", "elastic_net", "l1", "l2",
+           "make_penalty", "no_penalty", "penalties", "penalty"]

@@ -19,6 +19,7 @@ from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 from optbench.core.spec import TechniqueSpec
 
+
 class TechniqueRegistry(Registry[type[Component]]):
     """The strict registry of component classes, filled on first use from every module of the
     ``optbench.techniques`` package that lists its classes in a module-level ``COMPONENTS`` tuple: a

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from torch import Tensor
 from torch.nn import functional as F
 
+from optbench.core.component import Component, LossFn
 from optbench.techniques import _validate
 from optbench.techniques.catalog import Technique
-from optbench.core.component import Component, LossFn
 
 
 def smoothed_cross_entropy(eps: float) -> Callable[[Tensor, Tensor], Tensor]:

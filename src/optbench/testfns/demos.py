@@ -146,7 +146,8 @@ demos.register("rosenbrock", Demo(
     "The valley floor is flat and curved: plain SGD must keep a small lr for the steep walls and "
     "crawls along the floor; momentum and the adaptive methods get much further in the same steps."))
 demos.register("ill_conditioned_quadratic", Demo(
-    "ill_conditioned_quadratic", "ill-conditioned quadratic (condition 50): SGD near its best lr, momentum at a smaller one",
+    "ill_conditioned_quadratic",
+    "ill-conditioned quadratic (condition 50): SGD near its best lr, momentum at a smaller one",
     "ill_conditioned_quadratic", ("sgd", "momentum", "nesterov"), 100,
     "The steep direction limits the lr (lr < 2/L; the best constant lr is 2/(L + mu) = 0.039), so "
     "plain SGD zig-zags across the narrow direction and crawls along the flat one at rate 1 - lr*mu a "

@@ -140,7 +140,7 @@ def theory_check(*, mu: float = 1.0, L: float = 4.0, dim: int = 10, sigma: float
         require_positive(name, value)
     for name, value in (("dim", dim), ("steps", steps), ("seeds", seeds)):
         require_positive(name, value, integer=True)
-    if L < mu:
+    if mu > L:
         raise ConfigError("L", L, f"a number >= mu ({mu:g})")
     if alpha > 1 / (2 * mu) or alpha >= 2 / L:
         raise ConfigError("alpha", alpha, f"0 < alpha <= 1/(2 mu) = {1 / (2 * mu):g} and < 2/L = {2 / L:g}")

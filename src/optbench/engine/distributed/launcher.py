@@ -28,6 +28,7 @@ count from the world size and returns the result on rank 0 only.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import multiprocessing.connection
@@ -94,10 +95,8 @@ def _report_error(out_dir: Path, rank: int, exc: BaseException) -> None:
     if isinstance(exc, ConfigError):
         value = exc.value if isinstance(exc.value, bool | int | float | str | None) else repr(exc.value)
         info["config"] = {"field": exc.field, "value": value, "allowed": exc.allowed}
-    try:
+    with contextlib.suppress(OSError):
         _write_json(out_dir / f"error-{rank}.json", info)
-    except OSError:
-        pass
 
 
 def _child(rank: int, world_size: int, port: int, out_dir: str, comm_timeout: float, env: dict[str, str],

@@ -123,8 +123,8 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
         whatever the training raises (ConfigError for bad input, RuntimeError from the process group
         when a peer fails or a wait exceeds ``config.comm_timeout``).
     """
-    from optbench.optim import resolved_hyperparams
     from optbench.engine.environment import environment
+    from optbench.optim import resolved_hyperparams
 
     torch.set_num_threads(config.threads)
     device = resolve_device(config.device, local_rank)
@@ -154,7 +154,8 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
         for part in sorted(gathered or [], key=lambda item: item["worker"]):  # type: ignore[index]
             for name, values in part["steps"].items():  # type: ignore[index]
                 columns.setdefault(name, []).extend(values)
-        summary |= {"workers_steps": columns, "staleness": {str(k): v for k, v in staleness_histogram(staleness).items()},
+        histogram = staleness_histogram(staleness)
+        summary |= {"workers_steps": columns, "staleness": {str(k): v for k, v in histogram.items()},
                     "server": server, "hyperparams": resolved_hyperparams(config.recipe.optimizer,
                                                                           **trainer.setup.hyperparams),
                     "environment": environment(device), "task_name": ctx.task.name,
