@@ -169,10 +169,11 @@ class _Penalty(Component):
     source = ""
     description = ""
 
-    def __init__(self, *, exclude_bias_and_norm: bool = False, **strengths: float) -> None:
+    def __init__(self, *, strength: float, exclude_bias_and_norm: bool = False, **extra: float) -> None:
         if not isinstance(exclude_bias_and_norm, bool):
             raise ConfigError(f"technique {self.name} exclude_bias_and_norm", exclude_bias_and_norm, "true or false")
         technique = penalties.get(self.name)
+        strengths = {"strength": strength, **extra}
         technique.validate(strengths)
         self.exclude_bias_and_norm = exclude_bias_and_norm
         self.strengths = strengths
@@ -201,9 +202,6 @@ class L1Penalty(_Penalty):
     source = "Tibshirani 1996 (lasso)"
     description = "strength * sum|theta| added to the training objective."
 
-    def __init__(self, *, strength: float, exclude_bias_and_norm: bool = False) -> None:
-        super().__init__(exclude_bias_and_norm=exclude_bias_and_norm, strength=strength)
-
 
 class L2Penalty(_Penalty):
     """``strength / 2 * sum theta^2`` added to the objective (Tikhonov; Hoerl & Kennard 1970): its
@@ -218,9 +216,6 @@ class L2Penalty(_Penalty):
     name = "l2"
     source = "Tikhonov regularization; Hoerl & Kennard 1970 (ridge)"
     description = "strength/2 * sum theta^2 added to the objective (= SGD weight_decay; not AdamW's decay)."
-
-    def __init__(self, *, strength: float, exclude_bias_and_norm: bool = False) -> None:
-        super().__init__(exclude_bias_and_norm=exclude_bias_and_norm, strength=strength)
 
 
 class ElasticNetPenalty(_Penalty):

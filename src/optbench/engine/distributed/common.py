@@ -85,6 +85,35 @@ class RankContext:
         return model
 
 
+class UpdateSide:
+    """What a process that holds the optimizer (every DDP rank, the parameter server) does between
+    epochs, through its :class:`~optbench.engine.build.RunSetup` ``setup`` and trained ``model``."""
+
+    setup: RunSetup
+    model: nn.Module
+
+    def after_train_epoch(self, epoch: int) -> None:
+        """The components' per-epoch update-side hook (SWA's average)."""
+        self.setup.after_train_epoch(epoch)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> dict[str, dict]:
+        """Schedule and components at the epoch's end (never test metrics); the stop reasons."""
+        return self.setup.on_epoch_end(epoch, metrics)
+
+    def eval_model(self, train_inputs: Any) -> nn.Module:
+        """What to evaluate: the trained model, or what a component swaps in (averaged weights);
+        ``train_inputs()`` iterates training inputs (batch-norm statistics)."""
+        return self.setup.eval_model(train_inputs)
+
+    def final_model(self) -> nn.Module:
+        """The trained model (identical on every DDP rank; the server's current weights)."""
+        return self.model
+
+    def lr(self) -> float:
+        """Learning rate of the first parameter group."""
+        return self.setup.lr()
+
+
 def resolve_device(choice: str | None, local_rank: int) -> torch.device:
     """``cuda:<local_rank mod GPUs>`` when CUDA is chosen or available (``choice`` None), else CPU.
 
@@ -276,6 +305,5 @@ def gather_json(ctx: RankContext, obj: object) -> list[object] | None:
     return [json.loads(b[:int(s.item())].cpu().numpy().tobytes().decode()) for b, s in zip(bufs, sizes, strict=True)]
 
 
-__all__ = ["FlatParams", "RankContext", "agree", "average_into", "backend_for", "broadcast_json", "build_rank_run",
-           "gather_json", "now",
-           "resolve_device", "setup_rank", "sync", "train_metrics"]
+__all__ = ["FlatParams", "RankContext", "UpdateSide", "agree", "average_into", "backend_for", "broadcast_json",
+           "build_rank_run", "gather_json", "now", "resolve_device", "setup_rank", "sync", "train_metrics"]

@@ -15,9 +15,9 @@ import threading
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
-from optbench.engine.distributed.common import RankContext, build_rank_run, now, sync, train_metrics
+from optbench.engine.distributed.common import RankContext, UpdateSide, build_rank_run, now, sync, train_metrics
 from optbench.engine.distributed.records import StepRecord
 
 
@@ -83,7 +83,7 @@ def timed_allreduce_hook(timer: CommTimer, bucket):  # unannotated on purpose: s
     return future.then(completed)
 
 
-class DdpTrainer:
+class DdpTrainer(UpdateSide):
     """One ``ddp`` process: a DDP-wrapped replica running the one step (both halves on every rank; the
     all-reduce happens inside ``backward``), and per-step records."""
 
@@ -141,26 +141,6 @@ class DdpTrainer:
         values = self.metrics.vector().to(self.ctx.comm_device)
         dist.all_reduce(values)
         return self.metrics.averages(values)
-
-    def after_train_epoch(self, epoch: int) -> None:
-        """The components' per-epoch update-side hook (every rank holds identical weights)."""
-        self.setup.after_train_epoch(epoch)
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> dict[str, dict]:
-        """Schedule and components at the epoch's end (same metrics on every rank); stop reasons."""
-        return self.setup.on_epoch_end(epoch, metrics)
-
-    def eval_model(self, train_inputs) -> nn.Module:  # noqa: ANN001 - a callable of input batches
-        """What to evaluate on rank 0: the replica, or what a component swaps in (averaged weights)."""
-        return self.setup.eval_model(train_inputs)
-
-    def final_model(self) -> nn.Module:
-        """The trained replica (identical on every rank)."""
-        return self.model
-
-    def lr(self) -> float:
-        """Learning rate of the first parameter group."""
-        return self.setup.lr()
 
     def server_stats(self) -> tuple[list[int], dict | None]:
         """No server in ``ddp``: no staleness, no server statistics."""

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from optbench.engine.distributed.common import (
     FlatParams,
     RankContext,
+    UpdateSide,
     average_into,
     build_rank_run,
     now,
@@ -68,7 +69,7 @@ class _Request:
     grad: Tensor | None
 
 
-class PsServer:
+class PsServer(UpdateSide):
     """Rank 0 of a server mode: weights, optimizer, the mode's protocol, staleness and update timing."""
 
     def __init__(self, ctx: RankContext) -> None:
@@ -185,26 +186,6 @@ class PsServer:
     def epoch_metrics(self) -> dict[str, float]:
         """Train metrics of the epoch averaged over every pushed batch (from the push headers)."""
         return self.metrics.averages(self.sums)
-
-    def after_train_epoch(self, epoch: int) -> None:
-        """The components' per-epoch update-side hook (SWA's average), on the server's weights."""
-        self.setup.after_train_epoch(epoch)
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> dict[str, dict]:
-        """Schedule and components at the epoch's end; stop reasons."""
-        return self.setup.on_epoch_end(epoch, metrics)
-
-    def eval_model(self, train_inputs) -> nn.Module:  # noqa: ANN001 - a callable of input batches
-        """What to evaluate: the server's model, or what a component swaps in (averaged weights)."""
-        return self.setup.eval_model(train_inputs)
-
-    def final_model(self) -> nn.Module:
-        """The server's model (its parameters are the current weights)."""
-        return self.model
-
-    def lr(self) -> float:
-        """Learning rate of the first parameter group."""
-        return self.setup.lr()
 
     def server_stats(self) -> tuple[list[int], dict]:
         """Staleness of every applied gradient and ``{"updates", "update_seconds"}``."""
