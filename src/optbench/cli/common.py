@@ -9,7 +9,9 @@ written. Data that cannot be obtained exits with code 1 and says how to fix it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+import shlex
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +19,7 @@ import typer
 from rich.console import Console
 
 from optbench.core.errors import ConfigError, DataUnavailableError, OptbenchError
+from optbench.core.urls import redact_text
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -24,16 +27,21 @@ F = TypeVar("F", bound=Callable[..., object])
 #: ``OUT/optbench.db``).
 DEFAULT_OUT = Path("optbench-out")
 DEFAULT_STORE = DEFAULT_OUT / "optbench.db"
+#: The environment variable holding the default store (SQLite path or SQLAlchemy URL) of every
+#: command that takes one, when ``--store`` (or ``STORE``) is not given.
+STORE_ENV = "OPTBENCH_STORE"
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(redact_text(message), markup=False)
     return typer.Exit(code)
 
 
 def handle_errors(command: F) -> F:
     """Turn optbench's errors into one line on stderr and an exit code: 2 for bad input
-    (:class:`ConfigError`), 1 for unavailable data or other failures, 130 when interrupted."""
+    (:class:`ConfigError`), 1 for unavailable data or other failures, 130 when interrupted.
+    Every credential in the message (a store URL's password) is hidden
+    (:func:`optbench.core.urls.redact_text`)."""
 
     @functools.wraps(command)
     def wrapper(*args: object, **kwargs: object) -> object:
@@ -80,15 +88,55 @@ def parse_train_size(text: str) -> int | None | str:
     return value
 
 
-def existing_store(store: str) -> str:
-    """``store`` when it is an existing SQLite file or a SQLAlchemy URL (commands that only read).
+def given_store(store: str | Path | None) -> str | None:
+    """The store the user chose: ``store`` (``--store`` or ``STORE``) when given, else
+    ``$OPTBENCH_STORE`` when set and not blank, else None (the command's default applies). Its
+    password is never shown (every output goes through :mod:`optbench.core.urls`); a PostgreSQL URL
+    without a password uses libpq's ``PGPASSWORD``, ``~/.pgpass`` or ``PGSERVICE``.
 
     Raises:
-        ConfigError: naming ``STORE``.
+        nothing.
     """
-    if "://" not in store and not Path(store).is_file():
-        raise ConfigError("STORE", store, "an existing SQLite file or a SQLAlchemy URL")
-    return store
+    chosen = str(store) if store is not None and str(store).strip() else os.environ.get(STORE_ENV, "").strip() or None
+    return chosen
+
+
+def resolve_store(store: str | Path | None, default: str | Path) -> str:
+    """The store a command uses: ``--store``, else ``$OPTBENCH_STORE``, else ``default``
+    (see :func:`given_store`).
+
+    Raises:
+        nothing.
+    """
+    return given_store(store) or str(default)
+
+
+def existing_store(store: str | None, default: str | Path | None = None) -> str:
+    """The store of a command that only reads (``store``, else ``$OPTBENCH_STORE``, else
+    ``default``) when it is an existing SQLite file or a SQLAlchemy URL.
+
+    Raises:
+        ConfigError: naming ``STORE``, when it is neither, or when none of the three is given.
+    """
+    chosen = given_store(store) or (None if default is None else str(default))
+    if chosen is None:
+        raise ConfigError("STORE", "", f"a SQLite file or a SQLAlchemy URL, as an argument or in ${STORE_ENV}")
+    if "://" not in chosen and not Path(chosen).is_file():
+        raise ConfigError("STORE", chosen, "an existing SQLite file or a SQLAlchemy URL")
+    return chosen
+
+
+def command_line(argv: Sequence[str], default: str = "optbench") -> str:
+    """The command ``optbench ARGS...`` of ``argv`` (the arguments after the program name) as a
+    shell would take it, with every credential hidden (:func:`optbench.core.urls.redact_text`):
+    what a report shows as the command that reproduces it. ``default`` when ``argv`` is empty.
+
+    Raises:
+        nothing.
+    """
+    if not argv:
+        return default
+    return "optbench " + " ".join(shlex.quote(redact_text(a)) for a in argv)
 
 
 def stdout_console() -> Console:
@@ -97,5 +145,5 @@ def stdout_console() -> Console:
     return Console() if Console().is_terminal else Console(width=160)
 
 
-__all__ = ["DEFAULT_OUT", "DEFAULT_STORE", "check_count", "check_lr", "existing_store", "handle_errors",
-           "parse_train_size", "stdout_console"]
+__all__ = ["DEFAULT_OUT", "DEFAULT_STORE", "STORE_ENV", "check_count", "check_lr", "command_line", "existing_store",
+           "given_store", "handle_errors", "parse_train_size", "resolve_store", "stdout_console"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,8 @@ from optbench.cli.common import (
     DEFAULT_OUT,
     check_count,
     check_lr,
+    command_line,
+    given_store,
     handle_errors,
     parse_train_size,
     stdout_console,
@@ -49,7 +50,7 @@ def compare_command(
                                                        "(default: the task's).")] = None,
     workers: Annotated[int, typer.Option(help="Parallel runs in separate processes (threads are split).")] = 1,
     store: Annotated[str | None, typer.Option(help="Results database: SQLite file or SQLAlchemy URL "
-                                                   "[default: OUT/optbench.db].")] = None,
+                                                   "(default: $OPTBENCH_STORE, else OUT/optbench.db).")] = None,
     out: Annotated[Path, typer.Option(help="Directory for curves.png and summary.md.")] = DEFAULT_OUT,
     study: Annotated[str | None, typer.Option(help="Study name [default: derived from the settings].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; print the table only.")]
@@ -78,7 +79,8 @@ def compare_command(
                            schedule_params=options.schedule_params, precision=options.precision,
                            techniques=options.techniques)
     task_spec = validate(config)  # names and hyperparameters, before any output
-    store_url = store or str(out / "optbench.db")
+    chosen = given_store(store)  # --store, else $OPTBENCH_STORE
+    store_url = chosen or str(out / "optbench.db")
     console = Console(stderr=True, quiet=quiet, log_path=False)
     extra = options.describe()
     console.print("[bold]optbench compare[/] " + escape(
@@ -88,10 +90,9 @@ def compare_command(
     with StudyProgress(len(config.optimizers) * config.seeds, console, metric=task_spec.target.metric,
                        workers=config.workers) as progress:
         outcome = run_compare(config, store_url, on_event=progress.on_event, on_result=progress.on_result,
-                              create_store_dir=store is None)
+                              create_store_dir=chosen is None)
     summaries = summarize(outcome)
-    command = "optbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "optbench compare"
-    context = context_lines(outcome, store_url, command)
+    context = context_lines(outcome, store_url, command_line(sys.argv[1:], "optbench compare"))
     files = write_outputs(outcome, summaries, out, context)
     stdout_console().print(ranking_table(
         summaries, title=f"{outcome.task.name}: ranked by final test {outcome.task.target.metric} "

@@ -16,12 +16,13 @@ from typing import Annotated, Any
 
 import typer
 
-from optbench.cli.common import DEFAULT_STORE, check_count, check_lr, handle_errors
+from optbench.cli.common import DEFAULT_STORE, check_count, check_lr, given_store, handle_errors
 from optbench.cli.techniques import TechniqueOptions, technique_options
 from optbench.core.errors import ConfigError
 from optbench.study.reference import DEFAULT_TRAIN_SIZE, REFERENCE_TASK
 
 PREDICT_NPROC = "1,2,4,8,16,32,64,128,256,512"
+STORE_HELP = f"Results database: SQLite file or SQLAlchemy URL (default: $OPTBENCH_STORE, else {DEFAULT_STORE})."
 
 
 # ---------------------------------------------------------------- shared option handling
@@ -86,11 +87,14 @@ def _train_size(text: str, available: int) -> int | None:
 
 
 def _open(store: str | None) -> Any:
+    """The store of ``run``/``scale``: ``--store``, else ``$OPTBENCH_STORE``, else :data:`DEFAULT_STORE`
+    (whose directory is created)."""
     from optbench.runs.store import open_store
 
-    if store is None:
+    chosen = given_store(store)
+    if chosen is None:
         DEFAULT_STORE.parent.mkdir(parents=True, exist_ok=True)
-    return open_store(store or DEFAULT_STORE)
+    return open_store(chosen or DEFAULT_STORE)
 
 
 def _target(task_obj: Any, target: float | None) -> tuple[str, float, Any]:
@@ -208,7 +212,7 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         target: Annotated[float | None, typer.Option(help="Target for time-to-target [default: the task's].")] = None,
         threads: Annotated[int, typer.Option(help="CPU threads per process.")] = 1,
         timeout: Annotated[float, typer.Option(help="Stop the job with an error after this many seconds.")] = 3600.0,
-        store: Annotated[str | None, typer.Option(help=f"Results database [default: {DEFAULT_STORE}].")] = None,
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
         study: Annotated[str | None, typer.Option(help="Study name [default: distributed-<task>].")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the summary only.")] = False,
         *,
@@ -263,7 +267,7 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         target: Annotated[float | None, typer.Option(help="Target for time-to-target [default: the task's].")] = None,
         threads: Annotated[int, typer.Option(help="CPU threads per process.")] = 1,
         timeout: Annotated[float, typer.Option(help="Limit per job (s).")] = 3600.0,
-        store: Annotated[str | None, typer.Option(help=f"Results database [default: {DEFAULT_STORE}].")] = None,
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
         study: Annotated[str | None, typer.Option(help="Study name [default: scale-<task>-<settings hash>].")] = None,
         predict: Annotated[bool, typer.Option("--predict", help="Print the cost model's predictions instead of "
                                                                 "measuring.")] = False,

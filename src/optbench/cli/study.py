@@ -13,13 +13,21 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from optbench.cli.common import DEFAULT_OUT, DEFAULT_STORE, check_count, existing_store, handle_errors, stdout_console
+from optbench.cli.common import (
+    DEFAULT_OUT,
+    DEFAULT_STORE,
+    check_count,
+    existing_store,
+    given_store,
+    handle_errors,
+    stdout_console,
+)
 
 
 def run_command(
     file: Annotated[Path, typer.Argument(help="Study file (TOML); see examples/studies/.")],
     store: Annotated[str | None, typer.Option(help="Results database: SQLite file or SQLAlchemy URL "
-                                                   "[default: OUT/optbench.db].")] = None,
+                                                   "(default: $OPTBENCH_STORE, else OUT/optbench.db).")] = None,
     out: Annotated[Path, typer.Option(help="Directory for index.html and protocol.md.")] = DEFAULT_OUT,
     workers: Annotated[int, typer.Option(help="Parallel runs in separate processes.")] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan; run nothing.")] = False,
@@ -41,10 +49,11 @@ def run_command(
         for line in describe_plan(config):
             typer.echo(line)
         return
-    store_url = store or str(out / "optbench.db")
+    chosen = given_store(store)  # --store, else $OPTBENCH_STORE
+    store_url = chosen or str(out / "optbench.db")
     for line in describe_plan(config)[:6]:
         console.print(line, markup=False)
-    outcome = run_study(config, store_url, workers=workers, create_store_dir=store is None,
+    outcome = run_study(config, store_url, workers=workers, create_store_dir=chosen is None,
                         on_event=None if quiet else _progress(console), checkpoint_dir=checkpoints)
     files = write_study_outputs(outcome, store_url, out)
     stdout = stdout_console()
@@ -79,7 +88,8 @@ def _eta(status: Any) -> str:
 
 
 def status_command(
-    store: Annotated[str, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL.")],
+    store: Annotated[str | None, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL "
+                                                     "(default: $OPTBENCH_STORE).")] = None,
     study: Annotated[str | None, typer.Option(help="Only this study [default: every study].")] = None,
 ) -> None:
     """Per study: runs done / planned, running runs (claims), failed and diverged runs with their
@@ -100,16 +110,19 @@ def status_command(
 
 
 def list_command(
-    store: Annotated[str, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL.")] = str(DEFAULT_STORE),
+    store: Annotated[str | None, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL "
+                                                     f"(default: $OPTBENCH_STORE, else {DEFAULT_STORE}).")] = None,
 ) -> None:
     """The studies in the store: protocol, runs done/planned, failed, created (UTC)."""
     from rich.table import Table
 
+    from optbench.core.urls import redact_url
     from optbench.runs.store import open_store
 
-    with open_store(existing_store(store)) as db:
+    store = existing_store(store, DEFAULT_STORE)
+    with open_store(store) as db:
         infos = db.studies()
-    table = Table(title=f"studies in {store}")
+    table = Table(title=f"studies in {redact_url(store)}")
     for column in ("study", "protocol", "done", "planned", "diverged", "failed", "created (UTC)"):
         table.add_column(column, justify="right" if column in ("done", "planned", "diverged", "failed") else "left")
     for s in infos:

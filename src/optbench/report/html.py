@@ -22,6 +22,7 @@ from optbench.analysis.report_data import study_overview
 from optbench.core.errors import ConfigError, OptbenchError
 from optbench.core.fileio import atomic_write_text, atomic_writer
 from optbench.core.spec import Direction, RunResult
+from optbench.core.urls import redact_text, redact_url
 from optbench.report.export import write_table
 from optbench.report.page import ReportPage
 from optbench.report.plots import label_colors, save_figure
@@ -74,7 +75,8 @@ def render_report(results: Sequence[RunResult], *, study: str = "", config: Mapp
     Args:
         results: the runs; failed and diverged ones are listed, never hidden.
         study / config: the study's name and stored configuration (for the summary).
-        context: extra ``{item: text}`` lines shown first in the summary (e.g. from ``compare``).
+        context: extra ``{item: text}`` lines shown first in the summary (e.g. from ``compare``);
+            credentials in them (a store URL's password) are hidden (:func:`optbench.core.urls.redact_text`).
         tasks: ``{task: TaskInfo}``; missing tasks are resolved with :func:`task_info` (using
             ``config["target"]`` when set).
         title: page title (default ``"optbench report: <study>"``).
@@ -92,7 +94,7 @@ def render_report(results: Sequence[RunResult], *, study: str = "", config: Mapp
     config = dict(config or {})
     page = ReportPage(title or f"optbench report: {study or 'all runs'}", dpi=dpi)
     overview = study_overview(results, study=study, config=config)
-    summary_section(page, overview, context or {})
+    summary_section(page, overview, {k: redact_text(v) for k, v in (context or {}).items()})
     colors = label_colors(overview.labels)
     infos = dict(tasks or {})
     target = config.get("target")
@@ -128,7 +130,7 @@ def write_report(results: Sequence[RunResult], out: str | Path, **kwargs: Any) -
 
 def report_from_store(store: str | Path, out: str | Path, *, study: str | None = None) -> ReportFiles:
     """Write the report of ``study`` (or, when the store holds exactly one study, of that one;
-    otherwise of every run) from the results database ``store``.
+    otherwise of every run) from the results database ``store`` (shown with its password hidden).
 
     Raises:
         ConfigError: an unknown study (lists the known ones), a store without runs.
@@ -144,4 +146,4 @@ def report_from_store(store: str | Path, out: str | Path, *, study: str | None =
         results = db.load_runs(study=study)
     config = infos[study].config if study is not None else {}
     return write_report(results, out, study=study or "", config=config,
-                        context={"store": str(store)})
+                        context={"store": redact_url(store)})

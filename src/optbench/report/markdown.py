@@ -11,6 +11,7 @@ from optbench.analysis.pairwise import PairwiseTable, pairwise_comparisons
 from optbench.analysis.power import seed_advice
 from optbench.analysis.summary import RecipeSummary, RunProblem
 from optbench.core.spec import Direction, RunStatus
+from optbench.core.urls import redact_text
 from optbench.report.tables import (
     markdown_table,
     pairwise_cells,
@@ -180,7 +181,8 @@ def summary_markdown(summaries: Sequence[RecipeSummary], *, context: Mapping[str
         summaries: ranked summaries from :func:`optbench.analysis.summarize_runs`.
         context: what ran, as ``{name: value}`` in display order, e.g. task, protocol, shared
             hyperparameters, seeds, epochs, train size, command to reproduce. Values are
-            inserted as Markdown verbatim (wrap commands in backticks yourself).
+            inserted as Markdown verbatim (wrap commands in backticks yourself), with every
+            credential hidden (a store URL's password: :func:`optbench.core.urls.redact_text`).
         title: the top-level heading.
         final_label, best_label, final_as_percent, best_as_percent: as in
             :func:`optbench.report.tables.ranking_cells`.
@@ -201,7 +203,7 @@ def summary_markdown(summaries: Sequence[RecipeSummary], *, context: Mapping[str
     if detect_difference is None and final_as_percent:
         detect_difference = 0.005
     lines = [f"# {title}", ""]
-    lines += [f"- **{key}:** {value}" for key, value in context.items()]
+    lines += [f"- **{key}:** {redact_text(value)}" for key, value in context.items()]
     lines += ["", counts, "", "## Ranking", "",
               ranking_markdown(summaries, final_label=final_label, best_label=best_label,
                                final_as_percent=final_as_percent,

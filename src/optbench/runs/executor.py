@@ -14,6 +14,9 @@
 
 Worker processes are started with ``spawn``; each gets ``max(1, threads // N)`` torch threads,
 opens its own Store and loads a task's data once. Progress events travel back to the caller.
+The store URL (with any password in it) reaches a worker process through the spawn pipe, never its
+command line (``/proc/<pid>/cmdline`` holds only the interpreter and ``spawn_main``); an error a
+worker reports has every credential hidden (:func:`optbench.core.urls.redact_text`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from optbench.core.errors import ConfigError, OptbenchError
 from optbench.core.spec import Dataset, EpochRecord, RunResult, Task, default_device
+from optbench.core.urls import passwords, redact_text
 from optbench.engine.checkpoint import Checkpointer
 from optbench.runs.plan import RunSpec
 from optbench.runs.store import Store, WorkerId, open_store
@@ -281,7 +285,8 @@ def _worker_main(target: Callable[[Worker, Any], None], payload: Any, store_url:
                             parent_pid=parent_pid)
             target(worker, payload)
     except BaseException as exc:  # noqa: BLE001 - reported to the caller, which stops the study
-        events.put(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
+        message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+        events.put(("error", index, redact_text(message, passwords(store_url))))
         return
     events.put(("exit", index, None))
 
@@ -345,7 +350,7 @@ def run_workers(target: Callable[[Worker, Any], None], payload: Any, *, store_ur
             elif kind == "exit":
                 running.discard(index)
             else:
-                raise OptbenchError(f"worker {index} failed: {body.strip()}")
+                raise OptbenchError(f"worker {index} failed: {redact_text(body.strip(), passwords(store_url))}")
         for p in procs:
             p.join(timeout=30)
     finally:

@@ -27,7 +27,10 @@ def summarize(outcome: CompareOutcome) -> list:
 
 
 def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str, str]:
-    """Key -> value lines that say what ran, for the summary and the terminal."""
+    """Key -> value lines that say what ran, for the summary and the terminal. The store URL and
+    ``command`` are shown with every credential hidden (:mod:`optbench.core.urls`)."""
+    from optbench.core.urls import redact_text, redact_url
+
     c = outcome.config
     key, value = target_of(c, outcome.task)
     train = "all" if c.train_size is None else f"{c.train_size:,} examples (seeded subset)"
@@ -40,8 +43,8 @@ def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str
         "seeds": f"{c.seeds} (0..{c.seeds - 1})",
         "time-to-target": f"first epoch with {key} >= {value:g}",
         "runs": f"{len(outcome.results)} ({outcome.executed} executed now, {outcome.skipped} already in the store)",
-        "study": f"{outcome.study} in {store}",
-        "reproduce": command,
+        "study": f"{outcome.study} in {redact_url(store)}",
+        "reproduce": redact_text(command),
         "full protocol": full_protocol_command(outcome),
     }
 

@@ -31,6 +31,9 @@ Optuna RDB storage, whose own tables are called ``studies``, ``trials`` ...):
     (UTC). A row is inserted when a worker claims a run and deleted in the transaction that
     saves the run (see :mod:`optbench.runs.store.claims`).
 
+Credentials: a run's ``error`` and ``environment`` are stored with every URL password and every
+password this process connected with hidden (:mod:`optbench.core.urls`).
+
 Non-finite floats: every float column stores NaN as SQL ``NULL`` (a float column is never
 otherwise NULL: an absent metric simply has no row), so ``AVG``/``MIN`` in SQL skip NaN;
 +-inf are stored as IEEE infinities, which SQLite ``REAL`` and PostgreSQL ``double
@@ -83,6 +86,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import EpochRecord, Recipe, RunResult, RunStatus
+from optbench.core.urls import redact_json, redact_text
 
 SCHEMA_VERSION = 2
 """Version of the tables below; stored in ``optbench_schema`` (2: run claims, pruned runs)."""
@@ -312,7 +316,7 @@ def link_runs(conn: Connection, sid: int, run_ids: Iterable[str]) -> None:
             conn.execute(insert(study_runs), rows)
 
 
-def _run_values(result: RunResult, started_at: datetime | None) -> dict[str, Any]:
+def _run_values(result: RunResult, started_at: datetime | None, secrets: frozenset[str]) -> dict[str, Any]:
     finished_at = datetime.now(UTC)
     total = float(result.total_seconds)
     if started_at is None and math.isfinite(total) and total >= 0:
@@ -320,19 +324,21 @@ def _run_values(result: RunResult, started_at: datetime | None) -> dict[str, Any
     recipe = result.recipe.to_dict()
     return {
         "task": result.task, "optimizer": recipe["optimizer"], "recipe": recipe, "seed": int(result.seed),
-        "status": RunStatus(result.status).value, "error": result.error, "steps": int(result.steps),
+        "status": RunStatus(result.status).value,
+        "error": None if result.error is None else redact_text(result.error, secrets), "steps": int(result.steps),
         "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds, "total_seconds": total,
-        "hyperparams": dict(result.hyperparams), "environment": dict(result.environment),
+        "hyperparams": dict(result.hyperparams), "environment": redact_json(dict(result.environment), secrets),
         "started_at": started_at, "finished_at": finished_at,
     }
 
 
-def upsert_run(conn: Connection, result: RunResult, started_at: datetime | None) -> bool:
+def upsert_run(conn: Connection, result: RunResult, started_at: datetime | None,
+               secrets: frozenset[str] = frozenset()) -> bool:
     """Insert the run row or replace a failed or pruned one (deleting its epochs, counting the
     attempt); False, writing nothing, when a finished or diverged run is stored."""
     previous = conn.execute(select(runs.c.status, runs.c.attempts).where(runs.c.run_id == result.run_id)
                             .with_for_update()).first()
-    values = _run_values(result, started_at)
+    values = _run_values(result, started_at, secrets)
     if previous is None:
         conn.execute(insert(runs).values(run_id=result.run_id, attempts=1, **values))
         return True

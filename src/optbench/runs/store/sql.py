@@ -37,6 +37,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 import optbench.runs.store.claims as claims_sql
 from optbench.core.errors import ConfigError
 from optbench.core.spec import RunResult, RunStatus
+from optbench.core.urls import passwords, redact_json, redact_text, redact_url
 from optbench.runs.store.base import ClaimInfo, Store, StudyInfo, WorkerId
 from optbench.runs.store.schema import (
     COMPLETED,
@@ -87,13 +88,10 @@ def _is_url(url_or_path: str | Path) -> bool:
 
 
 def _shown(url_or_path: str | Path) -> object:
-    """What error messages show of the user's store argument (never a password)."""
+    """What error messages show of the user's store argument (never a password: :func:`redact_url`)."""
     if not _is_url(url_or_path):
         return url_or_path
-    try:
-        return make_url(str(url_or_path)).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url_or_path
+    return redact_url(url_or_path)
 
 
 def _file_database(url: URL) -> Path | None:
@@ -126,7 +124,7 @@ def _resolve(url_or_path: str | Path) -> URL:
     try:
         url = make_url(str(url_or_path))
     except ArgumentError as err:
-        raise ConfigError("store", url_or_path, STORE_ALLOWED) from err
+        raise ConfigError("store", _shown(url_or_path), STORE_ALLOWED) from err
     database = _file_database(url)
     if database is not None:
         path = database.expanduser().absolute()
@@ -165,10 +163,15 @@ def open_store(url_or_path: str | Path) -> SQLStore:
 
     Args:
         url_or_path: a file path (a SQLite database, created if absent) or any SQLAlchemy
-            URL (``sqlite:///abs/path.db``, ``postgresql+psycopg://user@host/db``).
+            URL (``sqlite:///abs/path.db``, ``postgresql+psycopg://user@host/db``). A PostgreSQL
+            URL needs no password: psycopg (libpq) takes it from ``PGPASSWORD``, ``~/.pgpass``
+            or the ``PGSERVICE`` service file, as any libpq client does.
 
     SQLite files run in WAL mode with foreign keys on and a busy timeout of
-    :data:`BUSY_TIMEOUT_S` seconds. The path is checked before anything is written.
+    :data:`BUSY_TIMEOUT_S` seconds. The path is checked before anything is written. A password
+    in the URL is used to connect and never shown: error messages and :attr:`SQLStore.url` show
+    the URL through :func:`optbench.core.urls.redact_url`, and the store hides it in every text it
+    stores or raises (run errors, study metadata) wherever it appears.
 
     Raises:
         ConfigError: (field ``store``) when the path's directory is missing or not
@@ -177,6 +180,7 @@ def open_store(url_or_path: str | Path) -> SQLStore:
             the database cannot be reached, or the store's schema is newer than this
             optbench understands.
     """
+    secrets = frozenset(passwords(url_or_path))
     url = _resolve(url_or_path)
     shown = _shown(url_or_path)
     try:
@@ -190,11 +194,12 @@ def open_store(url_or_path: str | Path) -> SQLStore:
         if url.get_backend_name() == "sqlite":
             raise ConfigError("store", shown, STORE_ALLOWED) from err
         reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
+        reason = redact_text(reason, secrets)
         raise ConfigError("store", shown, f"a SQLAlchemy URL of a reachable database ({reason})") from err
     except BaseException:
         engine.dispose()
         raise
-    return SQLStore(engine)
+    return SQLStore(engine, secrets)
 
 
 @contextmanager
@@ -225,15 +230,19 @@ class SQLStore(Store):
 
     Args:
         engine: a SQLAlchemy engine whose database :func:`open_store` initialized.
+        secrets: the credentials of the store's URL (:func:`~optbench.core.urls.passwords`), hidden
+            in whatever the store writes or raises.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, secrets: frozenset[str] = frozenset()) -> None:
         self._engine = engine
+        self._secrets = secrets
 
     @property
     def url(self) -> str:
-        """The database URL (password hidden), e.g. ``sqlite:////abs/results.db``."""
-        return self._engine.url.render_as_string(hide_password=True)
+        """The database URL (password hidden: :func:`~optbench.core.urls.redact_url`), e.g.
+        ``sqlite:////abs/results.db``."""
+        return redact_url(self._engine.url)
 
     def close(self) -> None:
         """Close every pooled connection; the Store must not be used afterwards."""
@@ -266,9 +275,11 @@ class SQLStore(Store):
                 yield conn
 
     def ensure_study(self, name: str, config: Mapping[str, Any]) -> None:
-        """See :meth:`Store.ensure_study`."""
+        """See :meth:`Store.ensure_study`. Credentials in ``config`` (a URL's password, say) are
+        stored hidden (:func:`~optbench.core.urls.redact_json`)."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ConfigError("study", name, "a non-empty name of at most 200 characters")
+        config = redact_json(dict(config), self._secrets)
 
         def create(conn: Connection) -> None:
             if conn.scalar(select(studies.c.id).where(studies.c.name == name)) is None:
@@ -292,7 +303,7 @@ class SQLStore(Store):
         def save(conn: Connection) -> bool:
             sid = study_id(conn, study) if study is not None else None
             claims_sql.lock_run(conn, result.run_id)
-            written = upsert_run(conn, result, started_at)
+            written = upsert_run(conn, result, started_at, self._secrets)
             if written:
                 insert_epochs(conn, result)
             if sid is not None:

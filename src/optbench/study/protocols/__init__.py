@@ -86,7 +86,7 @@ class StudyContext:
             tuning searches run without (their trials are short; Optuna's bookkeeping is the store).
     """
 
-    store_url: str
+    store_url: str = field(repr=False)  # may hold a password: never in a repr
     study: str
     workers: int = 1
     device: torch.device | None = None
