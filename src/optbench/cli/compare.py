@@ -52,7 +52,7 @@ def compare_command(
     store: Annotated[str | None, typer.Option(help="Results database: SQLite file or SQLAlchemy URL "
                                                    "(default: $OPTBENCH_STORE, else OUT/optbench.db).")] = None,
     out: Annotated[Path, typer.Option(help="Directory for curves.png and summary.md.")] = DEFAULT_OUT,
-    study: Annotated[str | None, typer.Option(help="Study name [default: derived from the settings].")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: derived from the settings).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; print the table only.")]
     = False,
     *,

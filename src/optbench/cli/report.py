@@ -14,7 +14,7 @@ from optbench.cli.common import existing_store, handle_errors
 def report_command(
     store: Annotated[str | None, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL "
                                                      "(default: $OPTBENCH_STORE).")] = None,
-    study: Annotated[str | None, typer.Option(help="Study name [default: the only study, else every run].")]
+    study: Annotated[str | None, typer.Option(help="Study name (default: the only study, else every run).")]
     = None,
     out: Annotated[Path, typer.Option(help="Directory for index.html, figures/ and tables/.")]
     = Path("optbench-report"),

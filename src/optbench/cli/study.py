@@ -34,7 +34,7 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     checkpoints: Annotated[Path | None, typer.Option(
         "--checkpoints", metavar="DIR", help="Save per-epoch checkpoints in DIR: a killed run resumes from its "
-                                             "last epoch [default: the file's [execution] section].")] = None,
+                                             "last epoch (default: the file's execution section).")] = None,
 ) -> None:
     """Run (or resume) a study file: validate it (every problem at once, nothing written on bad input),
     run its protocol, print the protocol's tables, write the HTML report and OUT/protocol.md."""
@@ -90,7 +90,7 @@ def _eta(status: Any) -> str:
 def status_command(
     store: Annotated[str | None, typer.Argument(help="Results database: SQLite file or SQLAlchemy URL "
                                                      "(default: $OPTBENCH_STORE).")] = None,
-    study: Annotated[str | None, typer.Option(help="Only this study [default: every study].")] = None,
+    study: Annotated[str | None, typer.Option(help="Only this study (default: every study).")] = None,
 ) -> None:
     """Per study: runs done / planned, running runs (claims), failed and diverged runs with their
     messages, and an ETA from the mean run time and the workers seen."""
