@@ -20,6 +20,8 @@ CATALOGUE = {
     "mnist_logreg", "mnist_2c2d", "fmnist_logreg", "fmnist_2c2d", "cifar10_3c3d", "cifar100_3c3d",
     "mnist1d_logreg", "mnist1d_gru", "shakespeare_char_lstm", "shakespeare_char_transformer", "brown_word_lstm",
     "quadratic_deep", "logreg_convex",
+    "synthetic_imagenet_resnet50", "synthetic_imagenet_resnet152", "synthetic_imagenet_vgg16",
+    "synthetic_imagenet_vgg19", "synthetic_imagenet_inception_v4",
 }
 
 # parameter counts derived from the definitions (DeepOBS testproblems_modules.py and the docstrings)

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from optbench.core.fileio import atomic_write_text
+from optbench.core.spec import Direction
 from optbench.study.compare import (
     FULL_PROTOCOL_EPOCHS,
     CompareConfig,
@@ -33,6 +34,7 @@ def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str
 
     c = outcome.config
     key, value = target_of(c, outcome.task)
+    reached = ">=" if outcome.task.direction(key) is Direction.MAXIMIZE else "<="
     train = "all" if c.train_size is None else f"{c.train_size:,} examples (seeded subset)"
     return {
         "task": f"{outcome.task.name}: {outcome.task.description}",
@@ -41,7 +43,7 @@ def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str
                                   "optimizer's defaults" + "".join(f", {part}" for part in _shared_words(c)),
         "budget": f"{c.epochs} epochs, training set: {train}",
         "seeds": f"{c.seeds} (0..{c.seeds - 1})",
-        "time-to-target": f"first epoch with {key} >= {value:g}",
+        "time-to-target": f"first epoch with {key} {reached} {value:g}",
         "runs": f"{len(outcome.results)} ({outcome.executed} executed now, {outcome.skipped} already in the store)",
         "study": f"{outcome.study} in {redact_url(store)}",
         "reproduce": redact_text(command),

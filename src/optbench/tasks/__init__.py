@@ -29,6 +29,8 @@ _CATALOGUE = {
     "sequence": ("mnist1d_logreg", "mnist1d_gru"),
     "language": ("shakespeare_char_lstm", "shakespeare_char_transformer", "brown_word_lstm"),
     "synthetic": ("quadratic_deep", "logreg_convex"),
+    "imagenet": ("synthetic_imagenet_resnet50", "synthetic_imagenet_resnet152", "synthetic_imagenet_vgg16",
+                 "synthetic_imagenet_vgg19", "synthetic_imagenet_inception_v4"),
 }
 for _module, _names in _CATALOGUE.items():
     for _name in _names:
