@@ -67,6 +67,8 @@ CASES = {  # name: (task, recipe, resume after these epochs)
         "momentum", {"lr": 0.05, "momentum": 0.9}, batch_size=32, epochs=4, schedule="cosine",
         schedule_params={"warmup_steps": 5},
         techniques=["random_crop:padding=1", "horizontal_flip:p=0.5", "clip_norm:max_norm=5.0", "swa:start=1"]), (2,)),
+    "schedule-free-conv-bn": ("conv", Recipe(  # saved at x after evaluation; train() brings back y
+        "pytorch_optimizer.schedulefreeadamw", {"lr": 1e-2}, batch_size=32, epochs=4), (1, 2)),
 }
 
 

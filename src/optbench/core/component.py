@@ -15,7 +15,8 @@ workers) runs the hooks in this order::
     update     after_backward()                          unscale, clip, mask gradients   (the
      side      after_step()                              averaging, pruning masks, projections  side
                                                                           holding the optimizer)
-    epoch      after_train_epoch(epoch)                  per-epoch averaging (SWA)
+    epoch      before_train_epoch(epoch)                 back to the training point (schedule-free)
+               after_train_epoch(epoch)                  per-epoch averaging (SWA)
                on_epoch_end(epoch, metrics) -> stop reason | None    early stopping, gradual pruning
                eval_model(model, train_inputs)           evaluated weights: EMA/SWA, averaged iterate
                metrics()                                 extra per-epoch numbers
@@ -124,6 +125,10 @@ class Component:
         """Act on the parameters after the optimizer step (averaging, masks, projections)."""
 
     # ---------------------------------------------------------------- epoch
+    def before_train_epoch(self, epoch: int) -> None:
+        """Before the training steps of epoch ``epoch`` (update side: undo an evaluation swap, e.g.
+        a schedule-free optimizer back to its training point)."""
+
     def after_train_epoch(self, epoch: int) -> None:
         """After the training steps of epoch ``epoch``, before it is evaluated (update side: per-epoch
         weight averaging)."""
@@ -152,7 +157,8 @@ class Component:
 
 
 _HOOKS = ("adjust_hyperparams", "param_groups", "setup", "transform_batch", "wrap_loss", "penalty",
-          "after_backward", "after_step", "after_train_epoch", "on_epoch_end", "eval_model", "metrics", "state_dict")
+          "after_backward", "after_step", "before_train_epoch", "after_train_epoch", "on_epoch_end", "eval_model",
+          "metrics", "state_dict")
 
 
 def overriding(components: Sequence[Component], hook: str) -> list[Component]:

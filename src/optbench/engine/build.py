@@ -18,13 +18,17 @@ from optbench.core.spec import Recipe, Task
 from optbench.engine.step import TrainStep
 from optbench.optim import capabilities, create_optimizer, resolved_hyperparams
 from optbench.schedules import LRController, Schedule, make_schedule
+from optbench.techniques.optimizer_modes import OptimizerModes
 from optbench.techniques.penalties import L2Penalty
 from optbench.techniques.registry import make_component
 
 
 def build_components(task: Task, recipe: Recipe) -> list[Component]:
     """The components of ``recipe.techniques`` in order, then the task's own L2 (``Task.l2``:
-    ``l2 / 2 * sum w^2`` over weights, biases and normalization weights left out, DeepOBS).
+    ``l2 / 2 * sum w^2`` over weights, biases and normalization weights left out, DeepOBS), then,
+    for an optimizer with train/eval modes (schedule-free), the switch between them
+    (:class:`~optbench.techniques.optimizer_modes.OptimizerModes`: evaluated last, after any
+    averaging swap).
 
     Raises:
         UnknownNameError / ConfigError: an unknown technique or a bad parameter.
@@ -32,6 +36,8 @@ def build_components(task: Task, recipe: Recipe) -> list[Component]:
     components = [make_component(spec) for spec in recipe.techniques]
     if task.l2:
         components.append(L2Penalty(strength=task.l2, exclude_bias_and_norm=True))
+    if capabilities(recipe.optimizer).train_eval_modes:
+        components.append(OptimizerModes())
     return components
 
 
@@ -90,6 +96,11 @@ class RunSetup:
         ``on_epoch_end``): the distributed engines then send rank 0's metrics to every rank."""
         return (self.controller is not None and bool(self.controller.monitors)) \
             or bool(overriding(self.components, "on_epoch_end"))
+
+    def before_train_epoch(self, epoch: int) -> None:
+        """Run the components' hook before an epoch's steps (back to the training point)."""
+        for c in overriding(self.components, "before_train_epoch"):
+            c.before_train_epoch(epoch)
 
     def after_train_epoch(self, epoch: int) -> None:
         """Run the components' per-epoch update-side hook (SWA's average)."""
@@ -190,6 +201,9 @@ def check_engine(recipe: Recipe, task: Task, engine: str) -> None:
             raise ConfigError(f"technique {spec.name} in engine {engine}", spec.name,
                               f"engines {', '.join(engines)}")
     caps = capabilities(recipe.optimizer)
+    if caps.train_eval_modes and engine != "single":
+        raise ConfigError(f"optimizer in engine {engine}", recipe.optimizer,
+                          "an optimizer without train/eval modes (engine single runs schedule-free ones)")
     if engine == "ps":
         if caps.needs_closure or caps.two_pass:
             raise ConfigError(f"optimizer in engine {engine}", recipe.optimizer,

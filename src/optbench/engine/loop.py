@@ -173,6 +173,7 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
             batch_size = len(data.train) if setup.step.caps.full_batch_only else recipe.batch_size
             last = done if stopped else recipe.epochs  # a run restored after its last epoch trains no more
             for epoch in range(done + 1, last + 1):
+                setup.before_train_epoch(epoch)
                 t0 = time.perf_counter()
                 train_metrics, steps = _train_epoch(setup, task, data.train, generator, batch_size, result.steps,
                                                     check_every)

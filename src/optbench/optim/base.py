@@ -96,6 +96,9 @@ class Capabilities:
             batch of every training example per step.
         supports_fused: the class accepts ``fused`` (a single fused kernel per step).
         supports_foreach: the class accepts ``foreach`` (multi-tensor kernels).
+        train_eval_modes: the optimizer trains at one point and must be evaluated at another, and
+            has ``train()`` / ``eval()`` to switch the parameters between them (schedule-free
+            methods, Defazio et al. 2024: train at y, evaluate and save at the averaged iterate x).
     """
 
     needs_closure: bool = False
@@ -104,6 +107,7 @@ class Capabilities:
     full_batch_only: bool = False
     supports_fused: bool = False
     supports_foreach: bool = False
+    train_eval_modes: bool = False
 
 
 # ---------------------------------------------------------------- the spec
@@ -182,6 +186,7 @@ class OptimizerSpec:
             full_batch_only="full_batch_only" in self.traits,
             supports_fused="fused" in names,
             supports_foreach="foreach" in names,
+            train_eval_modes=callable(getattr(cls, "train", None)) and callable(getattr(cls, "eval", None)),
         )
 
 

@@ -92,6 +92,10 @@ class UpdateSide:
     setup: RunSetup
     model: nn.Module
 
+    def before_train_epoch(self, epoch: int) -> None:
+        """The components' hook before an epoch's steps."""
+        self.setup.before_train_epoch(epoch)
+
     def after_train_epoch(self, epoch: int) -> None:
         """The components' per-epoch update-side hook (SWA's average)."""
         self.setup.after_train_epoch(epoch)

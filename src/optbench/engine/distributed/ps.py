@@ -252,6 +252,9 @@ class PsWorker:
     def epoch_metrics(self) -> None:
         """Workers report their metrics in the push headers; the server has them."""
 
+    def before_train_epoch(self, epoch: int) -> None:
+        """Nothing: the server holds the optimizer."""
+
     def after_train_epoch(self, epoch: int) -> None:
         """Nothing: the server holds the weights that are averaged."""
 

@@ -66,6 +66,7 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
         if not agree(ctx, go_on):
             break
         perm = torch.randperm(n_train, generator=generator).to(ctx.device)
+        trainer.before_train_epoch(epoch)
         t0 = now()
         trainer.train_epoch(epoch, perm)
         sync(ctx.device)
