@@ -97,7 +97,7 @@ class Capabilities:
         supports_fused: the class accepts ``fused`` (a single fused kernel per step).
         supports_foreach: the class accepts ``foreach`` (multi-tensor kernels).
         train_eval_modes: the optimizer trains at one point and must be evaluated at another, and
-            has ``train()`` / ``eval()`` to switch the parameters between them (schedule-free
+            has ``optimizer.train()`` / ``optimizer.eval()`` to switch the parameters between them (schedule-free
             methods, Defazio et al. 2024: train at y, evaluate and save at the averaged iterate x).
     """
 
