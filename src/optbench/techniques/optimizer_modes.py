@@ -35,7 +35,7 @@ class OptimizerModes(Component):
     name = "optimizer_modes"
     family = "optimizer"
     engines = ("single",)
-    source = "Defazio et al. 2024 (schedule-free), Algorithm 1; the authors' optimizer.train()/optimizer.eval() protocol"
+    source = "Defazio et al. 2024 (schedule-free), Alg. 1; the authors' optimizer.train()/optimizer.eval() protocol"
     description = "Evaluate and save at the optimizer's averaged iterate x; train at y."
 
     def __init__(self) -> None:
