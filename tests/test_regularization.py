@@ -18,7 +18,6 @@ from optbench.techniques import (
     EarlyStopping,
     augmentations,
     averagers,
-    catalogue,
     clipping,
     decay_groups,
     elastic_net,
@@ -331,15 +330,18 @@ def test_norm_layer_errors_and_dims() -> None:
 
 
 # ------------------------------------------------------------------ catalogue
-def test_catalogue_lists_every_registry_entry_with_a_source() -> None:
-    rows = catalogue()
-    keys = {(t.family, t.name) for t in rows}
-    assert len(keys) == len(rows)
+def test_every_family_entry_and_technique_has_a_source() -> None:
+    from optbench.techniques.registry import techniques
+
     registries = ((penalties, "penalty"), (augmentations, "augmentation"), (averagers, "averaging"),
                   (norms, "normalization"), (precisions, "precision"), (lr_scaling, "lr_scaling"),
                   (clipping, "clipping"))
     for registry, family in registries:
-        assert {(family, n) for n in registry.names()} <= keys
-    for extra in ("label_smoothing", "early_stopping", "decay_groups", "gradient_accumulation"):
-        assert extra in {t.name for t in rows}
-    assert all(t.source and t.description for t in rows)
+        for name in registry.names():
+            entry = registry.get(name)
+            assert entry.family == family and entry.source and entry.description
+    names = techniques.names()
+    assert {"label_smoothing", "early_stopping", "no_decay_bias_norm", "accumulation"} <= set(names)
+    for name in names:
+        cls = techniques.get(name)
+        assert cls.name == name and cls.source and cls.description

@@ -74,6 +74,7 @@ def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torc
 
     Returns ``(setup, data-order generator, last epoch done, stopped)``; ``(.., 0, False)`` for a
     fresh start. A checkpoint that does not fit the run is ignored with a warning (built again)."""
+    from optbench.core.component import overriding
     from optbench.engine.build import build_run
     from optbench.engine.checkpoint import restore
     from optbench.optim import capabilities
@@ -88,7 +89,7 @@ def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torc
         setup = build_run(task, replace(recipe, batch_size=batch_size), model, device=device,
                           generator=torch.Generator().manual_seed(seed + 1), engine="single",
                           batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed)
-        if setup.hyperparams.get("lr") != recipe.hyperparams.get("lr") and "lr" in setup.hyperparams:
+        if "lr" in setup.hyperparams and overriding(setup.components, "adjust_hyperparams"):
             result.hyperparams["lr"] = float(setup.lr())  # record the learning rate a component chose
         if state is None or checkpoint is None:
             return setup, generator, 0, False

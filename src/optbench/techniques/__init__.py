@@ -14,7 +14,8 @@ Each named choice is a :class:`~optbench.techniques.catalog.Technique` in a stri
 
 Numeric techniques: label smoothing (:func:`smoothed_cross_entropy`), early stopping
 (:class:`EarlyStopping`), decay groups (:func:`decay_groups`), gradient accumulation
-(:func:`accumulation_steps`, :func:`micro_batches`). :func:`catalogue` lists them all.
+(:func:`accumulation_steps`, :func:`micro_batches`). What a recipe can name are the components of
+:mod:`optbench.techniques.registry` (``optbench list techniques``), built on these functions.
 Importing this package imports only torch.
 """
 
@@ -40,7 +41,6 @@ from optbench.techniques.batch_rules import (
 from optbench.techniques.catalog import Technique
 from optbench.techniques.early_stopping import EarlyStopping
 from optbench.techniques.gradient_clipping import clip_grad_norm, clip_grad_value, clipping, make_clipper
-from optbench.techniques.listing import catalogue
 from optbench.techniques.normalization import norm_layer, norms
 from optbench.techniques.param_groups import decay_groups, split_decay_parameters
 from optbench.techniques.penalties import elastic_net, l1, l2, make_penalty, penalties, penalty
@@ -49,7 +49,7 @@ from optbench.techniques.smoothing import smoothed_cross_entropy
 
 __all__ = [
     "Augmentation", "Averager", "EarlyStopping", "Precision", "Technique", "WarmupPlan",
-    "accumulation_steps", "augmentations", "averagers", "catalogue", "clip_grad_norm", "clip_grad_value",
+    "accumulation_steps", "augmentations", "averagers", "clip_grad_norm", "clip_grad_value",
     "clipping", "decay_groups", "elastic_net", "ema", "gaussian_noise", "goyal_warmup", "horizontal_flip",
     "l1", "l2", "lr_scaling", "make_augmentation", "make_averager", "make_clipper", "make_penalty",
     "micro_batches", "norm_layer", "norms", "penalties", "penalty", "precision_context", "precisions",

@@ -202,8 +202,8 @@ class RandomCrop(_Augmentation):
     et al. 2012; He et al. 2016, sec. 4.2); image tasks only."""
 
     name = "random_crop"
-    source = "Krizhevsky et al. 2012; He et al. 2016, sec. 4.2"
-    description = "Zero-pad by `padding` px and crop back at a random offset, per image."
+    source = augmentations.get("random_crop").source
+    description = augmentations.get("random_crop").description
 
     def __init__(self, *, padding: int, fill: float = 0.0) -> None:
         super().__init__(padding=padding, fill=fill)
@@ -214,8 +214,8 @@ class HorizontalFlip(_Augmentation):
     labels are unchanged by it."""
 
     name = "horizontal_flip"
-    source = "Krizhevsky et al. 2012"
-    description = "Mirror left-right with probability p, per example (only where label-preserving)."
+    source = augmentations.get("horizontal_flip").source
+    description = augmentations.get("horizontal_flip").description
 
     def __init__(self, *, p: float = 0.5) -> None:
         super().__init__(p=p)
@@ -225,8 +225,8 @@ class GaussianNoise(_Augmentation):
     """Add ``N(0, std^2)`` noise to every input value (Bishop 1995)."""
 
     name = "gaussian_noise"
-    source = "Bishop 1995"
-    description = "Add N(0, std^2) noise to every input value."
+    source = augmentations.get("gaussian_noise").source
+    description = augmentations.get("gaussian_noise").description
 
     def __init__(self, *, std: float) -> None:
         super().__init__(std=std)

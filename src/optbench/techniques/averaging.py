@@ -249,8 +249,8 @@ class SWA(_Averaging):
     evaluation (``torch.optim.swa_utils``)."""
 
     name = "swa"
-    source = "Izmailov et al. 2018, Alg. 1; torch.optim.swa_utils"
-    description = "Equal average of the weights at epoch ends after `start`; batch-norm statistics recomputed."
+    source = averagers.get("swa").source
+    description = averagers.get("swa").description
 
     def __init__(self, *, start: int = 0, every: int = 1) -> None:
         super().__init__(start=start, every=every)
@@ -261,8 +261,8 @@ class EMA(_Averaging):
     (1-decay)*w_model`` (Polyak & Juditsky 1992, exponential form; ``get_ema_multi_avg_fn``)."""
 
     name = "ema"
-    source = "Polyak & Juditsky 1992 (exponential form); torch get_ema_multi_avg_fn"
-    description = "Exponential moving average of the weights (and buffers) with `decay`, every step."
+    source = averagers.get("ema").source
+    description = averagers.get("ema").description
     per_step = True
 
     def __init__(self, *, decay: float = 0.999, start: int = 0, every: int = 1, average_buffers: bool = True) -> None:

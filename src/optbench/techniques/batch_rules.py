@@ -170,10 +170,6 @@ def micro_batches(x: Tensor, y: Tensor, micro_batch_size: int) -> list[tuple[Ten
             for xi, yi in zip(x.split(micro_batch_size), y.split(micro_batch_size), strict=True)]
 
 
-ACCUMULATION: Technique[Callable[[int, int | None], int]] = Technique(
-    "gradient_accumulation", "batching", accumulation_steps, "common practice (e.g. Ott et al. 2018)",
-    "Sum weighted micro-batch gradients to reach a batch larger than memory allows.", ("batch_size",))
-
 
 class LrScaling(Component):
     """Scale the learning rate with the batch size: ``linear`` (Goyal et al. 2017, sec. 2.1) or
@@ -215,5 +211,5 @@ class Accumulation(Component):
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
 COMPONENTS = (Accumulation, LrScaling,)
 
-__all__ = ["ACCUMULATION", "Accumulation", "COMPONENTS", "LrScaling", "WarmupPlan", "accumulation_steps",
+__all__ = ["Accumulation", "COMPONENTS", "LrScaling", "WarmupPlan", "accumulation_steps",
            "goyal_warmup", "lr_scaling", "micro_batches", "scaled_lr"]

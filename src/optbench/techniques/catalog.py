@@ -1,9 +1,9 @@
-"""The catalogue entry type of every regularizer and training technique, and the full listing.
+"""The entry type of the family registries of regularizers and training techniques.
 
 Each named choice (a penalty, an augmentation, a normalization layer, a precision, a batch-size
 rule, a clipping mode, a weight-averaging mode) is a :class:`Technique` in a strict
-:class:`~optbench.core.registry.Registry` of its family. :func:`optbench.techniques.listing.catalogue`
-lists every entry of every family, for ``optbench list regularizers``.
+:class:`~optbench.core.registry.Registry` of its family; the components a recipe names
+(:mod:`optbench.techniques.registry`) take their sources and checks from these entries.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ class Technique(Generic[T]):
     Args:
         name: registry name within its family, e.g. ``"l2"``, ``"random_crop"``.
         family: ``"penalty"``, ``"augmentation"``, ``"normalization"``, ``"precision"``,
-            ``"lr_scaling"``, ``"clipping"``, ``"averaging"`` (or, for :func:`catalogue`'s
-            non-registry rows, ``"loss"``, ``"stopping"``, ``"param_groups"``, ``"batching"``).
+            ``"lr_scaling"``, ``"clipping"``, ``"averaging"``.
         impl: the implementation (a function, a factory, or a spec object; see the family's module).
         source: paper and equation, or the library function used.
-        description: one line shown by ``optbench list regularizers``.
+        description: one line describing it.
         data_args: names of ``impl``'s arguments that the harness supplies (``params``, ``x``,
             ``generator`` ...); every other keyword argument is a user option.
         check: validates the user options as keywords; raises ConfigError.

@@ -16,7 +16,6 @@ from optbench.core.component import Component, RunContext
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Direction
 from optbench.techniques import _validate
-from optbench.techniques.catalog import Technique
 
 
 class EarlyStopping:
@@ -94,10 +93,6 @@ class EarlyStopping:
         self.bad_epochs, self.stopped_epoch = int(state["bad_epochs"]), int(state["stopped_epoch"])
 
 
-EARLY_STOPPING: Technique[type[EarlyStopping]] = Technique(
-    "early_stopping", "stopping", EarlyStopping, "Prechelt 1998; Goodfellow et al. 2016, Alg. 7.1",
-    "Stop after `patience` epochs without a validation improvement > min_delta.")
-
 
 class EarlyStoppingComponent(Component):
     """Patience-based early stopping on the task's target metric on the validation split (never the
@@ -131,4 +126,4 @@ class EarlyStoppingComponent(Component):
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
 COMPONENTS = (EarlyStoppingComponent,)
 
-__all__ = ["COMPONENTS", "EarlyStoppingComponent", "EARLY_STOPPING", "EarlyStopping"]
+__all__ = ["COMPONENTS", "EarlyStoppingComponent", "EarlyStopping"]

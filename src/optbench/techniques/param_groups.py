@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from optbench.core.component import Component
 from optbench.techniques import _validate
-from optbench.techniques.catalog import Technique
 
 #: Module types whose parameters count as "normalization weights".
 NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -66,10 +65,6 @@ def decay_groups(model: nn.Module, weight_decay: float, exclude_bias_and_norm: b
     return [g for g in groups if g["params"]]
 
 
-DECAY_GROUPS: Technique[Any] = Technique(
-    "decay_groups", "param_groups", decay_groups, "He et al. 2019 (Bag of Tricks), sec. 3.1 no bias decay",
-    "Weight decay on weights only; biases and normalization weights get 0.", ("model",))
-
 
 class NoDecayBiasNorm(Component):
     """Weight decay on weights only: biases and normalization weights go to a group with
@@ -89,4 +84,4 @@ class NoDecayBiasNorm(Component):
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
 COMPONENTS = (NoDecayBiasNorm,)
 
-__all__ = ["COMPONENTS", "NoDecayBiasNorm", "DECAY_GROUPS", "NORM_TYPES", "decay_groups", "split_decay_parameters"]
+__all__ = ["COMPONENTS", "NoDecayBiasNorm", "NORM_TYPES", "decay_groups", "split_decay_parameters"]

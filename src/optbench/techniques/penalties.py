@@ -199,8 +199,8 @@ class L1Penalty(_Penalty):
     """
 
     name = "l1"
-    source = "Tibshirani 1996 (lasso)"
-    description = "strength * sum|theta| added to the training objective."
+    source = penalties.get("l1").source
+    description = penalties.get("l1").description
 
 
 class L2Penalty(_Penalty):
@@ -214,8 +214,8 @@ class L2Penalty(_Penalty):
     """
 
     name = "l2"
-    source = "Tikhonov regularization; Hoerl & Kennard 1970 (ridge)"
-    description = "strength/2 * sum theta^2 added to the objective (= SGD weight_decay; not AdamW's decay)."
+    source = penalties.get("l2").source
+    description = penalties.get("l2").description
 
 
 class ElasticNetPenalty(_Penalty):
@@ -229,8 +229,8 @@ class ElasticNetPenalty(_Penalty):
     """
 
     name = "elastic_net"
-    source = "Zou & Hastie 2005, eq. (3) (naive elastic net)"
-    description = "strength*(l1_ratio*sum|theta| + (1-l1_ratio)/2*sum theta^2) added to the objective."
+    source = penalties.get("elastic_net").source
+    description = penalties.get("elastic_net").description
 
     def __init__(self, *, strength: float, l1_ratio: float = 0.5, exclude_bias_and_norm: bool = False) -> None:
         super().__init__(exclude_bias_and_norm=exclude_bias_and_norm, strength=strength, l1_ratio=l1_ratio)

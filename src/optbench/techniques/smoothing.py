@@ -17,7 +17,6 @@ from torch.nn import functional as F
 
 from optbench.core.component import Component, LossFn
 from optbench.techniques import _validate
-from optbench.techniques.catalog import Technique
 
 
 def smoothed_cross_entropy(eps: float) -> Callable[[Tensor, Tensor], Tensor]:
@@ -36,10 +35,6 @@ def smoothed_cross_entropy(eps: float) -> Callable[[Tensor, Tensor], Tensor]:
 
     return loss
 
-
-LABEL_SMOOTHING: Technique[Callable[[float], Callable[[Tensor, Tensor], Tensor]]] = Technique(
-    "label_smoothing", "loss", smoothed_cross_entropy, "Szegedy et al. 2016, sec. 7",
-    "Cross-entropy against (1-eps)*onehot + eps/K (eps in [0, 1)).")
 
 
 class LabelSmoothing(Component):
@@ -68,4 +63,4 @@ class LabelSmoothing(Component):
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
 COMPONENTS = (LabelSmoothing,)
 
-__all__ = ["COMPONENTS", "LabelSmoothing", "LABEL_SMOOTHING", "smoothed_cross_entropy"]
+__all__ = ["COMPONENTS", "LabelSmoothing", "smoothed_cross_entropy"]
