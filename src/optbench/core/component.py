@@ -5,11 +5,13 @@ The idea is optax's ``chain`` of gradient transformations and Lightning's ``Call
 PyTorch form. One step of every engine (single process, each DDP rank, the parameter server and its
 workers) runs the hooks in this order::
 
-    build      adjust_hyperparams(hp, batch_size)        lr scaling with the batch size
+    build      prepare_model(model)                      load weights, freeze, factorize, QAT
+               adjust_hyperparams(hp, batch_size)        lr scaling with the batch size
                param_groups(model, hp)                   weight-decay groups
                setup(run)                                model and optimizer exist
     gradient   transform_batch(x, y)                     augmentation          (worker side)
      side      wrap_loss(loss_fn)  (once, at setup)      label smoothing, distillation
+               loss_term(x, output, y)  (per micro-batch) distillation, feature matching
                penalty()                                 task L2, L1/L2/elastic net
                micro_batches                             gradient accumulation
     update     after_backward()                          unscale, clip, mask gradients   (the
@@ -92,6 +94,12 @@ class Component:
     def check_task(self, task: Any) -> None:
         """Refuse a task this component cannot work with (ConfigError); called before any run."""
 
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """The module to train in place of ``model`` (built, initialized under the run's seed and on
+        the run's device; before the optimizer and any DDP wrapper exist): load weights, freeze
+        layers, factorize or prepare layers. Every process of a distributed run calls it alike."""
+        return model
+
     def adjust_hyperparams(self, hyperparams: dict[str, Any], batch_size: int) -> dict[str, Any]:
         """The optimizer hyperparameters to use (``batch_size``: examples per optimizer step)."""
         return hyperparams
@@ -112,6 +120,12 @@ class Component:
         """The loss differentiated in place of ``loss_fn`` (a mean over the batch); the reported
         ``loss`` metric stays the task's own loss."""
         return loss_fn
+
+    def loss_term(self, x: Tensor, output: Tensor, y: Tensor) -> Tensor | None:
+        """A 0-d term added to the objective of each (micro-)batch and weighted like its loss
+        (``x``: the inputs the model saw, ``output``: its output): distillation, feature matching.
+        The reported ``loss`` metric stays the task's own loss."""
+        return None
 
     def penalty(self) -> Tensor | None:
         """A 0-d term added once per step to the objective (parameter penalties)."""
@@ -156,7 +170,8 @@ class Component:
         """Restore :meth:`state_dict`'s output."""
 
 
-_HOOKS = ("adjust_hyperparams", "param_groups", "setup", "transform_batch", "wrap_loss", "penalty",
+_HOOKS = ("prepare_model", "adjust_hyperparams", "param_groups", "setup", "transform_batch", "wrap_loss",
+          "loss_term", "penalty",
           "after_backward", "after_step", "before_train_epoch", "after_train_epoch", "on_epoch_end", "eval_model",
           "metrics", "state_dict")
 

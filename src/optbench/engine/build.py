@@ -15,8 +15,10 @@ from torch import Tensor, nn
 from optbench.core.component import Component, RunContext, overriding
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Recipe, Task
+from optbench.engine.cost import OptimizerCost
 from optbench.engine.step import TrainStep
 from optbench.optim import capabilities, create_optimizer, resolved_hyperparams
+from optbench.optim.partition import Partition, make_partition, partition_groups
 from optbench.schedules import LRController, Schedule, make_schedule
 from optbench.techniques.optimizer_modes import OptimizerModes
 from optbench.techniques.penalties import L2Penalty
@@ -80,6 +82,7 @@ class RunSetup:
         controller: writes the schedule's learning rate before each update; None for a constant lr.
         hyperparams: the optimizer's keyword arguments as built (after learning-rate scaling).
         generator: the random source of the data-side components (checkpointed).
+        partition: how the optimizer's parameter-partition contract split the model (Muon), or None.
     """
 
     model: nn.Module
@@ -89,6 +92,18 @@ class RunSetup:
     controller: LRController | None
     hyperparams: dict[str, Any]
     generator: torch.Generator
+    partition: Partition | None = None
+
+    def records(self) -> dict[str, Any]:
+        """What the run records about its optimizer in ``RunResult.environment``:
+        ``optimizer_cost`` (:mod:`optbench.engine.cost`) and ``param_partition``
+        (:meth:`optbench.optim.partition.Partition.record`) when there is one."""
+        out: dict[str, Any] = {}
+        if self.step.cost is not None:
+            out["optimizer_cost"] = self.step.cost.record()
+        if self.partition is not None:
+            out["param_partition"] = self.partition.record()
+        return out
 
     @property
     def needs_epoch_end(self) -> bool:
@@ -139,10 +154,41 @@ class RunSetup:
         return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else float("nan")
 
 
+def optimizer_params(recipe: Recipe, components: list[Component], model: nn.Module,
+                     hyperparams: dict[str, Any]) -> tuple[Any, Partition | None]:
+    """The parameters (or groups) the optimizer gets: its own partition when its capabilities
+    declare one (Muon: hidden matrices and the rest), else the first component's parameter groups,
+    else every trainable parameter.
+
+    Raises:
+        ConfigError: a component's parameter groups together with an optimizer that partitions the
+            model itself (the parameter-partition contract), or a model the partition cannot split.
+    """
+    rule = capabilities(recipe.optimizer).partition
+    grouping = overriding(components, "param_groups")
+    if rule is not None:
+        if grouping:
+            raise ConfigError(f"technique {grouping[0].name} with optimizer {recipe.optimizer}", grouping[0].name,
+                              f"no technique that sets parameter groups (the optimizer's parameter-partition "
+                              f"contract '{rule}' sets them)")
+        partition = make_partition(rule, model)
+        return partition_groups(partition), partition
+    for c in grouping:
+        groups = c.param_groups(model, hyperparams)
+        if groups is not None:
+            return groups, None
+    return [p for p in model.parameters() if p.requires_grad], None
+
+
 def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.device, generator: torch.Generator,
               engine: str, batch_size: int, steps_per_epoch: int, seed: int,
-              forward: Callable[[Tensor], Tensor] | None = None, with_optimizer: bool = True) -> RunSetup:
+              wrap_forward: Callable[[nn.Module], Callable[[Tensor], Tensor]] | None = None,
+              with_optimizer: bool = True) -> RunSetup:
     """Build a run around ``model`` (already on ``device``, initialized under the run's seed).
+
+    The components' ``prepare_model`` hooks may replace the module (load weights, freeze,
+    factorize): the returned :attr:`RunSetup.model` is the one to train, and ``wrap_forward`` (the
+    DDP wrapper) is applied to it, not to ``model``.
 
     Args:
         task, recipe: the problem and how to train it.
@@ -153,23 +199,25 @@ def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.dev
         batch_size: examples of one optimizer step (all workers together), for learning-rate scaling.
         steps_per_epoch: optimizer steps per epoch (schedule horizon).
         seed: the run's seed (components seed their own update-side randomness from it).
-        forward: what the step calls for the forward pass (the DDP wrapper); ``model`` by default.
+        wrap_forward: builds what the step calls for the forward pass from the prepared model (the
+            DDP wrapper); the model itself by default.
         with_optimizer: False on a parameter-server worker (it computes gradients only).
 
     Raises:
-        UnknownNameError / ConfigError: a bad technique, optimizer, hyperparameter or schedule.
+        UnknownNameError / ConfigError: a bad technique, optimizer, hyperparameter or schedule, or a
+            broken optimizer contract (named in the message).
     """
     components = build_components(task, recipe)
+    for c in overriding(components, "prepare_model"):
+        model = c.prepare_model(model)
+    forward = wrap_forward(model) if wrap_forward is not None else model
     hyperparams = optimizer_hyperparams(recipe, components, batch_size)
     optimizer = None
     controller = None
+    partition = None
+    caps = capabilities(recipe.optimizer)
     if with_optimizer:
-        params: Any = [p for p in model.parameters() if p.requires_grad]
-        for c in overriding(components, "param_groups"):
-            groups = c.param_groups(model, hyperparams)
-            if groups is not None:
-                params = groups
-                break
+        params, partition = optimizer_params(recipe, components, model, hyperparams)
         optimizer = create_optimizer(recipe.optimizer, params, device=device, **hyperparams)
         schedule = build_schedule(recipe, resolved_hyperparams(recipe.optimizer, **hyperparams).get("lr"),
                                   steps_per_epoch=steps_per_epoch, task=task)
@@ -179,10 +227,11 @@ def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.dev
                      seed=seed)
     for c in overriding(components, "setup"):
         c.setup(run)
-    step = TrainStep(task=task, model=model, forward=forward or model, optimizer=optimizer, components=components,
-                     precision=recipe.precision, device=device, caps=capabilities(recipe.optimizer),
-                     batch_size=recipe.batch_size)
-    return RunSetup(model, optimizer, step, components, controller, hyperparams, generator)
+    cost = OptimizerCost(optimizer, device, includes_closure=caps.needs_closure or caps.two_pass) \
+        if optimizer is not None else None
+    step = TrainStep(task=task, model=model, forward=forward, optimizer=optimizer, components=components,
+                     precision=recipe.precision, device=device, caps=caps, batch_size=recipe.batch_size, cost=cost)
+    return RunSetup(model, optimizer, step, components, controller, hyperparams, generator, partition)
 
 
 def check_engine(recipe: Recipe, task: Task, engine: str) -> None:
@@ -216,4 +265,5 @@ def check_engine(recipe: Recipe, task: Task, engine: str) -> None:
                           "runs full-batch ones)")
 
 
-__all__ = ["RunSetup", "build_components", "build_run", "build_schedule", "check_engine", "optimizer_hyperparams"]
+__all__ = ["RunSetup", "build_components", "build_run", "build_schedule", "check_engine", "optimizer_hyperparams",
+           "optimizer_params"]

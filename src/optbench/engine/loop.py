@@ -135,7 +135,10 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
     with status ``failed`` and the message (the caller's study goes on either way). Early
     stopping ends a run with status ``finished`` before its epoch budget (recorded in
     ``environment["early_stopping"]``), and so does ``recipe.max_train_seconds`` (recorded in
-    ``environment["time_budget"]``).
+    ``environment["time_budget"]``). A finished run records what its optimizer cost
+    (``environment["optimizer_cost"]``: state bytes per parameter, median step time; see
+    :mod:`optbench.engine.cost`) and, for an optimizer that partitions the model (Muon), how
+    (``environment["param_partition"]``).
 
     Checkpoints (opt-in, ``checkpoint``): after every epoch (its record emitted, schedule and early
     stopping updated) the run's whole state is saved (:mod:`optbench.engine.checkpoint`); a run
@@ -204,6 +207,7 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                     _save(checkpoint, setup, result, generator, device, epoch, stop, time.perf_counter() - start)
                 if stop:
                     break
+            result.environment.update(setup.records())  # optimizer cost and parameter partition
         except Diverged as exc:
             result.status, result.error = RunStatus.DIVERGED, f"{exc} in epoch {len(result.epochs) + 1}"
         except Pruned as exc:

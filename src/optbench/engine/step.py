@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from optbench.core.component import Component, overriding
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Task
+from optbench.engine.cost import OptimizerCost
 from optbench.engine.metrics import TrainMetrics
 from optbench.optim import Capabilities, create_graph_now
 from optbench.techniques import micro_batches, precision_context
@@ -50,6 +51,8 @@ class TrainStep:
         device: where training runs.
         caps: the optimizer's capabilities.
         batch_size: examples per step on this process (micro-batches split it).
+        cost: times ``optimizer.step()`` on a sample of steps and measures its state
+            (:mod:`optbench.engine.cost`); None: not measured.
 
     Raises:
         ConfigError: a closure optimizer with fp16 or gradient accumulation; accumulation steps that
@@ -58,8 +61,9 @@ class TrainStep:
 
     def __init__(self, *, task: Task, model: nn.Module, forward: Callable[[Tensor], Tensor],
                  optimizer: torch.optim.Optimizer | None, components: Sequence[Component], precision: str,
-                 device: torch.device, caps: Capabilities, batch_size: int) -> None:
-        self.model, self.forward, self.optimizer, self.caps = model, forward, optimizer, caps
+                 device: torch.device, caps: Capabilities, batch_size: int,
+                 cost: OptimizerCost | None = None) -> None:
+        self.model, self.forward, self.optimizer, self.caps, self.cost = model, forward, optimizer, caps, cost
         loss_fn = task.loss
         for c in overriding(components, "wrap_loss"):
             loss_fn = c.wrap_loss(loss_fn)
@@ -67,6 +71,9 @@ class TrainStep:
         self.loss_is_task_loss = loss_fn is task.loss
         self.transforms = overriding(components, "transform_batch")
         self.penalties = overriding(components, "penalty")
+        self.loss_terms = overriding(components, "loss_term")
+        if self.loss_terms:
+            self.loss_is_task_loss = False  # the objective is no longer the task's loss alone
         self.after_backward_hooks = overriding(components, "after_backward")
         self.after_step_hooks = overriding(components, "after_step")
         self.autocast, self.scaler = precision_context(precision, device)
@@ -86,6 +93,8 @@ class TrainStep:
         with self.autocast():
             output = self.forward(x)
             loss = self.loss_fn(output, y)
+            if self.loss_terms:
+                loss = loss + sum(c.loss_term(x, output, y) for c in self.loss_terms)
         objective = loss * weight if weight != 1.0 else loss
         if with_penalty and self.penalties:
             total = self.penalties[0].penalty()
@@ -137,11 +146,16 @@ class TrainStep:
     def update(self) -> None:
         """The update side: unscale, ``after_backward`` hooks, optimizer step, ``after_step`` hooks."""
         self._after_backward()
+        timed = self.cost is not None and self.cost.due()
+        if timed:
+            self.cost.start()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
+        if timed:
+            self.cost.stop()
         for c in self.after_step_hooks:
             c.after_step()
 
@@ -169,7 +183,12 @@ class TrainStep:
                 first.append((loss, output))
             return objective
 
+        timed = self.cost is not None and self.cost.due()
+        if timed:
+            self.cost.start()
         self.optimizer.step(closure)  # SAM calls it twice (at w, then at w + eps), L-BFGS per line-search point
+        if timed:
+            self.cost.stop()
         for c in self.after_step_hooks:
             c.after_step()
         loss, output = first[0]

@@ -99,6 +99,12 @@ class Capabilities:
         train_eval_modes: the optimizer trains at one point and must be evaluated at another, and
             has ``optimizer.train()`` / ``optimizer.eval()`` to switch the parameters between them (schedule-free
             methods, Defazio et al. 2024: train at y, evaluate and save at the averaged iterate x).
+        learning_rate_free: ``lr`` is a multiplier of a step size the method estimates itself, 1.0 by
+            design (Prodigy, D-Adaptation): protocols that share one learning rate give it 1.0, and a
+            search over its lr searches the multiplier around 1.
+        partition: the name of the rule that splits a model's parameters into the optimizer's groups
+            (:data:`optbench.optim.partition.PARTITIONS`; ``"hidden_matrices"`` for Muon), or None
+            when the optimizer takes every parameter alike.
     """
 
     needs_closure: bool = False
@@ -108,6 +114,12 @@ class Capabilities:
     supports_fused: bool = False
     supports_foreach: bool = False
     train_eval_modes: bool = False
+    learning_rate_free: bool = False
+    partition: str | None = None
+
+
+#: The capability flags an entry may declare (those introspection cannot see).
+TRAITS = frozenset({"needs_closure", "create_graph", "two_pass", "full_batch_only", "learning_rate_free"})
 
 
 # ---------------------------------------------------------------- the spec
@@ -124,8 +136,11 @@ class OptimizerSpec:
         source: the paper and equation, or the library reference, of the update rule.
         description: one paragraph shown by ``optbench list optimizers``.
         traits: capability flags that cannot be introspected from the class, any of
-            ``needs_closure``, ``create_graph``, ``two_pass``, ``full_batch_only`` set to True.
+            ``needs_closure``, ``create_graph``, ``two_pass``, ``full_batch_only``,
+            ``learning_rate_free`` set to True.
         rules: range rules of this entry, overriding :data:`RANGE_RULES` for the same names.
+        partition: the parameter-partition rule the optimizer needs (see
+            :attr:`Capabilities.partition`), or None.
     """
 
     name: str
@@ -136,12 +151,13 @@ class OptimizerSpec:
     description: str = ""
     traits: frozenset[str] = frozenset()
     rules: Mapping[str, Rule] = field(default_factory=dict, hash=False)
+    partition: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
         object.__setattr__(self, "rules", MappingProxyType(dict(self.rules)))
         object.__setattr__(self, "traits", frozenset(self.traits))
-        unknown = self.traits - {"needs_closure", "create_graph", "two_pass", "full_batch_only"}
+        unknown = self.traits - TRAITS
         if unknown:
             raise ValueError(f"unknown traits {sorted(unknown)} of optimizer {self.name!r}")
 
@@ -173,8 +189,8 @@ class OptimizerSpec:
 
     def capabilities(self) -> Capabilities:
         """:class:`Capabilities`: ``needs_closure`` (a required ``closure`` argument of ``step``,
-        or the trait), ``supports_fused``/``supports_foreach`` introspected from the class, the
-        other flags from :attr:`traits`."""
+        or the trait), ``supports_fused``/``supports_foreach`` and ``train_eval_modes`` introspected
+        from the class, ``partition`` from :attr:`partition`, the other flags from :attr:`traits`."""
         cls = self.load()
         closure = inspect.signature(cls.step).parameters.get("closure")
         names = self.hyperparameters()
@@ -187,6 +203,8 @@ class OptimizerSpec:
             supports_fused="fused" in names,
             supports_foreach="foreach" in names,
             train_eval_modes=callable(getattr(cls, "train", None)) and callable(getattr(cls, "eval", None)),
+            learning_rate_free="learning_rate_free" in self.traits,
+            partition=self.partition,
         )
 
 

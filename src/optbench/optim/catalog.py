@@ -6,7 +6,10 @@ Names:
   ``gd``, ``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adadelta``, ``adam``,
   ``adamw``, ``nadam``, ``radam``, ``adabelief``, ``sam``, ``lbfgs``, ``sophia``, ``lion``,
   ``lars``, ``lamb`` (see :mod:`optbench.optim.presets`; each is checked against a NumPy
-  reference of its published update rule in ``tests/test_optim_conformance.py``).
+  reference of its published update rule in ``tests/test_optim_conformance.py``), and today's
+  field: ``muon``, ``schedulefree_adamw``, ``schedulefree_sgd``, ``soap``, ``shampoo``,
+  ``prodigy``, ``dadapt_adam``, ``dadapt_sgd``, ``ademamix``, ``adopt``, ``mars``
+  (:mod:`optbench.optim.presets_modern`, ``tests/test_optim_conformance_modern.py``).
 * ``sam:<name>`` — SAM over any other registered optimizer (``sam:adam``, ``sam:torch.adamw``);
   ``sam`` alone is ``sam:momentum`` (see :mod:`optbench.optim.sam`). These are resolved on
   lookup and are not listed by :meth:`OptimizerRegistry.names`.
@@ -44,6 +47,7 @@ from optbench.optim.base import (
     OptimizerSpec,
 )
 from optbench.optim.presets import PRESETS as _BASE_PRESETS
+from optbench.optim.presets_modern import MODERN_PRESETS
 from optbench.optim.sam import DEFAULT_BASE, SEPARATOR, SamSpec, parse_optimizer_name, sam_spec
 
 __all__ = [
@@ -52,10 +56,12 @@ __all__ = [
     "parse_optimizer_name", "pytorch_optimizer_specs", "torch_specs",
 ]
 
-#: The eighteen presets: those of :mod:`optbench.optim.presets` and ``sam`` (over ``momentum``).
+#: The twenty-nine presets: the eighteen classic ones of :mod:`optbench.optim.presets` and ``sam``
+#: (over ``momentum``), then today's field (:mod:`optbench.optim.presets_modern`).
 PRESETS: tuple[OptimizerSpec, ...] = (
     *_BASE_PRESETS,
     sam_spec("sam", DEFAULT_BASE, next(s for s in _BASE_PRESETS if s.name == DEFAULT_BASE)),
+    *MODERN_PRESETS,
 )
 
 #: Capability traits of pytorch-optimizer classes that introspection cannot see (their

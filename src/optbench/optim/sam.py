@@ -229,13 +229,18 @@ def sam_spec(name: str, base_key: str, base: OptimizerSpec) -> SamSpec:
     """The :class:`SamSpec` named ``name`` over ``base`` (registered as ``base_key``).
 
     Raises:
-        ConfigError: when the base needs a closure, a second-order graph or two passes.
+        ConfigError: when the base needs a closure, a second-order graph or two passes, or has a
+            parameter partition or train/eval modes (contracts SAM's wrapper would break).
     """
     caps = base.capabilities()
     if caps.needs_closure or caps.create_graph or caps.two_pass:
         raise ConfigError("base optimizer of sam", base_key,
                           "an optimizer whose step needs no closure and no create_graph "
                           "(not lbfgs, sophia, adahessian, alig, bsam or sam itself)")
+    if caps.partition is not None or caps.train_eval_modes:
+        raise ConfigError("base optimizer of sam", base_key,
+                          "an optimizer without a parameter partition or train/eval modes "
+                          "(not muon or a schedule-free optimizer)")
     rules = {"rho": (check_positive, "a number > 0 (the SAM radius)")}
     rules |= {(BASE_PREFIX + k if k in SAM_DEFAULTS else k): r for k, r in base.rules.items()}
     defaults = dict(SAM_DEFAULTS) | {(BASE_PREFIX + k if k in SAM_DEFAULTS else k): v

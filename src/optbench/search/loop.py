@@ -28,14 +28,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from optbench.core.errors import ConfigError, OptbenchError
 from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
 from optbench.runs.plan import RunSpec
 from optbench.search.samplers import distributions, grid_size, pruners, samplers
-from optbench.search.space import SearchSpace, apply_params, read_params
+from optbench.search.space import SearchSpace, apply_params, for_optimizer, read_params
 from optbench.search.study import build_study, objective
 
 if TYPE_CHECKING:
@@ -75,6 +75,9 @@ class SearchConfig:
         use: ``"best"`` (best epoch of a run) or ``"final"`` (last epoch) value as the trial's value.
         grid_points: values per range axis of the grid sampler (None: the largest grid with
             at most ``n_trials`` points).
+        optuna_storage: also write the trials, live, into this Optuna RDB storage (an SQLAlchemy
+            URL, or ``"store"`` for the results database) for ``optuna-dashboard``; None (default):
+            not. It never changes a trial (see :mod:`optbench.search.storage`).
 
     Raises:
         ConfigError: for an empty space, unknown names, a test/train objective, ``n_trials < 1``,
@@ -90,6 +93,7 @@ class SearchConfig:
     direction: Direction = Direction.MAXIMIZE
     use: str = "best"
     grid_points: int | None = None
+    optuna_storage: str | None = field(default=None, repr=False)  # a URL may hold a password
 
     def __post_init__(self) -> None:
         if not self.space:
@@ -110,6 +114,7 @@ class SearchConfig:
             raise ConfigError("search.direction", self.direction, [d.value for d in Direction])
         if self.use not in USES:
             raise ConfigError("search.use", self.use, USES)
+        object.__setattr__(self, "optuna_storage", check_storage(self.optuna_storage))
         if self.sampler == "grid" and self.grid_points is not None:
             size = grid_size(self.space, self.n_trials, self.grid_points)
             if size != self.n_trials:
@@ -203,6 +208,7 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
             since the last run), e.g. a space with fewer points than ``n_trials``. Points claimed
             by other workers are asked again after a growing wait (never an error).
     """
+    config = replace(config, space=for_optimizer(config.space, base.optimizer))  # lr-free: the multiplier
     target = config.target_trials()
     max_epochs = max([base.epochs, *(int(v) for p in config.space if p.path == "epochs"
                                      for v in (p.choices or (p.high,)))])
@@ -280,18 +286,47 @@ def run_search(store_url: str, study: str, task_ref: str, task_name: str, base: 
     diverged and failed trials; then return every trial. The caller has already called
     ``Store.ensure_study(study, ...)``. A killed search resumes where it stopped.
 
+    With ``config.optuna_storage``, the trials are also written into that Optuna RDB storage, from
+    this process, as the runs progress (:class:`optbench.search.storage.OptunaMirror`: the trials
+    stored before first, then each run live, then any run others stored meanwhile).
+
     Raises:
-        ConfigError: see :func:`search_loop`; for a store the executor cannot open.
+        ConfigError: see :func:`search_loop`; for a store the executor cannot open, or an Optuna
+            storage that cannot be opened (before any run starts).
         OptbenchError: see :func:`search_loop`, or when a worker dies.
     """
     from optbench.runs.executor import run_workers
     from optbench.runs.store import open_store
 
     payload = _Payload(task_ref, task_name, base, config, run_seed)
-    run_workers(_search_worker, payload, store_url=store_url, study=study, workers=workers, device=device,
-                on_event=on_event)
+    mirror = None if config.optuna_storage is None else _open_mirror(store_url, study, task_name, base, config,
+                                                                       run_seed)
+    try:
+        run_workers(_search_worker, payload, store_url=store_url, study=study, workers=workers, device=device,
+                    on_event=on_event if mirror is None else mirror.chain(on_event))
+        with open_store(store_url) as store:
+            outcome = search_outcome(store, study, task_name, base, config, run_seed=run_seed)
+        if mirror is not None and mirror.failure is None:
+            mirror.sync([t.result for t in outcome.trials])
+        return outcome
+    finally:
+        if mirror is not None:
+            mirror.close()
+
+
+def _open_mirror(store_url: str, study: str, task_name: str, base: Recipe, config: SearchConfig,
+                 run_seed: int) -> Any:
+    """The :class:`~optbench.search.storage.OptunaMirror` of a search, holding its stored trials."""
+    from optbench.runs.store import open_store
+    from optbench.search.storage import OptunaMirror, mirror_name, storage_url
+
+    assert config.optuna_storage is not None
+    mirror = OptunaMirror(storage_url(config.optuna_storage, store_url),
+                          mirror_name(study, task_name, base, config, run_seed), config,
+                          {"optbench.study": study, "optbench.task": task_name, "optbench.objective": config.objective})
     with open_store(store_url) as store:
-        return search_outcome(store, study, task_name, base, config, run_seed=run_seed)
+        mirror.sync(search_runs(store.load_runs(study=study, task=task_name), task_name, base, config.space, run_seed))
+    return mirror
 
 
 def search_outcome(store: Store, study: str, task_name: str, base: Recipe, config: SearchConfig, *,

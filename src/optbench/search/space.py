@@ -110,6 +110,28 @@ class Param:
 SearchSpace = tuple[Param, ...]
 
 
+def for_optimizer(space: SearchSpace, optimizer: str) -> SearchSpace:
+    """``space`` as searched for ``optimizer``: for a learning-rate-free method (Prodigy,
+    D-Adaptation) a float range over ``hyperparams.lr`` covers its step-size multiplier
+    (:func:`optbench.optim.lr_semantics.lr_range`, 0.1 to 10, log-scaled) instead of the space's
+    learning rates; any other space is returned unchanged.
+
+    Raises:
+        UnknownNameError: for an unknown optimizer name.
+    """
+    from optbench.optim.lr_semantics import is_learning_rate_free, lr_range
+
+    if not any(p.path == "hyperparams.lr" and p.kind == "float" for p in space) or not is_learning_rate_free(optimizer):
+        return space
+    out = []
+    for p in space:
+        if p.path == "hyperparams.lr" and p.kind == "float":
+            low, high = lr_range(optimizer, float(p.low), float(p.high))  # type: ignore[arg-type]
+            p = replace(p, low=low, high=high, log=True)
+        out.append(p)
+    return tuple(out)
+
+
 def valid_path(path: object) -> bool:
     """True when ``path`` names a searchable recipe field (see the module doc); a technique path must
     name a registered technique and one of its parameters."""

@@ -24,6 +24,7 @@ import torch
 
 from optbench.core.errors import ConfigError, require_positive
 from optbench.core.spec import Recipe, RunResult, Task, TechniqueSpec
+from optbench.optim.lr_semantics import shared_lr
 from optbench.runs.executor import EventCallback, RunContext, RunDone, execute_plan
 from optbench.runs.plan import plan_runs
 from optbench.study.reference import (  # noqa: F401
@@ -108,10 +109,12 @@ class CompareConfig:
             raise ConfigError("target", self.target, "a finite number")
 
     def recipes(self) -> list[Recipe]:
-        """One recipe per optimizer, all with the shared hyperparameters (``train_size`` resolved)."""
+        """One recipe per optimizer, all with the shared hyperparameters (``train_size`` resolved);
+        a learning-rate-free optimizer (Prodigy, D-Adaptation) gets lr 1.0, its step-size multiplier
+        (:func:`optbench.optim.lr_semantics.shared_lr`)."""
         if self.train_size == "auto":
             raise ValueError("train_size 'auto' must be resolved first (resolve_train_size)")
-        return [Recipe(optimizer=name, hyperparams={"lr": self.lr}, batch_size=self.batch_size,
+        return [Recipe(optimizer=name, hyperparams={"lr": shared_lr(name, self.lr)}, batch_size=self.batch_size,
                        epochs=self.epochs, train_size=self.train_size, schedule=self.schedule,
                        schedule_params=self.schedule_params, precision=self.precision, techniques=self.techniques)
                 for name in self.optimizers]

@@ -183,6 +183,23 @@ def _parse_tasks(value: Any, p: _Collector) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.strip() for t in items))
 
 
+def _lr_free_shares_no_lr(merged: dict[str, Any], table: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """A learning-rate-free optimizer (Prodigy, D-Adaptation) does not take the learning rate shared
+    in ``[defaults]``: it gets lr 1.0, its step-size multiplier
+    (:func:`optbench.optim.lr_semantics.shared_lr`); an lr in its own recipe table is kept."""
+    from optbench.optim.lr_semantics import shared_lr
+
+    shared = defaults.get("hyperparams")
+    own = table.get("hyperparams")
+    if not isinstance(shared, Mapping) or "lr" not in shared or (isinstance(own, Mapping) and "lr" in own):
+        return
+    try:
+        lr = shared_lr(str(merged["optimizer"]), shared["lr"])
+    except ValueError:  # an unknown optimizer is reported where recipes are checked
+        return
+    merged["hyperparams"] = {**merged["hyperparams"], "lr": lr}
+
+
 def _origin(i: int, recipe: Mapping[str, Any], defaults: Mapping[str, Any]) -> Callable[[str], str]:
     def where(name: str) -> str:
         if name in recipe:
@@ -268,6 +285,7 @@ def _parse_recipes(data: Mapping[str, Any], budget: BudgetConfig, p: _Collector)
                 merged[key] = {**merged[key], **value}
             elif key in RECIPE_KEYS:
                 merged[key] = value
+        _lr_free_shares_no_lr(merged, table, defaults)
         explicit: list[TechniqueSpec] = []
         if "techniques" in merged:
             parsed = _parse_techniques(merged["techniques"], where("techniques"), p)

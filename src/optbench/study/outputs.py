@@ -52,8 +52,14 @@ def context_lines(outcome: CompareOutcome, store: str, command: str) -> dict[str
 
 
 def _shared_words(c: CompareConfig) -> list[str]:
-    """The schedule, precision and techniques of ``c`` as words ("schedule cosine", ...), none at their default."""
-    words = [] if c.schedule == "constant" else [f"schedule {c.schedule}"]
+    """The schedule, precision and techniques of ``c`` as words ("schedule cosine", ...), none at their default;
+    first the learning-rate-free optimizers, which run at lr 1.0 (a multiplier of their own step size)."""
+    from optbench.optim.lr_semantics import LR_FREE_LR, is_learning_rate_free
+
+    free = [name for name in c.optimizers if is_learning_rate_free(name)]
+    words = [f"except {', '.join(free)}: learning-rate-free, lr {LR_FREE_LR:g} (a multiplier of the step size "
+             "the method estimates)"] if free else []
+    words += [] if c.schedule == "constant" else [f"schedule {c.schedule}"]
     words += [f"schedule parameter {k}={v}" for k, v in c.schedule_params.items()]
     words += [] if c.precision == "fp32" else [f"precision {c.precision}"]
     return words + [f"technique {t}" for t in c.techniques]

@@ -175,18 +175,18 @@ def train_metrics(ctx: RankContext, group: int = 32, *, loss_is_task_loss: bool 
     return TrainMetrics(ctx.task, ctx.device, group, check_finite=False, loss_is_task_loss=loss_is_task_loss)
 
 
-def build_rank_run(ctx: RankContext, model: nn.Module, *, engine: str, forward: Any = None,
+def build_rank_run(ctx: RankContext, model: nn.Module, *, engine: str, wrap_forward: Any = None,
                    with_optimizer: bool = True) -> RunSetup:
     """The run of this process, built by :func:`optbench.engine.build.build_run` exactly as a
     single-process run is: the same components, optimizer, schedule (over ``steps_per_epoch`` global
     steps) and step. Learning-rate scaling sees the global batch (all workers' examples of one step).
     Data-side randomness (augmentations) comes from a generator seeded ``seed + 1`` for worker 0 (as
-    the single-process loop) and apart for every other worker."""
+    the single-process loop) and apart for every other worker. Use the returned setup's ``model``
+    (components may have prepared a new one) and ``step.forward`` (``wrap_forward`` of it)."""
     generator = torch.Generator().manual_seed(ctx.config.seed + 1 + 1_000_003 * max(ctx.worker, 0))
     return build_run(ctx.task, ctx.config.recipe, model, device=ctx.device, generator=generator, engine=engine,
                      batch_size=ctx.config.global_batch, steps_per_epoch=ctx.steps_per_epoch, seed=ctx.config.seed,
-                     forward=forward,
-                     with_optimizer=with_optimizer)
+                     wrap_forward=wrap_forward, with_optimizer=with_optimizer)
 
 
 class FlatParams:

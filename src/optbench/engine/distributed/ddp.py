@@ -15,7 +15,7 @@ import threading
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 from optbench.engine.distributed.common import RankContext, UpdateSide, build_rank_run, now, sync, train_metrics
 from optbench.engine.distributed.records import StepRecord
@@ -91,12 +91,17 @@ class DdpTrainer(UpdateSide):
         from torch.nn.parallel import DistributedDataParallel
 
         self.ctx = ctx
-        self.model = ctx.make_model()
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
         self.timer = CommTimer()
-        self.ddp.register_comm_hook(self.timer, timed_allreduce_hook)
-        self.setup = build_rank_run(ctx, self.model, engine="ddp", forward=self.ddp)
+
+        def wrap(model: nn.Module) -> DistributedDataParallel:
+            ddp = DistributedDataParallel(model, device_ids=device_ids)
+            ddp.register_comm_hook(self.timer, timed_allreduce_hook)
+            return ddp
+
+        self.setup = build_rank_run(ctx, ctx.make_model(), engine="ddp", wrap_forward=wrap)
+        self.model = self.setup.model
+        self.ddp = self.setup.step.forward
         self.metrics = train_metrics(ctx, group=32 if ctx.device.type == "cpu" else 64,  # as the loop
                                      loss_is_task_loss=self.setup.step.loss_is_task_loss)
         self.steps: list[StepRecord] = []

@@ -74,9 +74,9 @@ class PsServer(UpdateSide):
 
     def __init__(self, ctx: RankContext) -> None:
         self.ctx = ctx
-        self.model = ctx.make_model()
+        self.setup = build_rank_run(ctx, ctx.make_model(), engine="ps")  # the update side of the one step
+        self.model = self.setup.model
         self.flat = FlatParams(_trainable(self.model), list(self.model.buffers()))
-        self.setup = build_rank_run(ctx, self.model, engine="ps")  # the update side of the one step
         self.optimizer = self.setup.optimizer
         # schedule step of an update: one per global step (ps-async applies N updates per global step)
         self.updates_per_step = ctx.n_workers if ctx.mode.kind == "ps-async" else 1
@@ -197,13 +197,13 @@ class PsWorker:
 
     def __init__(self, ctx: RankContext) -> None:
         self.ctx = ctx
-        self.model = ctx.make_model()
+        self.setup = build_rank_run(ctx, ctx.make_model(), engine="ps", with_optimizer=False)  # the gradient side
+        self.model = self.setup.model
         self.flat = FlatParams(_trainable(self.model), list(self.model.buffers()))
         self.weights = self.flat.empty()
         self.grad = self.flat.empty_message()
         self.reply = torch.zeros(2, dtype=torch.float64)
         self.header = torch.zeros(_FIXED + TrainMetrics.vector_length(ctx.task), dtype=torch.float64)
-        self.setup = build_rank_run(ctx, self.model, engine="ps", with_optimizer=False)  # the gradient side
         self.step_metrics = train_metrics(ctx, group=1,  # one step's sums per push
                                           loss_is_task_loss=self.setup.step.loss_is_task_loss)
         self.steps: list[StepRecord] = []

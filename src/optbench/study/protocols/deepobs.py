@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from optbench.analysis.protocols import DeepobsResult, best_grid_point, deepobs_row, grid_points
+from optbench.optim.lr_semantics import lr_grid
 from optbench.runs.plan import plan_runs
 from optbench.study.config import StudyConfig
 from optbench.study.protocols import (
@@ -60,14 +61,16 @@ def planned_runs(config: StudyConfig) -> int:
 
 
 def run(config: StudyConfig, context: StudyContext) -> DeepobsResult:
-    """Phase 1: every grid point on the tuning seeds; phase 2: each best point on every seed."""
+    """Phase 1: every grid point on the tuning seeds; phase 2: each best point on every seed. A
+    learning-rate-free optimizer's grid spans its step-size multiplier around 1
+    (:func:`optbench.optim.lr_semantics.lr_grid`)."""
     grid = log_grid(*config.options["grid"])
     tuning_seeds = config.seeds[:config.options["tuning_seeds"]]
     prepared = prepared_tasks(config, context)
     recipes = canonical_recipes(config.recipes)
     labels = recipe_labels(recipes)
-    phase1 = {(ref, i): plan_runs(ref, task.name, [replace(r, hyperparams={**r.hyperparams, "lr": lr}) for lr in grid],
-                                  tuning_seeds)
+    phase1 = {(ref, i): plan_runs(ref, task.name, [replace(r, hyperparams={**r.hyperparams, "lr": lr})
+                                                   for lr in lr_grid(r.optimizer, grid)], tuning_seeds)
               for ref, task, _ in prepared for i, r in enumerate(recipes)}
     done = {res.run_id: res for res in context.execute([s for specs in phase1.values() for s in specs])}
     phase2 = {}
