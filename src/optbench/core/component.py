@@ -5,7 +5,7 @@ The idea is optax's ``chain`` of gradient transformations and Lightning's ``Call
 PyTorch form. One step of every engine (single process, each DDP rank, the parameter server and its
 workers) runs the hooks in this order::
 
-    build      prepare_model(model)                      load weights, freeze, factorize, QAT
+    build      prepare_model(model, context)             load weights, freeze, factorize, QAT
                adjust_hyperparams(hp, batch_size)        lr scaling with the batch size
                param_groups(model, hp)                   weight-decay groups
                setup(run)                                model and optimizer exist
@@ -76,6 +76,27 @@ class RunContext:
     seed: int = 0
 
 
+@dataclass
+class ModelContext:
+    """What a component may use to prepare the model (passed to :meth:`Component.prepare_model`).
+
+    Attributes:
+        task: the test problem.
+        device: where training runs (the model is already there).
+        seed: the run's seed.
+        engine: one of :data:`ENGINES`.
+        load_weights: ``run_id -> state_dict`` of a stored run's final weights (a teacher, a
+            pre-trained model), or None when the run was started without access to stored weights.
+            Raises :class:`~optbench.core.errors.ConfigError` for a run without stored weights.
+    """
+
+    task: Any
+    device: torch.device
+    seed: int = 0
+    engine: str = "single"
+    load_weights: Callable[[str], Mapping[str, Tensor]] | None = None
+
+
 class Component:
     """Base class of training techniques: every hook is optional and does nothing here.
 
@@ -94,7 +115,7 @@ class Component:
     def check_task(self, task: Any) -> None:
         """Refuse a task this component cannot work with (ConfigError); called before any run."""
 
-    def prepare_model(self, model: nn.Module) -> nn.Module:
+    def prepare_model(self, model: nn.Module, context: ModelContext) -> nn.Module:
         """The module to train in place of ``model`` (built, initialized under the run's seed and on
         the run's device; before the optimizer and any DDP wrapper exist): load weights, freeze
         layers, factorize or prepare layers. Every process of a distributed run calls it alike."""
@@ -195,4 +216,4 @@ def iter_state(components: Sequence[Component]) -> Iterator[tuple[str, Component
         yield f"{i}:{c.name}", c
 
 
-__all__ = ["ENGINES", "Component", "LossFn", "RunContext", "iter_state", "overriding"]
+__all__ = ["ENGINES", "Component", "LossFn", "ModelContext", "RunContext", "iter_state", "overriding"]

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from optbench.core.component import Component, RunContext, overriding
+from optbench.core.component import Component, ModelContext, RunContext, overriding
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Recipe, Task
 from optbench.engine.cost import OptimizerCost
@@ -183,7 +183,8 @@ def optimizer_params(recipe: Recipe, components: list[Component], model: nn.Modu
 def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.device, generator: torch.Generator,
               engine: str, batch_size: int, steps_per_epoch: int, seed: int,
               wrap_forward: Callable[[nn.Module], Callable[[Tensor], Tensor]] | None = None,
-              with_optimizer: bool = True) -> RunSetup:
+              with_optimizer: bool = True,
+              load_weights: Callable[[str], Any] | None = None) -> RunSetup:
     """Build a run around ``model`` (already on ``device``, initialized under the run's seed).
 
     The components' ``prepare_model`` hooks may replace the module (load weights, freeze,
@@ -202,14 +203,19 @@ def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.dev
         wrap_forward: builds what the step calls for the forward pass from the prepared model (the
             DDP wrapper); the model itself by default.
         with_optimizer: False on a parameter-server worker (it computes gradients only).
+        load_weights: ``run_id -> state_dict`` of stored runs' final weights, for components that
+            start from or learn from another run (:class:`~optbench.core.component.ModelContext`).
 
     Raises:
         UnknownNameError / ConfigError: a bad technique, optimizer, hyperparameter or schedule, or a
             broken optimizer contract (named in the message).
     """
     components = build_components(task, recipe)
-    for c in overriding(components, "prepare_model"):
-        model = c.prepare_model(model)
+    preparing = overriding(components, "prepare_model")
+    if preparing:
+        context = ModelContext(task=task, device=device, seed=seed, engine=engine, load_weights=load_weights)
+        for c in preparing:
+            model = c.prepare_model(model, context)
     forward = wrap_forward(model) if wrap_forward is not None else model
     hyperparams = optimizer_hyperparams(recipe, components, batch_size)
     optimizer = None
