@@ -322,7 +322,7 @@ def params_for(name: str, model: nn.Module) -> Any:
     matrices = [p for p in model.parameters() if p.ndim == 2]
     if name in MATRICES_ONLY:
         return matrices
-    if name in MUON_GROUPS:
+    if name in MUON_GROUPS or optimizers.get(name).capabilities().partition == "hidden_matrices":
         return [{"params": matrices, "use_muon": True},
                 {"params": [p for p in model.parameters() if p.ndim != 2], "use_muon": False}]
     if name in TAKES_MODULE:

@@ -225,7 +225,9 @@ def create_optimizer(name: str, params: Iterable[Any] | nn.Module, *,
             ``adaptive`` and the base's, a clashing base name prefixed ``base_``); see
             :mod:`optbench.optim.catalog` for the names and the alias rule.
         params: parameters or parameter groups as torch accepts them, or an ``nn.Module``
-            (its parameters, or the module itself for classes that take ``model``).
+            (its parameters, or the module itself for classes that take ``model``). An optimizer
+            with a parameter-partition contract (Muon) takes the module (partitioned here) or the
+            groups of :func:`optbench.optim.partition.partition_groups`.
         device: the device the parameters live on, for the implementation rule; inferred
             from the first parameter when None.
         implementation: ``"auto"`` (the rule in the module docstring), ``"fused"``,
@@ -241,7 +243,8 @@ def create_optimizer(name: str, params: Iterable[Any] | nn.Module, *,
         UnknownNameError: for an unknown optimizer name (lists the known names).
         ConfigError: for an unknown hyperparameter name (lists the class's names), a missing
             required one, lr <= 0, momentum or a beta outside [0, 1), eps or weight_decay < 0,
-            SAM's rho <= 0, a base SAM cannot wrap (L-BFGS, Sophia, SAM itself, ...),
+            SAM's rho <= 0, a base SAM cannot wrap (L-BFGS, Sophia, SAM itself, ...), plain
+            parameters for an optimizer with a parameter-partition contract,
             an unavailable implementation, or a value the class itself rejects (``ValueError``).
     """
     _check_implementation(implementation)
@@ -252,8 +255,11 @@ def create_optimizer(name: str, params: Iterable[Any] | nn.Module, *,
         raise ConfigError("implementation", implementation,
                           f"'auto' when {', '.join(explicit)} is given as a hyperparameter")
     cls = spec.load()
-    if isinstance(params, nn.Module):
-        target: Any = params if spec.first_argument() == "model" else list(params.parameters())
+    rule = spec.capabilities().partition
+    if rule is not None:
+        target: Any = _partitioned(name, rule, params)
+    elif isinstance(params, nn.Module):
+        target = params if spec.first_argument() == "model" else list(params.parameters())
     else:
         target = list(params)
     if device is None:
@@ -271,6 +277,22 @@ def create_optimizer(name: str, params: Iterable[Any] | nn.Module, *,
             raise ConfigError(f"hyperparameters for {name}", dict(hyperparams),
                               f"values {cls.__name__} accepts ({exc})") from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _partitioned(name: str, rule: str, params: Iterable[Any] | nn.Module) -> list[dict[str, Any]]:
+    """The parameter groups of an optimizer with a parameter-partition contract: built from a module,
+    or checked when given (every group must carry the rule's flags)."""
+    from optbench.optim.partition import GROUP_FLAGS, make_partition, partition_groups
+
+    if isinstance(params, nn.Module):
+        return partition_groups(make_partition(rule, params))
+    groups = list(params)
+    flags = {k for part in GROUP_FLAGS.get(rule, {}).values() for k in part}
+    if not groups or not all(isinstance(g, dict) and flags <= set(g) for g in groups):
+        raise ConfigError(f"parameters of {name}", "a plain parameter list",
+                          f"the model (nn.Module) or the groups of its parameter-partition contract '{rule}' "
+                          "(optbench.optim.partition.partition_groups)")
+    return groups
 
 
 def _create_sam(name: str, spec: SamSpec, target: Any, kwargs: Mapping[str, Any],
