@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from optbench.analysis.costs import cost_summaries
 from optbench.analysis.pairwise import TESTS, pairwise_comparisons, rank_with_ties
 from optbench.analysis.stats import Summary, censored_median, summarize
 from optbench.core.errors import ConfigError
@@ -94,6 +95,8 @@ class RecipeSummary:
         final_run_ids / final_values: the counted runs and their ``final_key`` values, so
             every number can be traced to its runs.
         problems: the diverged and failed runs, with their errors.
+        costs: ``{"optimizer_cost.step_us_median": Summary, "model_cost.parameters": Summary, ...}``
+            over the counted runs that recorded each cost (:mod:`optbench.analysis.costs`).
     """
 
     label: str
@@ -133,6 +136,7 @@ class RecipeSummary:
     alpha: float = 0.05
     tie_test: str = "welch"
     n_pruned: int = 0
+    costs: Mapping[str, Summary] = field(default_factory=dict)
 
 
 def _direction(directions: Mapping[str, Direction], key: str, field: str) -> Direction:
@@ -256,6 +260,7 @@ def _summarize_group(label: str, runs: list[RunResult], *, final_key: str, best_
         median_epochs_to_target=median(0), median_steps_to_target=median(1),
         median_seconds_to_target=median(2),
         n_pruned=sum(1 for r in runs if r.status is RunStatus.PRUNED),
+        costs=cost_summaries(counted, confidence),
     )
 
 

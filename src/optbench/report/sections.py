@@ -20,6 +20,7 @@ from optbench.analysis.report_data import (
 )
 from optbench.analysis.summary import RecipeSummary, recipe_labels
 from optbench.core.spec import SPLITS, Direction, RunResult
+from optbench.report.costs import cost_section
 from optbench.report.export import make_table
 from optbench.report.figures import (
     plot_distributed,
@@ -160,6 +161,7 @@ def task_section(page: ReportPage, results: Sequence[RunResult], info: TaskInfo,
                                target=info.target, group_by=lambda r: labels[r.run_id])
     page.heading("Ranking", level=3, anchor=f"ranking-{slug(info.name)}")
     _ranking(page, info, summaries)
+    cost_section(page, info.name, info.final_key, summaries, results, colors)
     keys = _curve_keys(results)
     several = len(set(labels.values())) > len({r.recipe.label for r in results})
     curve_runs = list(results)

@@ -3,7 +3,9 @@
 Both renderings show the same columns, built once by :func:`ranking_cells`:
 rank, optimizer, final metric (mean ± std over seeds and its bootstrap CI), best
 validation metric, epochs to target (mean ± std over the runs that reached it, and
-"k/n reached"), training samples/s, the tie-aware rank with the Holm-corrected Welch and
+"k/n reached"), training samples/s, the costs runs recorded (optimizer state bytes per parameter and
+median step time; model parameters, bytes, FLOPs and latency: :data:`COST_COLUMNS`, shown when
+present), the tie-aware rank with the Holm-corrected Welch and
 Mann-Whitney p-values against the best recipe, diverged and failed counts. Missing numbers
 (no value, or a std from one seed) render as "—".
 
@@ -92,6 +94,31 @@ def _best_index(summaries: Sequence[RecipeSummary]) -> int | None:
     return None
 
 
+#: Cost columns of the ranking table, shown when some recipe recorded them: (cost key, header,
+#: format of the mean). Keys are those of :func:`optbench.analysis.costs.run_costs`.
+COST_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("optimizer_cost.state_bytes_per_param", "state B/param", "{:.3g}"),
+    ("optimizer_cost.step_us_median", "step µs", "{:,.0f}"),
+    ("model_cost.parameters", "params", "{:,.0f}"),
+    ("model_cost.nonzero_parameters", "nonzero params", "{:,.0f}"),
+    ("model_cost.model_bytes", "model bytes", "{:,.0f}"),
+    ("model_cost.flops", "FLOPs", "{:.3g}"),
+    ("model_cost.latency_ms_batch_1", "latency ms (1)", "{:.3g}"),
+    ("model_cost.latency_ms_batch_256", "latency ms (256)", "{:.3g}"),
+)
+
+
+def cost_columns(summaries: Sequence[RecipeSummary]) -> list[tuple[str, str, str]]:
+    """The :data:`COST_COLUMNS` some recipe of ``summaries`` has a value for."""
+    return [c for c in COST_COLUMNS if any(c[0] in r.costs and not math.isnan(r.costs[c[0]].mean)
+                                           for r in summaries)]
+
+
+def _cost(r: RecipeSummary, key: str, fmt: str) -> str:
+    s = r.costs.get(key)
+    return DASH if s is None or math.isnan(s.mean) else fmt.format(s.mean)
+
+
 def ranking_cells(summaries: Sequence[RecipeSummary], *, final_label: str = "final test acc",
                   best_label: str = "best valid acc", final_as_percent: bool = True,
                   best_as_percent: bool = True) -> tuple[list[str], list[list[str]]]:
@@ -109,15 +136,16 @@ def ranking_cells(summaries: Sequence[RecipeSummary], *, final_label: str = "fin
     confidence = summaries[0].final_test.confidence if summaries else 0.95
     unit_final = " (%)" if final_as_percent else ""
     unit_best = " (%)" if best_as_percent else ""
+    costs = cost_columns(summaries)
     headers = ["#", "optimizer", f"{final_label}{unit_final}", f"{confidence:.0%} CI{unit_final}",
-               f"{best_label}{unit_best}", _target_header(summaries), "samples/s", "tie rank · vs best",
-               "diverged", "failed"]
+               f"{best_label}{unit_best}", _target_header(summaries), "samples/s",
+               *(header for _, header, _ in costs), "tie rank · vs best", "diverged", "failed"]
     best = _best_index(summaries)
     rows = [
         [str(r.rank), r.label, _mean_std(r.final_test, final_as_percent),
          _ci(r.final_test, final_as_percent), _mean_std(r.best_valid, best_as_percent),
-         _epochs(r), _throughput(r.samples_per_second), _vs_best(r, i == best),
-         f"{r.n_diverged}/{r.n_runs}", f"{r.n_failed}/{r.n_runs}"]
+         _epochs(r), _throughput(r.samples_per_second), *(_cost(r, key, fmt) for key, _, fmt in costs),
+         _vs_best(r, i == best), f"{r.n_diverged}/{r.n_runs}", f"{r.n_failed}/{r.n_runs}"]
         for i, r in enumerate(summaries)
     ]
     return headers, rows
@@ -140,8 +168,20 @@ def ranking_legend(summaries: Sequence[RecipeSummary]) -> str:
         f"group's leader (1=) unless {test} finds it different at {r.alpha:.0%}; ≈ marks a CI "
         f"overlapping the best's (a marker, not a test); p: Welch's t-test, MW p: Mann-Whitney U "
         f"test against the best, each Holm-corrected over all {m} pair{'s' if m != 1 else ''} of "
-        f"recipes."
+        f"recipes." + _cost_legend(summaries)
     )
+
+
+def _cost_legend(summaries: Sequence[RecipeSummary]) -> str:
+    keys = {key for key, _, _ in cost_columns(summaries)}
+    words = []
+    if "optimizer_cost.state_bytes_per_param" in keys:
+        words.append("state B/param: bytes of optimizer state per trained parameter after the first step")
+    if "optimizer_cost.step_us_median" in keys:
+        words.append("step µs: median wall time of optimizer.step() (every 8th step timed)")
+    if any(k.startswith("model_cost.") for k in keys):
+        words.append("model columns: the trained model's size, forward FLOPs and median inference latency")
+    return (" Costs (means over seeds): " + "; ".join(words) + ".") if words else ""
 
 
 def ranking_table(summaries: Sequence[RecipeSummary], *, title: str,
