@@ -68,7 +68,7 @@ def study_status(store: str, study: str | None = None) -> list[StudyStatus]:
             planned = max(info.n_runs, int(info.config.get("planned_runs") or 0))
             done = info.n_finished + info.n_diverged
             times = [r.total_seconds for r in runs if r.status.value in ("finished", "diverged")]
-            workers = len({(c.host, c.worker) for c in claims}) or 1
+            workers = len({(c.worker.host, c.worker.name, c.worker.pid) for c in claims}) or 1
             out.append(StudyStatus(
                 study=name, protocol=str(info.config.get("protocol", "?")), done=done, planned=planned,
                 failed=info.n_failed, running=[c for c in claims if c.run_id not in stored], workers=workers,
