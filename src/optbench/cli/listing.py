@@ -15,13 +15,25 @@ KINDS = ("optimizers", "schedules", "techniques", "regularizers", "tasks", "data
          "pruners")
 
 
+def _with_contracts(spec: object) -> str:
+    """An optimizer's family followed by its contracts (``preset · partition hidden_matrices``)."""
+    caps = spec.capabilities()  # type: ignore[attr-defined]
+    words = [spec.family]  # type: ignore[attr-defined]
+    words += [f"partition {caps.partition}"] if caps.partition else []
+    words += ["train/eval modes"] if caps.train_eval_modes else []
+    words += ["lr-free"] if caps.learning_rate_free else []
+    words += ["closure"] if caps.needs_closure else []
+    words += ["create_graph"] if caps.create_graph else []
+    return " · ".join(words)
+
+
 def _catalogue_rows(kind: str) -> list[tuple[str, str, str]]:
     """(name, family, source or description) rows of a catalogue, sorted by name."""
     if kind == "optimizers":
         from optbench.optim import optimizers
 
         specs = [optimizers.get(n) for n in optimizers.names()]
-        return [(s.name, s.family, s.source.splitlines()[0] if s.source else "") for s in specs]
+        return [(s.name, _with_contracts(s), s.source.splitlines()[0] if s.source else "") for s in specs]
     if kind == "schedules":
         from optbench.schedules import schedules
 
