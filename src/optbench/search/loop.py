@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from optbench.core.errors import ConfigError, OptbenchError
@@ -36,6 +36,7 @@ from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunSta
 from optbench.runs.plan import RunSpec
 from optbench.search.samplers import distributions, grid_size, pruners, samplers
 from optbench.search.space import SearchSpace, apply_params, for_optimizer, read_params
+from optbench.search.storage import check_storage
 from optbench.search.study import build_study, objective
 
 if TYPE_CHECKING:
@@ -306,8 +307,8 @@ def run_search(store_url: str, study: str, task_ref: str, task_name: str, base: 
                     on_event=on_event if mirror is None else mirror.chain(on_event))
         with open_store(store_url) as store:
             outcome = search_outcome(store, study, task_name, base, config, run_seed=run_seed)
-        if mirror is not None and mirror.failure is None:
-            mirror.sync([t.result for t in outcome.trials])
+        if mirror is not None:
+            mirror.finish([t.result for t in outcome.trials])
         return outcome
     finally:
         if mirror is not None:
