@@ -62,6 +62,13 @@ def test_mann_whitney_with_ties_is_the_exact_permutation_p() -> None:
     assert mann_whitney_p_value(a, b) == pytest.approx(_exact_tied_p(a, b))
 
 
+def test_mann_whitney_with_a_lone_value_and_ties_is_the_exact_permutation_p() -> None:
+    """One value against several with ties (a tuning trial against a recipe's seeds): scipy's
+    permutation test refuses samples of one; the exact enumeration of the lone value's rank stands in."""
+    for a, b in (([0.9], [0.9, 0.8, 0.95]), ([0.5, 0.5, 0.7], [0.5]), ([1.0], [1.0, 1.0, 2.0, 3.0])):
+        assert mann_whitney_p_value(a, b) == pytest.approx(_exact_tied_p(a, b))
+
+
 def test_mann_whitney_small_samples_are_honest() -> None:
     assert math.isnan(mann_whitney_p_value([], [1.0])) and math.isnan(mann_whitney_min_p(0, 3))
     assert mann_whitney_p_value([1.0], [2.0]) == 1.0 == mann_whitney_min_p(1, 1)

@@ -231,12 +231,28 @@ def mann_whitney_p_value(a: Sequence[float], b: Sequence[float]) -> float:
     tied = np.unique(pooled).size < pooled.size
     if not tied:
         method: object = "exact" if min(x.size, y.size) <= 8 else "asymptotic"
+    elif min(x.size, y.size) == 1:  # scipy's permutation test needs 2+ values per sample
+        return _lone_value_tied_p(x, y)
     elif comb(x.size + y.size, x.size) <= EXACT_PERMUTATIONS:
         method = _scipy_stats.PermutationMethod(n_resamples=EXACT_PERMUTATIONS)
     else:
         method = "asymptotic"
     result = _scipy_stats.mannwhitneyu(x, y, alternative="two-sided", method=method)
     return float(min(1.0, max(0.0, result.pvalue)))
+
+
+def _lone_value_tied_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Exact two-sided permutation p of the rank-sum statistic when one sample holds a single value
+    and there are ties: the lone value's mid-rank against the mid-ranks of all ``n + 1`` positions it
+    could take (each equally likely under the null), p = 2 * min(P(R >= r), P(R <= r)), capped at 1."""
+    from scipy.stats import rankdata
+
+    lone, other = (x, y) if x.size == 1 else (y, x)
+    ranks = rankdata(np.concatenate([lone, other]))
+    observed = ranks[0]
+    upper = float(np.mean(ranks >= observed - 1e-9))
+    lower = float(np.mean(ranks <= observed + 1e-9))
+    return min(1.0, 2.0 * min(upper, lower))
 
 
 def welch_p_value_samples(a: Sequence[float], b: Sequence[float]) -> float:
