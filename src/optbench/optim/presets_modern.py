@@ -45,7 +45,8 @@ MODERN_PRESETS: tuple[OptimizerSpec, ...] = (
         "X0 = U/||U||_F), W -= lr*sqrt(max(1, out/in))*O. Everything else (first and last layer, "
         "embeddings, biases, normalization gains) is trained by an auxiliary AdamW with "
         "adamw_lr, adamw_betas, adamw_eps, adamw_wd (partition 'hidden_matrices', recorded with "
-        "the run).",
+        "the run). Newton-Schulz runs in bfloat16 whatever the parameters' dtype, as in the authors' code; "
+        "the library normalizes X0 by max(||U||, 1e-7) where the authors use ||U|| + 1e-7.",
         "Jordan, Jin, Boza, You, Cesista, Newhouse & Bernstein 2024, 'Muon: An optimizer for "
         "hidden layers in neural networks' (blog and the authors' muon package, "
         "SingleDeviceMuonWithAuxAdam); pytorch_optimizer.Muon.",
@@ -79,7 +80,8 @@ MODERN_PRESETS: tuple[OptimizerSpec, ...] = (
         "SOAP: Adam run in the eigenbasis of Shampoo's preconditioner: L = b2*L + (1-b2)*G*G^T, "
         "R = b2*R + (1-b2)*G^T*G, eigenbases Q_L, Q_R refreshed every precondition_frequency steps "
         "(eigh first, then one power iteration + QR); G' = Q_L^T*G*Q_R, Adam moments on G', "
-        "update Q_L*N'*Q_R^T; 1-d tensors take plain Adam steps.",
+        "update Q_L*N'*Q_R^T; 1-d tensors take plain Adam steps. The first step only initializes the "
+        "preconditioner; the QR iteration runs in float32 (as the authors' code does).",
         "Vyas, Morwani, Zhao, Kwun, Shapira, Brandfonbrener, Janson & Kakade 2025 (ICLR), "
         "'SOAP: Improving and Stabilizing Shampoo using Adam', Algorithm 3 and the authors' "
         "reference code defaults; pytorch_optimizer.SOAP.",
@@ -95,7 +97,9 @@ MODERN_PRESETS: tuple[OptimizerSpec, ...] = (
         "norm of the grafted SGD step. The AlgoPerf-winning Distributed Shampoo (Shi et al. 2023) "
         "has no maintained package on PyPI; this is the closest maintained one (Anil et al.'s "
         "scalable variant). preconditioning_compute_steps=10 instead of the library's 1000 so "
-        "that short runs are preconditioned at all.",
+        "that short runs are preconditioned at all. Tensors with at most block_size entries (biases, "
+        "small layers) are never preconditioned in this library (its merge_small_dims): they take the "
+        "grafted SGD-Nesterov step.",
         "Gupta, Koren & Singer 2018 (ICML), 'Shampoo', Algorithm 2; Anil, Gupta, Koren, Regan & "
         "Singer 2020, 'Scalable Second Order Optimization for Deep Learning', Algorithm 2; "
         "pytorch_optimizer.ScalableShampoo.",
@@ -109,7 +113,8 @@ MODERN_PRESETS: tuple[OptimizerSpec, ...] = (
         "Prodigy: Adam whose step size d is estimated online, d = max(d, d_coef * "
         "sum <g, x0 - x> / ||s||_1) with s = sqrt(b2)*s + (1-sqrt(b2))*d*lr*g; lr multiplies d "
         "and is 1.0 by design (contract learning_rate_free: protocols that share a learning rate "
-        "give it lr=1.0).",
+        "give it lr=1.0). Weight decay is decoupled; the library ignores weight_decouple=False (coupled "
+        "decay is added after the gradient was used). The step-size statistics are kept in float32.",
         "Mishchenko & Defazio 2024 (ICML), 'Prodigy: An Expeditiously Adaptive Parameter-Free "
         "Learner', Algorithm 4 (Adam form) and the authors' prodigyopt package; "
         "pytorch_optimizer.Prodigy.",
@@ -129,17 +134,19 @@ MODERN_PRESETS: tuple[OptimizerSpec, ...] = (
         "dadapt_sgd", "pytorch_optimizer:DAdaptSGD",
         {"lr": 1.0, "momentum": 0.9, "weight_decay": 0.0, "d0": 1e-6, "growth_rate": float("inf")},
         "D-Adaptation SGD with momentum: d estimated online from sum lr_k*d_k*<g_k, s_k>; lr "
-        "multiplies d and is 1.0 by design (contract learning_rate_free).",
+        "multiplies d and is 1.0 by design (contract learning_rate_free). momentum=0.9 is "
+        "pytorch-optimizer's default and the paper's experiments'; the authors' package defaults to 0.",
         "Defazio & Mishchenko 2023 (ICML), Algorithm 1 with momentum (the dadaptation package's "
         "DAdaptSGD); pytorch_optimizer.DAdaptSGD.",
         traits=frozenset({"learning_rate_free"})),
     _preset(
         "ademamix", "pytorch_optimizer:AdEMAMix",
         {"lr": 1e-3, "betas": (0.9, 0.999, 0.9999), "alpha": 5.0, "t_alpha_beta3": None,
-         "eps": 1e-8, "weight_decay": 0.0},
+         "eps": 1e-8, "weight_decay": 0.0, "weight_decouple": True},
         "AdEMAMix: Adam with a second, slow momentum m2 = b3*m2 + (1-b3)*g mixed in: "
         "p -= lr*((m1_hat + alpha*m2)/(sqrt(v_hat) + eps) + wd*p); t_alpha_beta3 (None: off) "
-        "warms alpha and b3 up over that many steps as the paper recommends for long runs.",
+        "warms alpha and b3 up over that many steps as the paper recommends for long runs. Weight "
+        "decay is decoupled as in Algorithm 1 (weight_decouple=True; the library's default is coupled).",
         "Pagliardini, Ablin & Grangier 2025 (ICLR), 'The AdEMAMix Optimizer: Better, Faster, "
         "Older', Algorithm 1; pytorch_optimizer.AdEMAMix.",
         rules={"alpha": (check_positive, "a number > 0")}),
@@ -148,7 +155,8 @@ MODERN_PRESETS: tuple[OptimizerSpec, ...] = (
         {"lr": 1e-3, "betas": (0.9, 0.9999), "eps": 1e-6, "weight_decay": 0.0},
         "ADOPT: the second moment of the previous step normalizes the current gradient before "
         "momentum: v_0 = g_0^2; m = b1*m + (1-b1)*clip(g/max(sqrt(v), eps), t^(1/4)); p -= lr*m; "
-        "v = b2*v + (1-b2)*g^2 (the clipped form of the authors' code).",
+        "v = b2*v + (1-b2)*g^2 (the clipped form of the authors' code). The library clips update t at "
+        "(t+1)^(1/4), one step later than the authors' t^(1/4).",
         "Taniguchi, Harada, Minegishi, Oshima, Jeong, Nagahara, Iiyama, Suzuki, Iwasawa & Matsuo "
         "2024 (NeurIPS), 'ADOPT: Modified Adam Can Converge with Any b2 with the Optimal Rate', "
         "Algorithm 2 with clipping (sec. 4); pytorch_optimizer.ADOPT."),
@@ -159,7 +167,9 @@ MODERN_PRESETS: tuple[OptimizerSpec, ...] = (
          "weight_decay_1d": 0.1},
         "MARS-AdamW: variance-reduced gradient c = g + gamma*b1/(1-b1)*(g - g_prev), clipped to "
         "norm 1, then AdamW moments on c. Tensors of 1 dimension take a plain AdamW step with "
-        "lr_1d, betas_1d, weight_decay_1d (optimize_1d=False, the authors' default).",
+        "lr_1d, betas_1d, weight_decay_1d (optimize_1d=False, the authors' default): they keep "
+        "lr_1d=3e-3 when lr is given (schedules scale both) and decay by weight_decay_1d=0.1 whatever "
+        "weight_decay is.",
         "Yuan, Liu, Wu, Zhou, Gu & Chen 2025 (ICML), 'MARS: Unleashing the Power of Variance "
         "Reduction for Training Large Models', Algorithm 2 (MARS-AdamW, approximate form); "
         "pytorch_optimizer.MARS."),
