@@ -232,7 +232,8 @@ def test_execution_section_of_a_study_file(tmp_path: Path) -> None:
     paths = {p.path: p.message for p in info.value.problems}
     assert set(paths) == {"execution.checkpoints", "execution.checkpoint_dir", "execution.every"}
     unknown, _, allowed = paths["execution.every"].partition("; allowed: ")
-    assert unknown == "unknown key" and set(allowed.split(", ")) == {"checkpoints", "checkpoint_dir"}
+    assert unknown == "unknown key" and set(allowed.split(", ")) == {"checkpoints", "checkpoint_dir", "save_weights",
+                                                                     "weights_dir"}
     assert "'yes'" in paths["execution.checkpoints"] and "3" in paths["execution.checkpoint_dir"]
 
 

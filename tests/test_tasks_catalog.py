@@ -19,7 +19,7 @@ CATALOGUE = {
     "fmnist_cnn3", "fmnist_mlp", "mnist_mlp", "mnist1d_mlp", "mnist1d_cnn", "digits_mlp",
     "mnist_logreg", "mnist_2c2d", "fmnist_logreg", "fmnist_2c2d", "cifar10_3c3d", "cifar100_3c3d",
     "mnist1d_logreg", "mnist1d_gru", "shakespeare_char_lstm", "shakespeare_char_transformer", "brown_word_lstm",
-    "quadratic_deep", "logreg_convex",
+    "quadratic_deep", "logreg_convex", "split_mnist", "split_fmnist", "split_mnist1d", "split_digits",
     "synthetic_imagenet_resnet50", "synthetic_imagenet_resnet152", "synthetic_imagenet_vgg16",
     "synthetic_imagenet_vgg19", "synthetic_imagenet_inception_v4",
 }

@@ -30,6 +30,12 @@ DEFAULT_STORE = DEFAULT_OUT / "optbench.db"
 #: The environment variable holding the default store (SQLite path or SQLAlchemy URL) of every
 #: command that takes one, when ``--store`` (or ``STORE``) is not given.
 STORE_ENV = "OPTBENCH_STORE"
+#: The help of ``--save-weights`` (``compare``, ``run``, ``study run``; :mod:`optbench.runs.weights`).
+SAVE_WEIGHTS_HELP = ("Store every finished run's final weights next to a SQLite store (STORE.weights/), so that later "
+                     "runs can start from or learn from them (init_from, lwf, ewc).")
+#: The help of ``--log`` (``compare``, ``run``, ``study run``; parsed by :mod:`optbench.tracking.spec`).
+LOG_HELP = ("Log every run live, per epoch: tensorboard[:DIR] (default OUT/tensorboard) or mlflow[:URI] (a tracking "
+            "URI, or a directory for an MLflow SQLite database; default OUT/mlruns). Repeatable.")
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -139,11 +145,20 @@ def command_line(argv: Sequence[str], default: str = "optbench") -> str:
     return "optbench " + " ".join(shlex.quote(redact_text(a)) for a in argv)
 
 
+def warning_printer() -> Callable[[str], None]:
+    """A function printing ``optbench: warning: LINE`` on stderr (also under ``--quiet``), with every
+    credential hidden (:func:`optbench.core.urls.redact_text`)."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    return lambda line: console.print(redact_text(f"optbench: warning: {line}"), markup=False)
+
+
 def stdout_console() -> Console:
     """The console tables are printed to: the terminal's width, or 160 columns when stdout is a
     file or a pipe (so that files get whole tables)."""
     return Console() if Console().is_terminal else Console(width=160)
 
 
-__all__ = ["DEFAULT_OUT", "DEFAULT_STORE", "STORE_ENV", "check_count", "check_lr", "command_line", "existing_store",
-           "given_store", "handle_errors", "parse_train_size", "resolve_store", "stdout_console"]
+__all__ = ["DEFAULT_OUT", "DEFAULT_STORE", "LOG_HELP", "SAVE_WEIGHTS_HELP", "STORE_ENV", "check_count", "check_lr",
+           "command_line",
+           "existing_store", "given_store", "handle_errors", "parse_train_size", "resolve_store", "stdout_console",
+           "warning_printer"]

@@ -13,6 +13,8 @@ from rich.markup import escape
 
 from optbench.cli.common import (
     DEFAULT_OUT,
+    LOG_HELP,
+    SAVE_WEIGHTS_HELP,
     check_count,
     check_lr,
     command_line,
@@ -20,6 +22,7 @@ from optbench.cli.common import (
     handle_errors,
     parse_train_size,
     stdout_console,
+    warning_printer,
 )
 from optbench.cli.techniques import TechniqueOptions, technique_options
 from optbench.core.errors import OptbenchError
@@ -55,6 +58,8 @@ def compare_command(
     study: Annotated[str | None, typer.Option(help="Study name (default: derived from the settings).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; print the table only.")]
     = False,
+    log: Annotated[list[str] | None, typer.Option("--log", metavar="KIND[:WHERE]", help=LOG_HELP)] = None,
+    save_weights: Annotated[bool, typer.Option("--save-weights", help=SAVE_WEIGHTS_HELP)] = False,
     *,
     options: TechniqueOptions,
 ) -> None:
@@ -64,11 +69,15 @@ def compare_command(
     OUT/curves.png and OUT/summary.md. Running the same command again resumes: finished runs
     are kept, not repeated. While it runs it shows the time left, estimated from the runs finished.
     """
+    from dataclasses import replace
+
     from optbench.cli.progress import StudyProgress
     from optbench.report import ranking_table
     from optbench.study.compare import CompareConfig, parse_optimizers, run_compare, validate
     from optbench.study.outputs import context_lines, full_protocol_command, summarize, write_outputs
+    from optbench.tracking import chain, open_tracking, parse_logs
 
+    logs = parse_logs(log)
     for field, value in (("--seeds", seeds), ("--epochs", epochs), ("--batch-size", batch_size),
                          ("--workers", workers)):
         check_count(field, value)
@@ -87,13 +96,19 @@ def compare_command(
         f"task={config.task} optimizers={','.join(config.optimizers)} lr={config.lr:g} "
         f"batch_size={config.batch_size} epochs={config.epochs} train_size={train_size} seeds={config.seeds} "
         f"workers={config.workers}" + (f" {extra}" if extra else "")))
-    with StudyProgress(len(config.optimizers) * config.seeds, console, metric=task_spec.target.metric,
-                       workers=config.workers) as progress:
-        outcome = run_compare(config, store_url, on_event=progress.on_event, on_result=progress.on_result,
-                              create_store_dir=chosen is None)
-    summaries = summarize(outcome)
-    context = context_lines(outcome, store_url, command_line(sys.argv[1:], "optbench compare"))
-    files = write_outputs(outcome, summaries, out, context)
+    # the study is named after the resolved training-set size, which every run's recipe carries
+    with open_tracking(logs, out=out, warn=warning_printer(),
+                       study=lambda spec: replace(config, train_size=spec.recipe.train_size).study_name(spec.task)
+                       ) as tracking:
+        with StudyProgress(len(config.optimizers) * config.seeds, console, metric=task_spec.target.metric,
+                           workers=config.workers) as progress:
+            outcome = run_compare(config, store_url, on_event=chain(progress.on_event, tracking.on_event),
+                                  on_result=chain(progress.on_result, tracking.on_result),
+                                  create_store_dir=chosen is None, save_weights=save_weights)
+        summaries = summarize(outcome)
+        context = context_lines(outcome, store_url, command_line(sys.argv[1:], "optbench compare"))
+        files = write_outputs(outcome, summaries, out, context)
+        tracking.complete(outcome.results, report=files["report"])
     stdout_console().print(ranking_table(
         summaries, title=f"{outcome.task.name}: ranked by final test {outcome.task.target.metric} "
                          f"(lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, "
@@ -102,6 +117,8 @@ def compare_command(
         for key in ("shared hyperparameters", "budget", "time-to-target", "runs", "study"):
             console.print(f"{key}: {context[key]}", markup=False)
         console.print(f"wrote {files['report']}, {files['curves']} and {files['summary']}", markup=False)
+        for logger in tracking.loggers:
+            console.print(f"logged to {logger.where}", markup=False)
         console.print(f"full protocol (150 epochs, all data): {full_protocol_command(outcome)}", markup=False)
     failed = [r for r in outcome.results if r.status.value == "failed"]
     if len(failed) == len(outcome.results):

@@ -16,12 +16,24 @@ from typing import Annotated, Any
 
 import typer
 
-from optbench.cli.common import DEFAULT_STORE, check_count, check_lr, given_store, handle_errors
+from optbench.cli.common import (
+    DEFAULT_OUT,
+    DEFAULT_STORE,
+    LOG_HELP,
+    SAVE_WEIGHTS_HELP,
+    check_count,
+    check_lr,
+    given_store,
+    handle_errors,
+    warning_printer,
+)
 from optbench.cli.techniques import TechniqueOptions, technique_options
 from optbench.core.errors import ConfigError
 from optbench.study.reference import DEFAULT_TRAIN_SIZE, REFERENCE_TASK
 
 PREDICT_NPROC = "1,2,4,8,16,32,64,128,256,512"
+RUN_LOG_HELP = LOG_HELP.replace("Log every run live, per epoch", "Log the run when it ends (the distributed engines "
+                                 "report no epochs while they train)").replace("OUT/", f"{DEFAULT_OUT}/")
 STORE_HELP = f"Results database: SQLite file or SQLAlchemy URL (default: $OPTBENCH_STORE, else {DEFAULT_STORE})."
 
 
@@ -215,6 +227,9 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
         study: Annotated[str | None, typer.Option(help="Study name (default: distributed-<task>).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the summary only.")] = False,
+        log: Annotated[list[str] | None, typer.Option("--log", metavar="KIND[:WHERE]", help=RUN_LOG_HELP)] = None,
+        save_weights: Annotated[bool, typer.Option("--save-weights", help=SAVE_WEIGHTS_HELP + " Distributed runs "
+                                                   "store the trained weights (rank 0's model).")] = False,
         *,
         options: TechniqueOptions,
     ) -> None:
@@ -223,18 +238,29 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         from rich.console import Console
 
         from optbench.engine.distributed import run_distributed, run_under_torchrun, torchrun_nproc, under_torchrun
+        from optbench.tracking import open_tracking, parse_logs
 
+        logs = parse_logs(log)
         distributed = under_torchrun()
         workers = nproc if nproc is not None else (torchrun_nproc(mode) if distributed else 2)
         config, task_obj = build_config(task=task, mode=mode, nproc=workers, optimizer=optimizer, lr=lr,
                                         batch_size=batch_size, epochs=epochs, train_size=train_size, seed=seed,
                                         threads=threads, timeout=timeout, options=options)
+        weights = None
+        if save_weights:  # checked before anything runs; the run returns its final weights
+            from dataclasses import replace as _replace
+
+            from optbench.runs.weights import weights_for
+
+            weights = weights_for(given_store(store) or DEFAULT_STORE, saving=True)
+            config = _replace(config, keep_state=True)
         if distributed and os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 stores and prints
             run_under_torchrun(config)
             return
         console = Console(stderr=True, quiet=quiet)
         study_name = study or f"distributed-{task_obj.name}"
-        with _open(store) as db:
+        with open_tracking(logs, out=DEFAULT_OUT, study=study_name, warn=warning_printer()) as tracking, \
+                _open(store) as db:
             db.ensure_study(study_name, _study_config(config, "distributed"))
             console.print(f"[bold]optbench run[/] task={task_obj.name} mode={config.mode} nproc={config.nproc} "
                           f"optimizer={config.recipe.optimizer} {config.recipe.hyperparams} "
@@ -242,6 +268,11 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
             result = run_under_torchrun(config) if distributed else run_distributed(config)
             assert result is not None  # rank 0 always gets the result
             written = db.save_run(result.result, study=study_name)
+            if weights is not None and result.result.status.value == "finished" and result.final_state is not None:
+                weights.save(result.result.run_id, result.final_state)
+            tracking.complete([db.get_run(result.result.run_id) or result.result])  # the stored numbers
+            for logger in tracking.loggers:
+                console.print(f"logged to {logger.where}", markup=False)
         if not quiet:
             Console().print(_epoch_table(result))
         key, value, direction = _target(task_obj, target)

@@ -16,11 +16,14 @@ from rich.console import Console
 from optbench.cli.common import (
     DEFAULT_OUT,
     DEFAULT_STORE,
+    LOG_HELP,
+    SAVE_WEIGHTS_HELP,
     check_count,
     existing_store,
     given_store,
     handle_errors,
     stdout_console,
+    warning_printer,
 )
 
 
@@ -35,15 +38,28 @@ def run_command(
     checkpoints: Annotated[Path | None, typer.Option(
         "--checkpoints", metavar="DIR", help="Save per-epoch checkpoints in DIR: a killed run resumes from its "
                                              "last epoch (default: the file's execution section).")] = None,
+    log: Annotated[list[str] | None, typer.Option("--log", metavar="KIND[:WHERE]", help=LOG_HELP)] = None,
+    optuna_storage: Annotated[str | None, typer.Option(
+        "--optuna-storage", metavar="URL", help="Also write every search's trials, live, into this Optuna storage "
+                                                "(an SQLAlchemy URL, or 'store' for the results database) for "
+                                                "optuna-dashboard (default: the file's [search] optuna_storage, "
+                                                "else none).")] = None,
+    save_weights: Annotated[bool, typer.Option("--save-weights", help=SAVE_WEIGHTS_HELP.replace(
+        "next to a SQLite store (STORE.weights/)", "in the file's [execution] weights_dir (default STORE.weights/ "
+                                                   "next to a SQLite store)"))] = False,
 ) -> None:
     """Run (or resume) a study file: validate it (every problem at once, nothing written on bad input),
     run its protocol, print the protocol's tables, write the HTML report and OUT/protocol.md."""
     from optbench.report.protocols import protocol_rich_tables
     from optbench.study.config import load_study
     from optbench.study.runner import describe_plan, run_study, write_study_outputs
+    from optbench.tracking import chain, open_tracking, parse_logs
 
+    logs = parse_logs(log)
     check_count("--workers", workers)
     config = load_study(file)
+    if optuna_storage is not None:
+        config = config.with_optuna_storage(optuna_storage)
     console = Console(stderr=True, quiet=quiet, highlight=False)
     if dry_run:
         for line in describe_plan(config):
@@ -53,14 +69,19 @@ def run_command(
     store_url = chosen or str(out / "optbench.db")
     for line in describe_plan(config)[:6]:
         console.print(line, markup=False)
-    outcome = run_study(config, store_url, workers=workers, create_store_dir=chosen is None,
-                        on_event=None if quiet else _progress(console), checkpoint_dir=checkpoints)
-    files = write_study_outputs(outcome, store_url, out)
+    with open_tracking(logs, out=out, study=config.name, warn=warning_printer()) as tracking:
+        outcome = run_study(config, store_url, workers=workers, create_store_dir=chosen is None,
+                            on_event=chain(None if quiet else _progress(console), tracking.on_event),
+                            checkpoint_dir=checkpoints, save_weights=save_weights)
+        files = write_study_outputs(outcome, store_url, out)
+        tracking.complete(outcome.results, report=files["report"])
     stdout = stdout_console()
     for table in protocol_rich_tables(outcome.result):
         stdout.print(table)
     console.print(f"runs stored for study {config.name}: {len(outcome.results)} (at most {outcome.planned} planned)")
     console.print(f"wrote {files['report']} and {files['protocol']}")
+    for logger in tracking.loggers:
+        console.print(f"logged to {logger.where}", markup=False)
 
 
 def _progress(console: Console) -> Callable[[Any], None]:
@@ -101,7 +122,8 @@ def status_command(
         console.print(f"[bold]{s.study}[/] ({s.protocol}): {s.done}/{s.planned} runs done, "
                       f"{len(s.running)} running on {s.workers} worker(s), ETA {_eta(s)}")
         for claim in s.running:
-            console.print(f"  running {claim.run_id} on {claim.worker}@{claim.host} (pid {claim.pid}), "
+            worker = claim.worker
+            console.print(f"  running {claim.run_id} on {worker.name}@{worker.host} (pid {worker.pid}), "
                           f"heartbeat {claim.heartbeat_at:%Y-%m-%d %H:%M:%S}", markup=False)
         for run in s.problems:
             message = (run.error or "").splitlines()[0] if run.error else ""

@@ -16,6 +16,7 @@ from optbench.core.component import Component, ModelContext, RunContext, overrid
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Recipe, Task
 from optbench.engine.cost import OptimizerCost
+from optbench.engine.model_cost import measure_model
 from optbench.engine.step import TrainStep
 from optbench.optim import capabilities, create_optimizer, resolved_hyperparams
 from optbench.optim.partition import Partition, make_partition, partition_groups
@@ -97,12 +98,31 @@ class RunSetup:
     def records(self) -> dict[str, Any]:
         """What the run records about its optimizer in ``RunResult.environment``:
         ``optimizer_cost`` (:mod:`optbench.engine.cost`) and ``param_partition``
-        (:meth:`optbench.optim.partition.Partition.record`) when there is one."""
+        (:meth:`optbench.optim.partition.Partition.record`) when there is one; ``model_cost``
+        (:func:`optbench.engine.model_cost.measure_model`) when a component declares
+        ``measures_model`` (pruning, 2:4 sparsity, low rank) and has seen an input example: the model
+        measured is the one its ``model_to_measure`` returns (structured pruning: the physically
+        shrunk model; ``model_cost["shrunk"]`` says whether shrinking succeeded). A measurement that
+        fails records ``{"error": message}`` instead."""
         out: dict[str, Any] = {}
         if self.step.cost is not None:
             out["optimizer_cost"] = self.step.cost.record()
         if self.partition is not None:
             out["param_partition"] = self.partition.record()
+        measuring = [c for c in self.components if getattr(c, "measures_model", False)]
+        example = next((c.example_input for c in measuring if getattr(c, "example_input", None) is not None), None)
+        if example is not None:
+            try:
+                model = self.model
+                for c in measuring:
+                    model = c.model_to_measure(model)
+                cost = measure_model(model, example)
+                for c in measuring:
+                    if hasattr(c, "shrunk"):
+                        cost["shrunk"] = c.shrunk
+                out["model_cost"] = cost
+            except Exception as exc:  # a measurement never fails the finished run
+                out["model_cost"] = {"error": f"{type(exc).__name__}: {exc}"}
         return out
 
     @property

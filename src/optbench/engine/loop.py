@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from optbench.core.spec import EpochRecord, Recipe, RunResult, RunStatus, Split, Task, TaskData, default_device, run_id
 from optbench.engine.data import memory_format, ordered_batches, shuffled_batches, to_device
@@ -29,6 +29,18 @@ if TYPE_CHECKING:
     from optbench.engine.checkpoint import Checkpointer
 
 EpochCallback = Callable[[EpochRecord], None]
+
+
+class Weights(Protocol):
+    """Stored final weights of runs by run id (:class:`optbench.runs.weights.WeightsDir`): ``load``
+    for components that start from or learn from another run, ``save`` of a finished run's final
+    weights when ``saving`` is on."""
+
+    saving: bool
+
+    def load(self, run_id: str) -> Mapping[str, Tensor]: ...
+
+    def save(self, run_id: str, state_dict: Mapping[str, Tensor]) -> object: ...
 
 
 class Pruned(Exception):  # noqa: N818 - the field's word (Optuna: TrialPruned)
@@ -69,7 +81,8 @@ def evaluate(model: nn.Module, task: Task, split: Split, prefix: str) -> dict[st
 
 
 def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torch.device, result: RunResult,
-             checkpoint: Checkpointer | None) -> tuple[RunSetup, torch.Generator, int, bool]:
+             checkpoint: Checkpointer | None, load_weights: Callable[[str], Mapping[str, Tensor]] | None = None
+             ) -> tuple[RunSetup, torch.Generator, int, bool]:
     """Seed and build the run, then restore its checkpoint when there is a usable one.
 
     Returns ``(setup, data-order generator, last epoch done, stopped)``; ``(.., 0, False)`` for a
@@ -88,7 +101,8 @@ def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torc
         model = task.make_model().to(device, memory_format=memory_format(data))
         setup = build_run(task, replace(recipe, batch_size=batch_size), model, device=device,
                           generator=torch.Generator().manual_seed(seed + 1), engine="single",
-                          batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed)
+                          batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed,
+                          load_weights=load_weights)
         if "lr" in setup.hyperparams and overriding(setup.components, "adjust_hyperparams"):
             result.hyperparams["lr"] = float(setup.lr())  # record the learning rate a component chose
         if state is None or checkpoint is None:
@@ -118,7 +132,8 @@ def _train_epoch(setup: RunSetup, task: Task, split: Split, generator: torch.Gen
 
 
 def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torch.device | None = None,
-          on_epoch: EpochCallback | None = None, checkpoint: Checkpointer | None = None) -> RunResult:
+          on_epoch: EpochCallback | None = None, checkpoint: Checkpointer | None = None,
+          weights: Weights | None = None) -> RunResult:
     """Train ``task``'s model with ``recipe`` from ``seed`` and measure every epoch.
 
     Per epoch: train loss/metrics (averaged over the epoch's steps, always the task's own
@@ -157,6 +172,12 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
         on_epoch: called with each :class:`EpochRecord` as soon as it is measured; it may raise
             :class:`Pruned` to end the run there (status ``pruned``).
         checkpoint: save (and resume from) per-epoch checkpoints of this run; None: none.
+        weights: stored final weights of runs: components that start from or learn from another run
+            load through it (``init_from``, ``lwf``, ``ewc``); with ``weights.saving`` a finished run
+            saves the weights of the model it evaluated at its end under its run id (what
+            ``RunSetup.eval_model`` returns: the averaged iterate x of a schedule-free optimizer, the
+            EMA/SWA weights when those are on, else the trained weights). A save that fails fails
+            the run. None: no access to stored weights.
 
     Returns:
         the :class:`RunResult` (never raises for a failing run).
@@ -172,7 +193,8 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
         try:
             result.hyperparams = resolved_hyperparams(recipe.optimizer, **recipe.hyperparams)
             data = to_device(data, device, memory_format(data))
-            setup, generator, done, stopped = _prepare(task, data, recipe, seed, device, result, checkpoint)
+            setup, generator, done, stopped = _prepare(task, data, recipe, seed, device, result, checkpoint,
+                                                       None if weights is None else weights.load)
             check_every = 32 if device.type == "cpu" else 64  # each check is a host sync
             batch_size = len(data.train) if setup.step.caps.full_batch_only else recipe.batch_size
             last = done if stopped else recipe.epochs  # a run restored after its last epoch trains no more
@@ -208,6 +230,9 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
                 if stop:
                     break
             result.environment.update(setup.records())  # optimizer cost and parameter partition
+            if weights is not None and weights.saving:  # the final evaluated weights, for later runs
+                final = setup.eval_model(lambda: (x for x, _ in ordered_batches(data.train, EVAL_BATCH_SIZE)))
+                weights.save(result.run_id, final.state_dict())
         except Diverged as exc:
             result.status, result.error = RunStatus.DIVERGED, f"{exc} in epoch {len(result.epochs) + 1}"
         except Pruned as exc:
@@ -233,4 +258,4 @@ def _save(checkpoint: Checkpointer, setup: RunSetup, result: RunResult, generato
         checkpoint.warn_ignored(f"it cannot be written ({exc})", then="the run goes on without it")
 
 
-__all__ = ["EVAL_BATCH_SIZE", "EpochCallback", "Pruned", "evaluate", "train"]
+__all__ = ["EVAL_BATCH_SIZE", "EpochCallback", "Pruned", "Weights", "evaluate", "train"]

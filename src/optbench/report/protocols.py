@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from optbench.analysis.continual import ContinualResult
 from optbench.analysis.protocols import (
     AlgoperfResult,
     CrowdedValleyResult,
@@ -147,8 +148,14 @@ def _search(result: SearchResult) -> list[ProtocolTable]:
     return out
 
 
+def _continual(r: ContinualResult) -> list[ProtocolTable]:
+    headers, rows, notes = r.table()
+    return [ProtocolTable(f"continual learning over {len(r.tasks)} tasks", tuple(headers),
+                          tuple(tuple(row) for row in rows), tuple(notes))]
+
+
 _RENDERERS = {Seed004Result: _seed004, DeepobsResult: _deepobs, CrowdedValleyResult: _crowded_valley,
-              AlgoperfResult: _algoperf, SearchResult: _search}
+              AlgoperfResult: _algoperf, SearchResult: _search, ContinualResult: _continual}
 
 
 def protocol_tables(result: Any) -> list[ProtocolTable]:

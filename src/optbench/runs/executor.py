@@ -9,6 +9,10 @@
   at once (same host, process gone) and redo those runs from their start, or, with per-epoch
   checkpoints on (``checkpoint_dir``), from their last finished epoch. Runs are deterministic
   on CPU for a given thread count, so the final numbers equal an uninterrupted study's.
+* Stored weights (``weights``, :class:`optbench.runs.weights.WeightsDir`): runs that start from or
+  learn from another run (``init_from``, ``lwf``, ``ewc``) load its final weights there, and with
+  ``weights.saving`` every finished run saves its own. A plan naming a run whose weights are not
+  stored is refused before anything runs.
 * :func:`execute_plan` runs every not-completed run of a plan exactly once (a run that fails is
   not retried within the same call) and waits for runs that live workers elsewhere execute.
 
@@ -43,6 +47,7 @@ from optbench.core.urls import passwords, redact_text
 from optbench.engine.checkpoint import Checkpointer
 from optbench.runs.plan import RunSpec
 from optbench.runs.store import Store, WorkerId, open_store
+from optbench.runs.weights import WeightsDir, check_available
 
 HEARTBEAT_S = 30.0
 """Seconds between heartbeats of a running claim (besides one per epoch); well below the
@@ -124,9 +129,10 @@ class RunContext:
         return self.datasets[ref]
 
     def run(self, spec: RunSpec, device: torch.device, emit: Callable[[EpochRecord], None],
-            checkpoint: Checkpointer | None = None) -> RunResult:
+            checkpoint: Checkpointer | None = None, weights: WeightsDir | None = None) -> RunResult:
         """Train ``spec`` on ``device``; ``emit`` gets each epoch record (and may raise ``Pruned``);
-        ``checkpoint``: per-epoch checkpoints of the run (resumed from when one exists).
+        ``checkpoint``: per-epoch checkpoints of the run (resumed from when one exists); ``weights``:
+        stored final weights of runs (loaded from; saved to when ``weights.saving``).
 
         Raises:
             ConfigError: ``spec.task`` is not the name of the task ``spec.task_ref`` builds (the
@@ -138,7 +144,8 @@ class RunContext:
         if task.name != spec.task:
             raise ConfigError("task", spec.task, f"the name of the task {spec.task_ref!r} builds: {task.name!r}")
         data = split_data(self.dataset(spec.task_ref), task.valid_size, spec.seed, spec.recipe.train_size)
-        return train(task, data, spec.recipe, spec.seed, device=device, on_epoch=emit, checkpoint=checkpoint)
+        return train(task, data, spec.recipe, spec.seed, device=device, on_epoch=emit, checkpoint=checkpoint,
+                     weights=weights)
 
 
 class _Heartbeat:
@@ -180,11 +187,15 @@ class Worker:
             checkpoint when one is there; the file is deleted once the result is stored.
         parent_pid: in a worker process, the pid of the study process that started it: once that
             process is gone, the worker exits before claiming another run. None: no such check.
+        weights: stored final weights of runs (:class:`~optbench.runs.weights.WeightsDir`): loaded
+            by runs that start from or learn from another run, saved by every finished run when
+            ``weights.saving``. None: no access to stored weights.
     """
 
     def __init__(self, store: Store, study: str, *, device: torch.device | None = None, index: int = 0,
                  emit: EventCallback | None = None, context: RunContext | None = None,
-                 checkpoint_dir: str | Path | None = None, parent_pid: int | None = None) -> None:
+                 checkpoint_dir: str | Path | None = None, parent_pid: int | None = None,
+                 weights: WeightsDir | None = None) -> None:
         self.store = store
         self.study = study
         self.device = device or default_device()
@@ -194,6 +205,7 @@ class Worker:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.id = WorkerId.current(f"w{index}")
         self.parent_pid = parent_pid
+        self.weights = weights
 
     def try_run(self, spec: RunSpec, *, on_epoch: Callable[[EpochRecord], None] | None = None,
                 accept_pruned: bool = False, annotate: Mapping[str, Any] | None = None,
@@ -243,7 +255,7 @@ class Worker:
                     on_epoch(record)
 
             with _Heartbeat(self.store, rid, self.id, HEARTBEAT_S):
-                result = self.context.run(spec, self.device, epoch_done, checkpoint)
+                result = self.context.run(spec, self.device, epoch_done, checkpoint, self.weights)
             result.environment["worker"] = {"name": self.id.name, "host": self.id.host, "pid": self.id.pid}
             result.environment.update(annotate or {})
             written = self.store.save_run(result, study=self.study, started_at=started_at, release=self.id)
@@ -275,14 +287,15 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _worker_main(target: Callable[[Worker, Any], None], payload: Any, store_url: str, study: str, index: int,
-                 threads: int, device: str, events: Any, parent_pid: int, checkpoint_dir: Path | None) -> None:
+                 threads: int, device: str, events: Any, parent_pid: int, checkpoint_dir: Path | None,
+                 weights: WeightsDir | None = None) -> None:
     _watch_parent(parent_pid)
     torch.set_num_threads(threads)
     try:
         with open_store(store_url) as store:
             worker = Worker(store, study, device=torch.device(device), index=index,
                             emit=lambda event: events.put(("event", index, event)), checkpoint_dir=checkpoint_dir,
-                            parent_pid=parent_pid)
+                            parent_pid=parent_pid, weights=weights)
             target(worker, payload)
     except BaseException as exc:  # noqa: BLE001 - reported to the caller, which stops the study
         message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
@@ -293,7 +306,8 @@ def _worker_main(target: Callable[[Worker, Any], None], payload: Any, store_url:
 
 def run_workers(target: Callable[[Worker, Any], None], payload: Any, *, store_url: str, study: str,
                 workers: int = 1, device: torch.device | None = None, on_event: EventCallback | None = None,
-                context: RunContext | None = None, checkpoint_dir: str | Path | None = None) -> None:
+                context: RunContext | None = None, checkpoint_dir: str | Path | None = None,
+                weights: WeightsDir | None = None) -> None:
     """Call ``target(worker, payload)`` in ``workers`` workers on this machine and wait for all.
 
     Args:
@@ -309,6 +323,7 @@ def run_workers(target: Callable[[Worker, Any], None], payload: Any, *, store_ur
         on_event: receives every worker's events, in this (the calling) process.
         context: task/data cache reused when ``workers == 1``.
         checkpoint_dir: every worker's ``checkpoint_dir`` (see :class:`Worker`); None: no checkpoints.
+        weights: every worker's stored weights (see :class:`Worker`); None: none.
 
     Raises:
         OptbenchError: when a worker raises (with its message) or dies; the other workers are
@@ -320,14 +335,14 @@ def run_workers(target: Callable[[Worker, Any], None], payload: Any, *, store_ur
     if workers <= 1:
         with open_store(store_url) as store:
             target(Worker(store, study, device=device, index=0, emit=emit, context=context,
-                          checkpoint_dir=checkpoint_dir), payload)
+                          checkpoint_dir=checkpoint_dir, weights=weights), payload)
         return
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     threads = max(1, torch.get_num_threads() // workers)
     procs = [ctx.Process(target=_worker_main, name=f"optbench-w{i}", daemon=True,
                          args=(target, payload, store_url, study, i, threads, str(device), events, os.getpid(),
-                               checkpoint_dir))
+                               checkpoint_dir, weights))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -390,7 +405,7 @@ def _plan_target(worker: Worker, payload: _PlanPayload) -> None:
 def execute_plan(store_url: str, study: str, specs: Sequence[RunSpec], *, workers: int = 1,
                  device: torch.device | None = None, on_event: EventCallback | None = None,
                  accept_pruned: bool = False, context: RunContext | None = None,
-                 checkpoint_dir: str | Path | None = None) -> list[RunResult]:
+                 checkpoint_dir: str | Path | None = None, weights: WeightsDir | None = None) -> list[RunResult]:
     """Run (or resume) a plan: every spec not completed in the store, exactly once.
 
     Links ``specs`` to ``study`` (which the caller created with :meth:`Store.ensure_study`),
@@ -412,12 +427,16 @@ def execute_plan(store_url: str, study: str, specs: Sequence[RunSpec], *, worker
         checkpoint_dir: save per-epoch checkpoints of every run in ``<checkpoint_dir>/<run_id>.pt``
             (created when missing); a run interrupted (e.g. by SIGKILL) continues from its last
             finished epoch at the next call. None (default): no checkpoints.
+        weights: stored final weights of runs (:class:`~optbench.runs.weights.WeightsDir`): loaded
+            by runs that start from or learn from another run, saved by every finished run when
+            ``weights.saving``. None (default): no access to stored weights.
 
     Returns:
         the stored result of every spec, in plan order.
 
     Raises:
-        ConfigError: the study does not exist or the store cannot be opened.
+        ConfigError: the study does not exist or the store cannot be opened; a run of the plan
+            starts from or learns from a run whose weights are not stored (before anything runs).
         OptbenchError: a worker could not set up a run (e.g. data unavailable) or died.
     """
     specs = list(specs)
@@ -439,10 +458,11 @@ def execute_plan(store_url: str, study: str, specs: Sequence[RunSpec], *, worker
             if spec.run_id in before:
                 forward(RunDone(spec, before[spec.run_id], -1, True))
         pending = tuple(s for s in specs if s.run_id not in done)
+        check_weights(pending, weights)
         if pending:
             run_workers(_plan_target, _PlanPayload(pending, accept_pruned, since), store_url=str(store_url),
                         study=study, workers=min(workers, len(pending)), device=device, on_event=forward,
-                        context=context, checkpoint_dir=checkpoint_dir)
+                        context=context, checkpoint_dir=checkpoint_dir, weights=weights)
         results = store.get_runs(ids)
     missing = [i for i in ids if i not in results]
     if missing:
@@ -453,5 +473,15 @@ def execute_plan(store_url: str, study: str, specs: Sequence[RunSpec], *, worker
     return [results[i] for i in ids]
 
 
+def check_weights(specs: Sequence[RunSpec], weights: WeightsDir | None) -> None:
+    """Refuse, before anything runs, specs that start from or learn from a run whose final weights
+    are not stored in ``weights`` (or when there is no weights directory at all).
+
+    Raises:
+        ConfigError: (one line) naming the first such run id.
+    """
+    check_available((spec.recipe for spec in specs), weights)
+
+
 __all__ = ["HEARTBEAT_S", "EpochDone", "Event", "EventCallback", "RunContext", "RunDone", "RunStarted",
-           "Worker", "execute_plan", "run_workers"]
+           "Worker", "check_weights", "execute_plan", "run_workers"]

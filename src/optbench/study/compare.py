@@ -223,7 +223,8 @@ def metric_directions(task: Task) -> dict:
 def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.device | None = None,
                 on_event: EventCallback | None = None,
                 on_result: Callable[[RunResult, bool], None] | None = None,
-                create_store_dir: bool = False) -> CompareOutcome:
+                create_store_dir: bool = False, save_weights: bool = False,
+                weights_dir: str | Path | None = None) -> CompareOutcome:
     """Run (or resume) a comparison and return its runs, in plan order.
 
     Everything is validated before anything is written: names, numbers, the data (fetched if
@@ -239,6 +240,10 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
         on_event: progress events (run started, epoch done).
         on_result: called with ``(result, skipped)`` for every run, finished before or now.
         create_store_dir: create the store file's directory (after validation) if missing.
+        save_weights: store every finished run's final weights in ``weights_dir`` (default
+            ``<store>.weights`` next to a SQLite store); runs that start from or learn from stored
+            runs (``init_from``, ``lwf``, ``ewc``) load them from there either way
+            (:mod:`optbench.runs.weights`).
 
     Raises:
         ConfigError / UnknownNameError: bad input (nothing written).
@@ -246,12 +251,15 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
     """
     from optbench.engine.validate import canonical_recipe
     from optbench.runs.store import open_store
+    from optbench.runs.weights import check_available, weights_for
 
     task = validate(config)
+    weights = weights_for(store_path, weights_dir, saving=save_weights)
     context = RunContext()
     context.tasks[config.task] = task
     dataset = context.dataset(config.task)  # fetches and checks the data before anything is stored
     config = resolve_train_size(config, task, len(dataset.train))
+    check_available(config.recipes(), weights)  # stored runs named by techniques, before anything is written
     specs = plan_runs(config.task, task.name, [canonical_recipe(r) for r in config.recipes()], range(config.seeds))
     study = config.study_name(task.name)
     if create_store_dir:
@@ -269,7 +277,7 @@ def run_compare(config: CompareConfig, store_path: str | Path, *, device: torch.
             on_event(event)
 
     results = execute_plan(str(store_path), study, specs, workers=config.workers, device=device, on_event=handle,
-                           context=context)
+                           context=context, weights=weights)
     return CompareOutcome(study=study, task=task, config=config, results=results,
                           executed=counts[False], skipped=counts[True])
 

@@ -25,6 +25,8 @@ File layout (every section but ``[study]`` and ``[[recipes]]`` is optional)::
     sampler = "tpe"              # search only; the other protocols fix their sampler
     pruner = "asha"
     seed = 0
+    optuna_storage = "sqlite:///optuna.db"   # optional: also write the trials there, live, for
+                                             # optuna-dashboard ("store": the results database)
     [search.space]
     "hyperparams.lr" = { low = 1e-5, high = 1e-1, log = true }
     [protocol]                   # protocol options, validated per protocol
@@ -33,6 +35,9 @@ File layout (every section but ``[study]`` and ``[[recipes]]`` is optional)::
     checkpoints = true           # per-epoch checkpoints: an interrupted run resumes from its last epoch
     checkpoint_dir = "ckpt"      # default: "<store>.checkpoints" next to a SQLite store; alone, it turns
                                  # checkpoints on
+    save_weights = true          # store every finished run's final weights (for init_from, lwf, ewc)
+    weights_dir = "weights"      # default: "<store>.weights" next to a SQLite store; runs load stored
+                                 # weights from it whenever it is known; saving needs save_weights
 
 A recipe's ``techniques`` is an ordered list (``optbench list techniques``), each item a string
 ``NAME`` or ``NAME:key=value,key=value`` or a table ``{ name = "...", params = { ... } }``; a
@@ -66,8 +71,8 @@ from optbench.study.protocols import Reporter, protocols
 TOP_KEYS = ("study", "budget", "defaults", "recipes", "search", "protocol", "execution")
 STUDY_KEYS = ("name", "protocol", "tasks", "seeds", "target", "description")
 BUDGET_KEYS = ("epochs", "train_size", "seconds", "trials")
-SEARCH_KEYS = ("sampler", "pruner", "seed", "grid_points", "space")
-EXECUTION_KEYS = ("checkpoints", "checkpoint_dir")
+SEARCH_KEYS = ("sampler", "pruner", "seed", "grid_points", "space", "optuna_storage")
+EXECUTION_KEYS = ("checkpoints", "checkpoint_dir", "save_weights", "weights_dir")
 #: Recipe fields owned by [budget] (the same for every recipe of a study: the fairness rule).
 BUDGET_FIELDS = ("epochs", "train_size", "max_train_seconds")
 #: Recipe fields a recipe table (or [defaults]) may set.
@@ -157,6 +162,17 @@ def _parse_execution(table: Mapping[str, Any], p: _Collector) -> ExecutionConfig
             out = replace(out, checkpoints=table["checkpoints"])
         else:
             p.add("execution.checkpoints", f"true or false, got {table['checkpoints']!r}")
+    weights_dir = table.get("weights_dir")
+    if weights_dir is not None:
+        if isinstance(weights_dir, str) and weights_dir.strip() and not Path(weights_dir).is_file():
+            out = replace(out, weights_dir=weights_dir)
+        else:
+            p.add("execution.weights_dir", f"a directory path (not a file), got {weights_dir!r}")
+    if "save_weights" in table:
+        if isinstance(table["save_weights"], bool):
+            out = replace(out, save_weights=table["save_weights"])
+        else:
+            p.add("execution.save_weights", f"true or false, got {table['save_weights']!r}")
     return out
 
 
@@ -332,6 +348,13 @@ def _parse_search(data: Mapping[str, Any], p: _Collector) -> tuple[SearchSetting
             settings = replace(settings, grid_points=table["grid_points"])
         else:
             p.add("search.grid_points", f"an integer >= 1, got {table['grid_points']!r}")
+    if "optuna_storage" in table:
+        from optbench.search.storage import ALLOWED, check_storage
+
+        try:
+            settings = replace(settings, optuna_storage=check_storage(table["optuna_storage"]))
+        except ConfigError:
+            p.add("search.optuna_storage", f"{ALLOWED}, got {table['optuna_storage']!r}")
     space = table.get("space", {})
     if not isinstance(space, Mapping):
         p.add("search.space", f"a table of parameter ranges, got {space!r}")

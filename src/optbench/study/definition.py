@@ -44,10 +44,30 @@ class ExecutionConfig:
             default true when ``checkpoint_dir`` is given, else false).
         checkpoint_dir: where (relative paths: to the current directory); None: ``<store>.checkpoints``
             next to a SQLite store (required for a PostgreSQL store).
+        save_weights: store every finished run's final weights (:mod:`optbench.runs.weights`), so
+            that later runs can start from or learn from them (``init_from``, ``lwf``, ``ewc``).
+        weights_dir: the weights directory; None: ``<store>.weights`` next to a SQLite store
+            (required for a PostgreSQL store). Runs load stored weights from it whenever it is known;
+            they save there only with ``save_weights``.
     """
 
     checkpoints: bool = False
     checkpoint_dir: str | None = None
+    save_weights: bool = False
+    weights_dir: str | None = None
+
+    def weights(self, store: str | Path, *, save: bool = False, directory: str | Path | None = None) -> Any:
+        """The :class:`~optbench.runs.weights.WeightsDir` of runs stored in ``store`` (None when there is
+        no directory: a PostgreSQL store without ``weights_dir``), saving when ``save_weights`` or
+        ``save``; ``directory`` overrides ``weights_dir``.
+
+        Raises:
+            ConfigError: saving without a directory, or a directory that is a file.
+        """
+        from optbench.runs.weights import weights_for
+
+        chosen = directory if directory is not None else self.weights_dir
+        return weights_for(store, chosen, saving=self.save_weights or save)
 
     def directory(self, store: str | Path) -> Path | None:
         """The checkpoint directory for results in ``store`` (None when checkpoints are off).
@@ -79,6 +99,10 @@ class SearchSettings:
         grid_points: points per parameter of the ``grid`` sampler (None: its default).
         space: the parsed ``optbench.search.SearchSpace`` (None when not parsed).
         space_table: ``[search.space]`` as written (stored with the study).
+        optuna_storage: also write every search's trials into this Optuna RDB storage (an
+            SQLAlchemy URL, or ``"store"`` for the results database) for ``optuna-dashboard``;
+            None: not (:mod:`optbench.search.storage`). How runs are recorded, never what they
+            compute: not stored with the study.
     """
 
     sampler: str = "tpe"
@@ -87,13 +111,16 @@ class SearchSettings:
     grid_points: int | None = None
     space: Any = None
     space_table: Mapping[str, Any] = field(default_factory=dict)
+    optuna_storage: str | None = field(default=None, repr=False)  # a URL may hold a password
 
     def search_config(self, *, n_trials: int, objective: str, direction: Any, sampler: str | None = None,
                       pruner: str | None = None, seed: int | None = None) -> Any:
         """The ``optbench.search.SearchConfig`` of one search (``objective`` is a validation metric key)."""
         from optbench.search import SearchConfig
 
-        extra = {} if self.grid_points is None else {"grid_points": self.grid_points}
+        extra: dict[str, Any] = {} if self.grid_points is None else {"grid_points": self.grid_points}
+        if self.optuna_storage is not None:
+            extra["optuna_storage"] = self.optuna_storage
         return SearchConfig(space=self.space, sampler=sampler or self.sampler, pruner=pruner or self.pruner,
                             n_trials=n_trials, seed=self.seed if seed is None else seed, objective=objective,
                             direction=direction, **extra)
@@ -139,6 +166,20 @@ class StudyConfig:
         """
         budget = replace(self.budget, **changes)
         return replace(self, budget=budget, recipes=tuple(budget.apply(r) for r in self.recipes))
+
+    def with_optuna_storage(self, url: str) -> StudyConfig:
+        """A copy whose searches also write their trials into the Optuna RDB storage ``url`` (an
+        SQLAlchemy URL or ``"store"``; ``optbench study run --optuna-storage``).
+
+        Raises:
+            ConfigError: (field ``--optuna-storage``) a study without searches, or another value.
+        """
+        from optbench.search.storage import check_storage
+
+        if self.search is None:
+            raise ConfigError("--optuna-storage", url, "a study with a [search] section (protocols search, "
+                                                       "crowded-valley, algoperf-lite)")
+        return replace(self, search=replace(self.search, optuna_storage=check_storage(url, "--optuna-storage")))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (stored with the study in the results database)."""

@@ -91,7 +91,8 @@ def check_data(config: StudyConfig, context: StudyContext) -> None:
 
 def run_study(config: StudyConfig, store: str | Path, *, workers: int = 1, device: torch.device | None = None,
               on_event: Callable[[Any], None] | None = None, create_store_dir: bool = False,
-              context: StudyContext | None = None, checkpoint_dir: str | Path | None = None) -> StudyOutcome:
+              context: StudyContext | None = None, checkpoint_dir: str | Path | None = None,
+              save_weights: bool = False, weights_dir: str | Path | None = None) -> StudyOutcome:
     """Run (or resume) ``config`` with the results in ``store``.
 
     Validated before anything is written (names, data, training-set size, store path).
@@ -105,13 +106,20 @@ def run_study(config: StudyConfig, store: str | Path, *, workers: int = 1, devic
         checkpoint_dir: save per-epoch checkpoints there (overrides ``config.execution``; by
             default its ``[execution]`` section decides: off, or ``<store>.checkpoints``). An
             interrupted run then continues from its last finished epoch when the study is run again.
+        save_weights / weights_dir: store every finished run's final weights (or the file's
+            ``[execution] save_weights``) in ``weights_dir`` (default: the file's ``weights_dir``, else
+            ``<store>.weights`` next to a SQLite store); runs that start from or learn from stored
+            runs load them from there (:mod:`optbench.runs.weights`).
 
     Raises:
         ConfigProblems: every problem of ``config``.
         ConfigError: a bad worker count, train size or store path; checkpoints on without a
-            ``checkpoint_dir`` for a store that is not a SQLite file.
+            ``checkpoint_dir`` for a store that is not a SQLite file; a run named by ``init_from``,
+            ``lwf`` or ``ewc`` without stored weights, or saving weights without a directory (all
+            before anything is written).
     """
     from optbench.runs.store import open_store
+    from optbench.runs.weights import check_available
 
     problems = validate_study(config)
     if problems:
@@ -119,7 +127,10 @@ def run_study(config: StudyConfig, store: str | Path, *, workers: int = 1, devic
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError("--workers", workers, "an integer >= 1")
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else config.execution.directory(store)
-    context = context or StudyContext(str(store), config.name, workers, device, on_event, checkpoint_dir=directory)
+    weights = config.execution.weights(store, save=save_weights, directory=weights_dir)
+    check_available(config.recipes, weights)
+    context = context or StudyContext(str(store), config.name, workers, device, on_event, checkpoint_dir=directory,
+                                      weights=weights)
     check_data(config, context)
     if create_store_dir and "://" not in str(store):
         Path(store).parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ _CATALOGUE = {
     "sequence": ("mnist1d_logreg", "mnist1d_gru"),
     "language": ("shakespeare_char_lstm", "shakespeare_char_transformer", "brown_word_lstm"),
     "synthetic": ("quadratic_deep", "logreg_convex"),
+    "split": ("split_mnist", "split_fmnist", "split_mnist1d", "split_digits"),
     "imagenet": ("synthetic_imagenet_resnet50", "synthetic_imagenet_resnet152", "synthetic_imagenet_vgg16",
                  "synthetic_imagenet_vgg19", "synthetic_imagenet_inception_v4"),
 }

@@ -60,7 +60,7 @@ class ProtocolSpec:
 
 protocols: Registry[ProtocolSpec] = Registry("protocol")
 for _name, _module in (("seed004", "seed004"), ("deepobs", "deepobs"), ("crowded-valley", "crowded_valley"),
-                       ("algoperf-lite", "algoperf"), ("search", "optuna_search")):
+                       ("algoperf-lite", "algoperf"), ("search", "optuna_search"), ("continual", "continual")):
     protocols.register(_name, lazy=f"optbench.study.protocols.{_module}:PROTOCOL")
 del _name, _module
 for _alias, _target in (("crowded_valley", "crowded-valley"), ("algoperf_lite", "algoperf-lite"),
@@ -84,6 +84,8 @@ class StudyContext:
         on_event: progress events of the executor.
         checkpoint_dir: where fixed runs save per-epoch checkpoints (None: no checkpoints);
             tuning searches run without (their trials are short; Optuna's bookkeeping is the store).
+        weights: stored final weights of runs (:class:`optbench.runs.weights.WeightsDir`) that
+            fixed runs load from and, when it is saving, save to; None: no access.
     """
 
     store_url: str = field(repr=False)  # may hold a password: never in a repr
@@ -92,6 +94,7 @@ class StudyContext:
     device: torch.device | None = None
     on_event: Callable[[Any], None] | None = None
     checkpoint_dir: Path | None = None
+    weights: Any = None
     tasks: dict[str, Task] = field(default_factory=dict)
 
     def task(self, ref: str) -> Task:
@@ -108,7 +111,7 @@ class StudyContext:
 
         return executor.execute_plan(self.store_url, self.study, list(specs), workers=self.workers,
                                      device=self.device, on_event=self.on_event,
-                                     checkpoint_dir=self.checkpoint_dir)
+                                     checkpoint_dir=self.checkpoint_dir, weights=self.weights)
 
     def search(self, task_ref: str, base: Recipe, config: Any, *, run_seed: int) -> Any:
         """Run (or resume) an Optuna search of ``base`` with ``config`` (an
