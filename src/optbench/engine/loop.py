@@ -232,7 +232,10 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
             result.environment.update(setup.records())  # optimizer cost and parameter partition
             if weights is not None and weights.saving:  # the final evaluated weights, for later runs
                 final = setup.eval_model(lambda: (x for x, _ in ordered_batches(data.train, EVAL_BATCH_SIZE)))
-                weights.save(result.run_id, final.state_dict())
+                state = final.state_dict()
+                if not all(isinstance(v, torch.Tensor) for v in state.values()):
+                    state = setup.model.state_dict()  # a converted (int8) model: store the trained float weights
+                weights.save(result.run_id, state)
         except Diverged as exc:
             result.status, result.error = RunStatus.DIVERGED, f"{exc} in epoch {len(result.epochs) + 1}"
         except Pruned as exc:
