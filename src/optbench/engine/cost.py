@@ -106,15 +106,16 @@ class OptimizerCost:
             self.seconds.append(elapsed)
 
     def record(self) -> dict[str, Any]:
-        """The JSON-ready record (keys in the module docstring); NaN times before two steps."""
+        """The JSON-ready record (keys in the module docstring); times None before two steps (PostgreSQL's
+        JSON has no NaN)."""
         numel = max(trained_numel(self.optimizer), 1)
-        median = statistics.median(self.seconds) if self.seconds else float("nan")
+        median = statistics.median(self.seconds) if self.seconds else None  # None, not NaN: JSON stores
         first = self.first_state_bytes if self.first_state_bytes is not None else state_bytes(self.optimizer)
         return {
             "state_bytes_per_param": first / numel,
             "state_bytes_per_param_final": state_bytes(self.optimizer) / numel,
-            "step_us_median": median * 1e6,
-            "step_ns_per_param": median * 1e9 / numel,
+            "step_us_median": None if median is None else median * 1e6,
+            "step_ns_per_param": None if median is None else median * 1e9 / numel,
             "timed_steps": len(self.seconds),
             "trained_parameters": numel,
             "includes_closure": self.includes_closure,
