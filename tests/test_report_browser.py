@@ -103,7 +103,7 @@ def test_report_renders_in_chromium(tmp_path, browser):
                 resources: performance.getEntriesByType('resource').map(e => e.name),
                 text: document.body.innerText.length};""", "args": []})["value"]
     assert state["ready"] == "complete"
-    assert len(state["images"]) == 3  # curves vs epoch, vs seconds, schedule
+    assert len(state["images"]) == 5  # curves vs epoch, vs seconds, schedule, accuracy vs step time and vs state memory
     assert all(complete and width > 0 for complete, width, _ in state["images"]), state["images"]
     for table in ("summary", "environment", "failures", "ranking_digits_mlp"):
         assert f"table-{table}" in state["tables"]
