@@ -54,6 +54,7 @@ EXAMPLES: dict[str, str] = {
     "ptq_dynamic": "ptq_dynamic",
     "freeze": "freeze:layers=^0\\.",
     "discriminative_lr": "discriminative_lr:factor=2.6",
+    "model_cost": "model_cost",
 }
 
 #: Techniques without a parity case, and why: they start from or learn from a stored run's weights,
@@ -133,14 +134,21 @@ def test_every_technique_has_a_parity_case():
 def test_technique_gives_the_same_numbers_in_every_engine(name):
     recipe = _recipe(EXAMPLES[name])
     single = _single("digits_images", recipe)
-    assert single.epochs[-1].metrics != _single("digits_images", _recipe()).epochs[-1].metrics or name in (
-        "early_stopping", "swa"), f"{name} changed nothing"  # those two act on the epochs, checked below
+    plain = _single("digits_images", _recipe()).epochs[-1].metrics
+    if name == "model_cost":  # a measurement: training unchanged, the trained model measured
+        assert single.epochs[-1].metrics == plain and single.environment["model_cost"]["parameters"] > 0
+    else:
+        assert single.epochs[-1].metrics != plain or name in ("early_stopping", "swa"), \
+            f"{name} changed nothing"  # those two act on the epochs, checked below
     from optbench.techniques.registry import engines_of
 
     for mode in ("ddp", "ps-sync"):
         if mode.partition("-")[0] not in engines_of(name):
             continue  # refused there before anything starts (tests/test_engine_parity's engine check)
-        _assert_same_epochs(single, _distributed("digits_images", recipe, mode).result, f"{name} {mode}")
+        other = _distributed("digits_images", recipe, mode).result
+        _assert_same_epochs(single, other, f"{name} {mode}")
+        if "model_cost" in single.environment:
+            assert other.environment["model_cost"]["parameters"] == single.environment["model_cost"]["parameters"]
 
 
 def test_task_l2_with_penalty_smoothing_clipping_cosine_in_every_engine():

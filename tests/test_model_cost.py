@@ -62,3 +62,21 @@ def test_a_pruned_run_records_its_model_cost():
     assert cost["flops"] == 2 * (40 * 100 + 100 * 100 + 100 * 10)  # masks: dense kernels count in full
     plain = train(task, data, Recipe("adam", {"lr": 1e-2}, batch_size=100, epochs=1), seed=0)
     assert "model_cost" not in plain.environment  # only techniques that change the model are measured
+    baseline = train(task, data, Recipe("adam", {"lr": 1e-2}, batch_size=100, epochs=1,
+                                        techniques=["model_cost"]), seed=0)
+    measured = baseline.environment["model_cost"]  # the dense baseline of a compression comparison
+    assert measured["parameters"] == measured["nonzero_parameters"] == dense
+    assert measured["flops"] == cost["flops"] and measured["model_bytes"] > 4 * dense
+
+
+def test_an_int8_model_counts_its_packed_weights_and_its_float_flops():
+    from optbench.techniques.quantization import Int8Model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    quantized = Int8Model(torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8),
+                          "x86", reference=model)
+    cost = measure_model(quantized, torch.randn(1, 40))
+    assert cost["parameters"] == 40 * 16 + 16 + 16 * 4 + 4  # weights and biases of the packed layers
+    assert cost["flops"] == 2 * (40 * 16 + 16 * 4)
+    assert cost["model_bytes"] < serialized_bytes(model)

@@ -20,12 +20,11 @@ from optbench.tasks.models import Conv1dNet
 from optbench.techniques.pruning import (
     MagnitudePruning,
     SnipPruning,
-    StructuredPruning,
     cubic_sparsity,
     cycle_sparsity,
     keep_largest,
-    shrink,
 )
+from optbench.techniques.structured_pruning import StructuredPruning, shrink
 
 
 def _net() -> nn.Module:

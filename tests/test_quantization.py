@@ -111,6 +111,10 @@ def test_qat_and_ptq_static_train_end_to_end(mnist1d):
         assert result.status.value == "finished", result.error
         last = result.epochs[-1].metrics
         assert last["test_accuracy"] > 0.2 and last["int8_bytes"] < last["fp32_bytes"], technique
+        cost = result.environment["model_cost"]  # the run's model cost is the int8 model's
+        # (the same tensors; the wrapper's state-dict keys carry a "quantized." prefix)
+        assert abs(cost["model_bytes"] - last["int8_bytes"]) < 0.02 * last["int8_bytes"], technique
+        assert cost["model_bytes"] < last["fp32_bytes"] and cost["parameters"] > 0, technique
     assert torch.backends.quantized.engine == "x86"  # no global state left behind
 
 

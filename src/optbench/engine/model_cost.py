@@ -1,12 +1,14 @@
 """What a trained model costs to keep and to run: parameters, nonzero parameters, serialized bytes,
 forward FLOPs and inference latency (recorded as ``RunResult.environment["model_cost"]`` by
 :meth:`optbench.engine.build.RunSetup.records` for runs whose techniques change the model's size:
-pruning, 2:4 sparsity, low-rank factorization).
+pruning, 2:4 sparsity, low-rank factorization, int8 quantization; and for the uncompressed baseline
+through the ``model_cost`` technique, :mod:`optbench.techniques.model_measure`).
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (a matrix product of ``(m, k)`` by
 ``(k, n)`` counts ``2 m k n``; elementwise operations, pooling and normalization count 0), so they
 are the multiply-add work of the dense kernels actually called: a masked (unstructured or 2:4) model
-counts as dense, a physically shrunk or factorized one counts less. Latency is the median wall time
+counts as dense, a physically shrunk or factorized one counts less; an int8 model counts its float
+architecture's operations (the same multiply-adds, done in int8). Latency is the median wall time
 of a forward pass in eval mode under ``torch.inference_mode`` after warm-up, for a batch of 1 and a
 batch of 256 built from one input example, on the model's device with its thread settings (1 warm-up
 and 5 timed passes, 3 when those take over 0.25 s: measuring costs 0.01 s for ``mnist1d_cnn`` and
@@ -44,10 +46,26 @@ def _placed(model: nn.Module, example: Tensor) -> Tensor:
     return example
 
 
+def _packed_tensors(model: nn.Module) -> list[Tensor]:
+    """The weights and biases a quantized module keeps packed (``torch.ao.nn.quantized`` Linear and
+    Conv layers expose them as methods ``weight()``/``bias()``, not as parameters), dequantized."""
+    out = []
+    for module in model.modules():
+        for name in ("weight", "bias"):
+            attr = getattr(type(module), name, None)
+            if callable(attr) and not isinstance(attr, property):
+                value = getattr(module, name)()
+                if isinstance(value, Tensor):
+                    out.append(value.dequantize() if value.is_quantized else value)
+    return out
+
+
 def parameter_counts(model: nn.Module) -> tuple[int, int]:
-    """``(parameters, nonzero parameters)`` of ``model`` (every parameter tensor, counted once)."""
+    """``(parameters, nonzero parameters)`` of ``model``: every parameter tensor, counted once, and
+    the packed weights and biases of quantized layers (an int8 weight counts as nonzero when its
+    dequantized value is)."""
     total = nonzero = 0
-    for p in model.parameters():
+    for p in [*model.parameters(), *_packed_tensors(model)]:
         total += p.numel()
         nonzero += int(torch.count_nonzero(p.detach()))
     return total, nonzero
@@ -119,7 +137,10 @@ def measure_model(model: nn.Module, example: Tensor, *, batches: tuple[int, ...]
     was = model.training
     model.eval()
     try:
-        out["flops"] = forward_flops(model, x1)
+        # FlopCounterMode has no formulas for quantized kernels: an int8 model names its float
+        # architecture (``flops_reference``), whose multiply-adds the int8 kernels perform alike
+        counted = model.flops_reference() if hasattr(model, "flops_reference") else model
+        out["flops"] = forward_flops(counted, _placed(counted, x1))
         for size in batches:
             out[f"latency_ms_batch_{size}"] = latency_ms(model, batch_of(x1, size), warmup=warmup, repeats=repeats)
     finally:

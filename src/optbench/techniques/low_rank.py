@@ -25,15 +25,16 @@ matches no layer is refused before any run (``check_task``, on the model built o
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from optbench.core.component import Component, ModelContext, RunContext
+from optbench.core.component import ModelContext, RunContext
 from optbench.core.errors import ConfigError
 from optbench.techniques import _validate
-from optbench.techniques.pruning import PRUNABLE, _bool, _capture_hook
+from optbench.techniques.model_measure import MeasuredModel
+from optbench.techniques.pruning import PRUNABLE, _bool
 
 
 def svd_rank(singular_values: Tensor, *, rank: int | None = None, energy: float | None = None) -> int:
@@ -113,7 +114,7 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-class LowRank(Component):
+class LowRank(MeasuredModel):
     """Replace Linear/Conv layers by two layers through a rank-``k`` bottleneck (truncated SVD of
     the starting weights, or random factors with ``from_scratch``); see the module docstring.
 
@@ -134,10 +135,10 @@ class LowRank(Component):
     family = "compression"
     source = "Denton et al. 2014, sec. 3; Sainath et al. 2013 (SVD low-rank factorization)"
     description = "Factorize Linear/Conv layers into two through rank k (SVD, or an energy fraction)."
-    measures_model: ClassVar[bool] = True
 
     def __init__(self, *, rank: int | None = None, energy: float | None = None, from_scratch: bool = False,
                  layers: str | None = None, min_params: int = 0) -> None:
+        super().__init__()
         if (rank is None) == (energy is None):
             raise ConfigError("low_rank rank/energy", {"rank": rank, "energy": energy},
                               "exactly one of rank (an integer >= 1) and energy (a number in (0, 1])")
@@ -156,8 +157,6 @@ class LowRank(Component):
         self.ranks: dict[str, int] = {}
         self.original_params = 0
         self.factored_params = 0
-        self.example_input: Tensor | None = None
-        self._hook: Any = None
 
     def _selected(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
         chosen = candidate_layers(model, self.layers, self.min_params)
@@ -191,8 +190,7 @@ class LowRank(Component):
         return model
 
     def setup(self, run: RunContext) -> None:
-        if self._hook is None and self.example_input is None:
-            self._hook = run.model.register_forward_pre_hook(_capture_hook(self))
+        self.capture_example(run.model)
 
     def metrics(self) -> dict[str, float]:
         """``low_rank_params``: weights of the factorized layers, ``sum k (m + n)``;
@@ -200,16 +198,11 @@ class LowRank(Component):
         return {"low_rank_params": float(self.factored_params),
                 "low_rank_param_ratio": self.factored_params / self.original_params if self.original_params else 1.0}
 
-    def model_to_measure(self, model: nn.Module) -> nn.Module:
-        """The trained (factorized) model."""
-        return model
-
     def state_dict(self) -> dict[str, Any]:
-        return {} if self.example_input is None else {"example_input": self.example_input}
+        return self.example_state()
 
     def load_state_dict(self, state: Any) -> None:
-        if "example_input" in state:
-            self.example_input = state["example_input"]
+        self.load_example_state(state)
 
 
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).

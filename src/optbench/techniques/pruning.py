@@ -29,27 +29,27 @@ Every component here runs in every engine: masks are computed on the update side
 (or, for SNIP, from the reduced gradient of the first step), which are identical on every DDP replica
 and live on the parameter server in ``ps``; the workers receive the pruned weights with every pull.
 They record the model's cost at the end of the run (``measures_model``, see
-:mod:`optbench.engine.model_cost`); structured pruning records the physically shrunk model's.
+:mod:`optbench.techniques.model_measure`). Structured pruning and its :func:`shrink` live in
+:mod:`optbench.techniques.structured_pruning`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from optbench.core.component import Component, RunContext
+from optbench.core.component import RunContext
 from optbench.core.errors import ConfigError
 from optbench.techniques import _validate
+from optbench.techniques.model_measure import MeasuredModel
 
 #: The module types whose ``weight`` pruning acts on.
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SCOPES = ("layer", "global")
-NORMS = ("l1", "l2")
 
 
 # ---------------------------------------------------------------- helpers (pure functions)
@@ -131,34 +131,18 @@ def magnitude_masks(scores: Sequence[Tensor], sparsity: float, scope: str,
     return [part.view(s.shape) for part, s in zip(keep.split([s.numel() for s in ranked]), ranked, strict=True)]
 
 
-def _capture_hook(component: _MaskedComponent):
-    """A forward pre-hook storing the first input example the model sees (one row, detached) for the
-    end-of-run model cost. A plain function (not a bound method), so a deep copy of the model (EMA,
-    SWA) does not copy the component."""
-    def hook(module: nn.Module, args: tuple) -> None:
-        if component.example_input is None and args and isinstance(args[0], Tensor):
-            component.example_input = args[0][:1].detach().clone()
-            if component._hook is not None:
-                component._hook.remove()
-                component._hook = None
-    return hook
-
-
-class _MaskedComponent(Component):
+class MaskedComponent(MeasuredModel):
     """Shared machinery: explicit boolean masks on named parameters, applied to gradients after
     backward and to weights after every step; sparsity metric; masks in ``state_dict``; the example
     input for the model cost."""
 
     family = "compression"
-    #: the run records ``environment["model_cost"]`` (:mod:`optbench.engine.model_cost`)
-    measures_model: ClassVar[bool] = True
 
     def __init__(self) -> None:
+        super().__init__()
         self.masks: dict[str, Tensor] = {}
         self.t = 0
-        self.example_input: Tensor | None = None
         self._params: dict[str, nn.Parameter] = {}
-        self._hook: Any = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._model: nn.Module | None = None
 
@@ -166,8 +150,7 @@ class _MaskedComponent(Component):
         self._model = run.model
         self._optimizer = run.optimizer
         self._params = {f"{n}.weight": m.weight for n, m in layers}
-        if self._hook is None and self.example_input is None:
-            self._hook = run.model.register_forward_pre_hook(_capture_hook(self))
+        self.capture_example(run.model)
 
     @torch.no_grad()
     def apply_masks(self) -> None:
@@ -194,15 +177,8 @@ class _MaskedComponent(Component):
         zeros = sum(int((p == 0).sum()) for p in self._params.values())
         return {"sparsity": zeros / total}
 
-    def model_to_measure(self, model: nn.Module) -> nn.Module:
-        """The module whose cost the run records (the trained one here)."""
-        return model
-
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"t": self.t, "masks": {k: v.clone() for k, v in self.masks.items()}}
-        if self.example_input is not None:
-            state["example_input"] = self.example_input
-        return state
+        return {"t": self.t, "masks": {k: v.clone() for k, v in self.masks.items()}, **self.example_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.t = int(state["t"])
@@ -210,8 +186,7 @@ class _MaskedComponent(Component):
         if unknown:
             raise KeyError(f"masks of unknown parameters {sorted(unknown)}")
         self.masks = {k: v.to(self._params[k].device, torch.bool) for k, v in state["masks"].items()}
-        if "example_input" in state:
-            self.example_input = state["example_input"]
+        self.load_example_state(state)
         self.apply_masks()
 
 
@@ -227,7 +202,7 @@ def _bool(field: str, value: Any) -> bool:
     return value
 
 
-class MagnitudePruning(_MaskedComponent):
+class MagnitudePruning(MaskedComponent):
     """Unstructured magnitude pruning of Linear/Conv weights, gradual (Zhu & Gupta 2017, "To prune,
     or not to prune", sec. 3, eq. 1) or in prune-fine-tune cycles with optional lottery-ticket
     rewinding (Frankle & Carbin 2019, "The lottery ticket hypothesis", sec. 1 and 5).
@@ -370,7 +345,7 @@ class MagnitudePruning(_MaskedComponent):
         self.rewind = dict(state["rewind"]) if "rewind" in state else None
 
 
-class SnipPruning(_MaskedComponent):
+class SnipPruning(MaskedComponent):
     """SNIP (Lee et al. 2019, "SNIP: single-shot network pruning based on connection sensitivity",
     sec. 4, eq. 6): prune once, at initialization, the connections of smallest sensitivity
     ``|w * dL/dw|`` on one batch (the normalization of eq. 6 does not change the ranking).
@@ -415,231 +390,8 @@ class SnipPruning(_MaskedComponent):
         super().after_backward()
 
 
-def _unit_norms(weight: Tensor, norm: str) -> Tensor:
-    flat = weight.detach().reshape(weight.shape[0], -1)
-    return flat.abs().sum(1) if norm == "l1" else flat.pow(2).sum(1).sqrt()
-
-
-def _following_norm(model: nn.Module, layers: Sequence[tuple[str, nn.Module]]) -> dict[str, tuple[str, nn.Module]]:
-    """For each layer name, the BatchNorm module between it and the next Linear/Conv (module order)
-    whose ``num_features`` equals the layer's output units."""
-    order = list(model.named_modules())
-    index = {name: i for i, (name, _) in enumerate(order)}
-    out: dict[str, tuple[str, nn.Module]] = {}
-    for name, layer in layers:
-        for other, module in order[index[name] + 1:]:
-            if isinstance(module, PRUNABLE):
-                break
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.num_features == layer.weight.shape[0]:
-                out[name] = (other, module)
-                break
-    return out
-
-
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
-@torch.no_grad()
-def shrink(model: nn.Module, keep: Mapping[str, Tensor]) -> nn.Module:
-    """A physically smaller copy of ``model`` without the removed output units (structured pruning,
-    Li et al. 2017, sec. 3.1: "pruning filters and feature maps").
-
-    For each layer ``name`` in ``keep`` (a Linear or Conv with ``groups=1``, ``keep[name]`` the sorted
-    indices of the output units kept), the copy has only those rows of the weight and bias, the
-    matching channels of the BatchNorm that follows it, and the matching input channels of the next
-    Linear/Conv in module order: for a Linear after a flattened conv output of ``C`` channels and
-    ``S`` positions per channel (``in_features = C * S``), the features ``c * S + j`` of the kept
-    channels. This assumes the layers form a chain in module order (each Linear/Conv feeds the next,
-    through elementwise activations, pooling, dropout, batch norm and flatten), as the task
-    catalogue's CNNs and MLPs do; check the result (structured pruning does before measuring).
-
-    The kept units' outputs are unchanged; removed units must have contributed nothing (zero weights,
-    bias and batch-norm affine parameters, an activation with ``f(0) = 0``), which is what the
-    component's masks ensure, so the shrunk model's outputs equal the masked model's.
-
-    Args:
-        model: the (masked) model; not modified.
-        keep: ``{layer name: 1-d LongTensor of kept output indices}``.
-
-    Returns:
-        the new module (a deep copy with smaller layers).
-
-    Raises:
-        ValueError: a named layer that is not a Linear/Conv with groups 1, the last layer, or a next
-            layer whose inputs do not match the removed units.
-    """
-    model = copy.deepcopy(model)
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
-    names = [n for n, _ in layers]
-    norms = _following_norm(model, layers)
-    for name, kept in keep.items():
-        if name not in names or names.index(name) == len(names) - 1:
-            raise ValueError(f"{name!r} is not a Linear/Conv layer followed by another")
-        i = names.index(name)
-        layer, nxt = layers[i][1], layers[i + 1][1]
-        if getattr(layer, "groups", 1) != 1 or getattr(nxt, "groups", 1) != 1:
-            raise ValueError(f"grouped convolution at {name!r}")
-        kept = kept.to(layer.weight.device)
-        out_units = layer.weight.shape[0]
-        layer.weight = nn.Parameter(layer.weight[kept].clone())
-        if layer.bias is not None:
-            layer.bias = nn.Parameter(layer.bias[kept].clone())
-        if isinstance(layer, nn.Linear):
-            layer.out_features = len(kept)
-        else:
-            layer.out_channels = len(kept)
-        if name in norms:
-            norm_name, bn = norms[name]
-            new = copy.deepcopy(bn)
-            new.num_features = len(kept)
-            if bn.affine:
-                new.weight = nn.Parameter(bn.weight[kept].clone())
-                new.bias = nn.Parameter(bn.bias[kept].clone())
-            if bn.track_running_stats and bn.running_mean is not None:
-                new.running_mean = bn.running_mean[kept].clone()
-                new.running_var = bn.running_var[kept].clone()
-            _set(model, norm_name, new)
-        in_units = nxt.weight.shape[1]
-        if in_units == out_units:
-            columns = kept
-        elif isinstance(nxt, nn.Linear) and in_units % out_units == 0:
-            per = in_units // out_units
-            columns = (kept[:, None] * per + torch.arange(per, device=kept.device)).reshape(-1)
-        else:
-            raise ValueError(f"the layer after {name!r} takes {in_units} inputs, not a multiple of {out_units}")
-        nxt.weight = nn.Parameter(nxt.weight[:, columns].clone())
-        if isinstance(nxt, nn.Linear):
-            nxt.in_features = len(columns)
-        else:
-            nxt.in_channels = len(columns)
-    return model
-
-
-class StructuredPruning(_MaskedComponent):
-    """Structured pruning of whole output units (conv filters, linear neurons) by the norm of their
-    weights (Li et al. 2017, "Pruning filters for efficient ConvNets", sec. 3.1, ``sum |w|``; the L2
-    norm is the criterion's common variant), trained with masks and measured physically shrunk.
-
-    At the end of epoch ``epoch`` (0: at initialization) each Linear/Conv layer but the output layer
-    loses ``round(sparsity * units)`` of its units (at least one kept), those of smallest ``norm``; the
-    masks then hold the unit's weight row, bias entry and the following BatchNorm's weight and bias
-    entries at zero, so the unit's output is exactly 0 and contributes nothing downstream. The model
-    trained is the masked one (same shapes in every engine); at the end of the run the recorded model
-    cost (``environment["model_cost"]``) is that of :func:`shrink`'s smaller module, after checking
-    that it gives the masked model's outputs on an input example (if not, e.g. for a model that is no
-    chain or normalizes across channels, the masked model is measured and ``model_cost["shrunk"]`` is
-    False).
-
-    Args:
-        sparsity: fraction of units removed per layer, in [0, 1).
-        norm: ``l1`` or ``l2``.
-        epoch: the epoch after which the units are removed (0: at initialization), >= 0.
-
-    Raises:
-        ConfigError: a value outside the stated ranges; at setup, an ``epoch`` beyond the run's.
-    """
-
-    name = "structured_pruning"
-    source = "Li et al. 2017, sec. 3.1 (filter pruning by L1 norm)"
-    description = "Remove the filters/neurons of smallest L1/L2 norm (masked in training, shrunk for measuring)."
-
-    def __init__(self, *, sparsity: float, norm: str = "l1", epoch: int = 0) -> None:
-        super().__init__()
-        self.sparsity = _validate.number("structured_pruning sparsity", sparsity, low=0.0, high=1.0,
-                                         high_open=True)
-        if norm not in NORMS:
-            raise ConfigError("structured_pruning norm", norm, NORMS)
-        self.norm = norm
-        self.epoch = _validate.integer("structured_pruning epoch", epoch, low=0)
-        self.kept: dict[str, Tensor] = {}
-        self._layers: list[tuple[str, nn.Module]] = []
-        self._norms: dict[str, tuple[str, nn.Module]] = {}
-        self._prune_step = 0
-        self.shrunk = False
-
-    def setup(self, run: RunContext) -> None:
-        self._layers = [(n, m) for n, m in prunable_layers(run.model, include_last=False)
-                        if getattr(m, "groups", 1) == 1]
-        self._bind(run, self._layers)
-        self._norms = _following_norm(run.model, self._layers)
-        for name, layer in self._layers:  # the masked parameters: weight, bias, following BN's affine
-            if layer.bias is not None:
-                self._params[f"{name}.bias"] = layer.bias
-            if name in self._norms and self._norms[name][1].affine:
-                bn_name, bn = self._norms[name]
-                self._params[f"{bn_name}.weight"], self._params[f"{bn_name}.bias"] = bn.weight, bn.bias
-        epochs = max(1, run.total_steps // max(1, run.steps_per_epoch))
-        if self.epoch > epochs:
-            raise ConfigError("structured_pruning epoch", self.epoch, f"an epoch of the run's {epochs}")
-        self._prune_step = self.epoch * run.steps_per_epoch
-        if self._prune_step == 0:
-            self._prune()
-
-    @torch.no_grad()
-    def _prune(self) -> None:
-        self.kept, self.masks = {}, {}
-        for name, layer in self._layers:
-            units = layer.weight.shape[0]
-            drop = min(round(self.sparsity * units), units - 1)
-            keep = keep_largest(_unit_norms(layer.weight, self.norm), drop)
-            self.kept[name] = keep.nonzero().reshape(-1)
-            self.masks[f"{name}.weight"] = keep.view(-1, *([1] * (layer.weight.dim() - 1))).expand_as(layer.weight) \
-                .clone()
-            if layer.bias is not None:
-                self.masks[f"{name}.bias"] = keep.clone()
-            if name in self._norms and self._norms[name][1].affine:
-                bn_name = self._norms[name][0]
-                self.masks[f"{bn_name}.weight"] = keep.clone()
-                self.masks[f"{bn_name}.bias"] = keep.clone()
-        self.apply_masks()
-
-    def after_step(self) -> None:
-        self.t += 1
-        if self.t == self._prune_step and not self.kept:
-            self._prune()
-        self.apply_masks()
-
-    def metrics(self) -> dict[str, float]:
-        if not self.kept:
-            return {"units_removed": 0.0}
-        total = sum(m.weight.shape[0] for _, m in self._layers)
-        kept = sum(len(k) for k in self.kept.values())
-        weights = [self._params[f"{n}.weight"] for n, _ in self._layers]
-        zeros = sum(int((w == 0).sum()) for w in weights)
-        return {"units_removed": 1.0 - kept / total, "sparsity": zeros / sum(w.numel() for w in weights)}
-
-    def model_to_measure(self, model: nn.Module) -> nn.Module:
-        """:func:`shrink` of ``model`` when it reproduces the masked model's outputs on the example
-        input (1e-5 relative), else ``model`` (``self.shrunk`` says which)."""
-        self.shrunk = False
-        if not self.kept or self.example_input is None:
-            return model
-        was = model.training
-        try:
-            small = shrink(model, self.kept)
-            model.eval()
-            small.eval()
-            with torch.no_grad():
-                same = torch.allclose(small(self.example_input), model(self.example_input), rtol=1e-5, atol=1e-6)
-        except (ValueError, RuntimeError):
-            return model
-        finally:
-            model.train(was)
-        self.shrunk = bool(same)
-        return small if same else model
-
-    def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {"kept": {k: v.clone() for k, v in self.kept.items()}}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.kept = dict(state["kept"])
-
-
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
-COMPONENTS = (MagnitudePruning, SnipPruning, StructuredPruning)
+COMPONENTS = (MagnitudePruning, SnipPruning)
 
-__all__ = ["COMPONENTS", "NORMS", "PRUNABLE", "SCOPES", "MagnitudePruning", "SnipPruning", "StructuredPruning",
-           "cubic_sparsity", "cycle_sparsity", "keep_largest", "magnitude_masks", "prunable_layers", "shrink"]
+__all__ = ["COMPONENTS", "PRUNABLE", "MaskedComponent", "SCOPES", "MagnitudePruning", "SnipPruning",
+           "cubic_sparsity", "cycle_sparsity", "keep_largest", "magnitude_masks", "prunable_layers"]

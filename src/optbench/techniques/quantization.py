@@ -78,16 +78,17 @@ import io
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from optbench.core.component import Component, ModelContext, RunContext
+from optbench.core.component import ModelContext, RunContext
 from optbench.core.errors import ConfigError
 from optbench.techniques import _validate
+from optbench.techniques.model_measure import MeasuredModel
 
 #: The quantized backends a component may name (``torch.backends.quantized.engine``).
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
@@ -133,10 +134,17 @@ class Int8Model(nn.Module):
     """A converted int8 module run on CPU under its quantized backend: takes inputs on any device and
     returns float outputs on the input's device, so the harness evaluates it like any model."""
 
-    def __init__(self, quantized: nn.Module, backend: str) -> None:
+    def __init__(self, quantized: nn.Module, backend: str, reference: nn.Module | None = None) -> None:
         super().__init__()
         self.quantized = quantized
         self.backend = backend
+        # a plain attribute, not a submodule: the float model stays out of this one's state dict
+        self.__dict__["_reference"] = reference
+
+    def flops_reference(self) -> nn.Module:
+        """The float architecture whose forward FLOPs the int8 kernels perform (the model measure
+        counts FLOPs on it: ``FlopCounterMode`` has no formulas for quantized kernels)."""
+        return self._reference if self._reference is not None else self.quantized
 
     def forward(self, x: Tensor) -> Tensor:
         with quantized_engine(self.backend):
@@ -220,15 +228,31 @@ def _agreement(a: Tensor, b: Tensor) -> float:
     return float((a.argmax(dim=-1) == b.argmax(dim=-1)).float().mean())
 
 
-class _Int8Evaluated(Component):
-    """Shared by the quantization components: evaluate the int8 model, record bytes and latency."""
+class _Int8Evaluated(MeasuredModel):
+    """Shared by the quantization components: evaluate the int8 model, record bytes and latency; the
+    run's ``model_cost`` is the last evaluated int8 model's (:mod:`optbench.techniques.model_measure`)."""
 
     family = "quantization"
     backend: str = "onednn"
 
     def __init__(self) -> None:
+        super().__init__()
         self._metrics: dict[str, float] = {}
         self._fp32_reference: nn.Module | None = None
+        self._int8: nn.Module | None = None
+
+    def setup(self, run: RunContext) -> None:
+        self.capture_example(run.model)
+
+    def model_to_measure(self, model: nn.Module) -> nn.Module:
+        """The int8 model last evaluated (the fp32 one before any evaluation)."""
+        return self._int8 if self._int8 is not None else model
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.example_state()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.load_example_state(state)
 
     def prepare_model(self, model: nn.Module, context: ModelContext) -> nn.Module:
         if self.backend not in torch.backends.quantized.supported_engines:
@@ -245,6 +269,8 @@ class _Int8Evaluated(Component):
 
     def eval_model(self, model: nn.Module, train_inputs: Callable[[], Iterable[Tensor]]) -> nn.Module:
         batch = next(iter(train_inputs())).cpu()
+        if self.example_input is None:  # a parameter server never runs the model forward itself
+            self.example_input = batch[:1].clone()
         reference = self._reference(model)
         with quantized_engine(self.backend):
             quantized = self._convert(model, train_inputs)
@@ -254,7 +280,8 @@ class _Int8Evaluated(Component):
             int8_ms, fp32_ms = latency_ms(quantized, batch), latency_ms(fp32, batch)
         self._metrics = {"int8_bytes": float(model_bytes(quantized)), "fp32_bytes": float(model_bytes(fp32)),
                          "int8_latency_ms": int8_ms, "fp32_latency_ms": fp32_ms, "int8_agreement": agreement}
-        return Int8Model(quantized, self.backend)
+        self._int8 = Int8Model(quantized, self.backend, reference=fp32)
+        return self._int8
 
     def metrics(self) -> dict[str, float]:
         return dict(self._metrics)
@@ -299,6 +326,7 @@ class QuantizationAwareTraining(_Int8Evaluated):
         return prepared.to(context.device)
 
     def setup(self, run: RunContext) -> None:
+        super().setup(run)
         self._model = run.model
 
     def before_train_epoch(self, epoch: int) -> None:

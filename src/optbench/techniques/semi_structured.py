@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from optbench.core.component import RunContext
 from optbench.core.errors import ConfigError
 from optbench.techniques import _validate
-from optbench.techniques.pruning import PRUNABLE, _bool, _MaskedComponent
+from optbench.techniques.pruning import PRUNABLE, MaskedComponent, _bool
 
 GROUP, KEEP = 4, 2
 
@@ -75,7 +75,7 @@ def _structure(task: Any) -> nn.Module:
         return task.make_model()
 
 
-class Sparse24(_MaskedComponent):
+class Sparse24(MaskedComponent):
     """2:4 semi-structured sparsity from initialization, optionally dense after a fraction of the
     steps (see the module docstring).
 

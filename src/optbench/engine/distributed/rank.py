@@ -159,7 +159,8 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
         summary |= {"workers_steps": columns, "staleness": {str(k): v for k, v in histogram.items()},
                     "server": server, "hyperparams": resolved_hyperparams(config.recipe.optimizer,
                                                                           **trainer.setup.hyperparams),
-                    "environment": environment(device), "task_name": ctx.task.name,
+                    # records(): optimizer cost, parameter partition, model cost (as the single engine)
+                    "environment": environment(device) | trainer.setup.records(), "task_name": ctx.task.name,
                     "train_size": len(ctx.data.train), "rank0_seconds": time.perf_counter() - started}
         state = None
         if config.keep_state:
