@@ -17,12 +17,12 @@ from optbench.core.component import ModelContext
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Recipe, TechniqueSpec
 from optbench.engine import split_data
-from optbench.engine.build import build_run
+from optbench.engine.build import build_run, optimizer_params
 from optbench.engine.data import shuffled_batches
 from optbench.engine.loop import evaluate
 from optbench.engine.metrics import TrainMetrics
 from optbench.tasks import get_task
-from optbench.techniques.distillation import kd_soft_loss
+from optbench.techniques.distillation import hint_loss, kd_soft_loss, regressor
 from optbench.techniques.registry import make_component
 
 CPU = torch.device("cpu")
@@ -219,3 +219,84 @@ def test_teacher_task_names_another_architecture(mnist1d):
     assert all(not p.requires_grad for p in kd.teacher.parameters())
     x = torch.randn(4, 40)
     assert kd.loss_term(x, torch.zeros(4, 10, requires_grad=True), torch.zeros(4, dtype=torch.long)).item() > 0
+
+
+# ---------------------------------------------------------------- FitNets hints (Romero et al. 2015)
+def test_hint_loss_and_regressor_shapes():
+    mapped, guided = torch.tensor([[1.0, 2.0], [0.0, -1.0]]), torch.tensor([[0.0, 2.0], [1.0, 1.0]])
+    assert hint_loss(mapped, guided).item() == pytest.approx(0.5 * (1 + 0 + 1 + 4) / 4)
+    linear = regressor(nn.Linear(5, 3), nn.Linear(7, 9))
+    assert isinstance(linear, nn.Linear) and (linear.in_features, linear.out_features) == (3, 9)
+    conv = regressor(nn.Conv2d(1, 4, 3), nn.Conv2d(2, 16, 5))
+    assert isinstance(conv, nn.Conv2d) and conv.weight.shape == (16, 4, 1, 1)
+
+
+def test_hints_train_a_regressor_beside_the_student(mnist1d):
+    """The hint term is the regressed student feature against the teacher's; the regressor is trained
+    by the run's optimizer but is no part of the student; stage 1 (hint_epochs) trains only the layers
+    up to the hint layer (Adam leaves a weight with zero gradient where it is)."""
+    task, data = mnist1d
+    torch.manual_seed(5)
+    teacher_weights = get_task("mnist1d_mlp[width=2]").make_model().state_dict()
+    spec = "distillation:teacher=t,teacher_task=mnist1d_mlp[width=2],hint_layer=3,hint_weight=2,alpha=0.5"
+    kd = make_component(TechniqueSpec.parse(spec))
+    torch.manual_seed(0)
+    student = task.make_model()
+    kd.prepare_model(student, ModelContext(task=task, device=CPU, seed=3, load_weights=lambda run_id: teacher_weights))
+    assert kd.regressor.weight.shape == (200, 100) and [p for p in kd.extra_parameters()] == \
+        list(kd.regressor.parameters())
+    x, y = data.train.x[:8], data.train.y[:8]
+    student.train()
+    output = student(x)
+    term = kd.loss_term(x, output, y)
+    with torch.no_grad():
+        hidden = student[2](student[1](student[0](x)))  # the student's hint layer's input
+        feature = student[3](hidden)
+        t = kd.teacher
+        guided = t[3](t[2](t[1](t[0](x))))
+    expected = 0.5 * kd_soft_loss(output, t(x), 4.0) + 2 * 0.5 * ((kd.regressor(feature) - guided) ** 2).mean()
+    assert term.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    load = {"t": teacher_weights}.__getitem__
+    before, _ = _train(task, data, _recipe(epochs=1), seed=1)
+    trained, metrics = _train(task, data, _recipe(spec.replace("t,", "t,hint_epochs=1,", 1), epochs=1), seed=1,
+                              load_weights=load)
+    assert torch.equal(trained[5].weight, before[5].weight) is False  # plain training moved the last layer...
+    torch.manual_seed(1)
+    fresh = task.make_model()
+    assert torch.equal(trained[5].weight, fresh[5].weight)  # ...stage 1 of the hints did not
+    assert not torch.equal(trained[1].weight, fresh[1].weight)
+    assert all("regressor" not in k for k in trained.state_dict()) and math.isfinite(metrics["test_loss"])
+
+
+def test_hint_errors_and_regressor_checkpoint():
+    task = get_task("mnist1d_mlp")
+    weights = task.make_model().state_dict()
+
+    def prepare(spec: str, engine: str = "single"):
+        kd = make_component(TechniqueSpec.parse(spec))
+        kd.prepare_model(task.make_model(), ModelContext(task=task, device=CPU, engine=engine,
+                                                         load_weights=lambda run_id: weights))
+        return kd
+
+    with pytest.raises(ConfigError, match="hint_layer 'nope'.*1, 3, 5"):
+        prepare("distillation:teacher=t,hint_layer=nope")
+    with pytest.raises(ConfigError, match="hint_layer in engine ddp"):
+        prepare("distillation:teacher=t,hint_layer=3", engine="ddp")
+    with pytest.raises(ConfigError, match="hint_epochs"):
+        make_component(TechniqueSpec.parse("distillation:teacher=t,hint_epochs=2"))
+    kd = prepare("distillation:teacher=t,hint_layer=3,guided_layer=5")
+    with pytest.raises(ConfigError, match="guided_layer '5'.*shape"):  # 100 hidden units against 10 logits
+        kd.regressor = nn.Linear(100, 7)
+        student = task.make_model().train()
+        student[3].register_forward_hook(lambda m, a, out: setattr(kd, "_student_feature", out))
+        x = torch.randn(2, 40)
+        kd.loss_term(x, student(x), torch.zeros(2, dtype=torch.long))
+    good = prepare("distillation:teacher=t,hint_layer=3")
+    other = prepare("distillation:teacher=t,hint_layer=3")
+    with torch.no_grad():
+        good.regressor.weight.add_(1.0)
+    other.load_state_dict(good.state_dict())
+    assert torch.equal(other.regressor.weight, good.regressor.weight)
+    with pytest.raises(ConfigError, match="parameter-partition"):  # Muon's partition sets the groups itself
+        optimizer_params(Recipe("muon", {}), [good], task.make_model(), {})

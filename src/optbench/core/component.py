@@ -129,6 +129,13 @@ class Component:
         """Optimizer parameter groups for ``model``, or None to leave the parameters whole."""
         return None
 
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters the run's optimizer trains beside the model's (created in
+        :meth:`prepare_model`; e.g. a FitNets regressor): one more parameter group with the recipe's
+        hyperparameters. They are not part of the model (not evaluated, exported or measured); the
+        component checkpoints them in its own ``state_dict``."""
+        return []
+
     def setup(self, run: RunContext) -> None:
         """Bind to the built run (model, optimizer, task, device, generator)."""
 
@@ -191,8 +198,8 @@ class Component:
         """Restore :meth:`state_dict`'s output."""
 
 
-_HOOKS = ("prepare_model", "adjust_hyperparams", "param_groups", "setup", "transform_batch", "wrap_loss",
-          "loss_term", "penalty",
+_HOOKS = ("prepare_model", "adjust_hyperparams", "param_groups", "extra_parameters", "setup", "transform_batch",
+          "wrap_loss", "loss_term", "penalty",
           "after_backward", "after_step", "before_train_epoch", "after_train_epoch", "on_epoch_end", "eval_model",
           "metrics", "state_dict")
 

@@ -178,26 +178,31 @@ def optimizer_params(recipe: Recipe, components: list[Component], model: nn.Modu
                      hyperparams: dict[str, Any]) -> tuple[Any, Partition | None]:
     """The parameters (or groups) the optimizer gets: its own partition when its capabilities
     declare one (Muon: hidden matrices and the rest), else the first component's parameter groups,
-    else every trainable parameter.
+    else every trainable parameter; the components' :meth:`~optbench.core.component.Component.extra_parameters`
+    (a FitNets regressor) as one more group each.
 
     Raises:
-        ConfigError: a component's parameter groups together with an optimizer that partitions the
-            model itself (the parameter-partition contract), or a model the partition cannot split.
+        ConfigError: a component's parameter groups or extra parameters together with an optimizer
+            that partitions the model itself (the parameter-partition contract), or a model the
+            partition cannot split.
     """
     rule = capabilities(recipe.optimizer).partition
     grouping = overriding(components, "param_groups")
+    extra = [c for c in overriding(components, "extra_parameters") if c.extra_parameters()]
     if rule is not None:
-        if grouping:
-            raise ConfigError(f"technique {grouping[0].name} with optimizer {recipe.optimizer}", grouping[0].name,
-                              f"no technique that sets parameter groups (the optimizer's parameter-partition "
-                              f"contract '{rule}' sets them)")
+        for c in (*grouping, *extra):
+            raise ConfigError(f"technique {c.name} with optimizer {recipe.optimizer}", c.name,
+                              f"no technique that sets parameter groups or trains extra parameters (the "
+                              f"optimizer's parameter-partition contract '{rule}' sets the groups)")
         partition = make_partition(rule, model)
         return partition_groups(partition), partition
+    extra_groups = [{"params": list(c.extra_parameters())} for c in extra]
     for c in grouping:
         groups = c.param_groups(model, hyperparams)
         if groups is not None:
-            return groups, None
-    return [p for p in model.parameters() if p.requires_grad], None
+            return [*groups, *extra_groups], None
+    params = [p for p in model.parameters() if p.requires_grad]
+    return ([{"params": params}, *extra_groups] if extra_groups else params), None
 
 
 def build_run(task: Task, recipe: Recipe, model: nn.Module, *, device: torch.device, generator: torch.Generator,

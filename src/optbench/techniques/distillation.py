@@ -51,15 +51,30 @@ its teacher has finished and stored its final weights (``--save-weights``)::
 A run's id is a content hash that includes its teacher's id, so every generation is a distinct,
 reproducible run (the ids are printed and stored with the runs).
 
-Not implemented: FitNets hints (Romero et al. 2015, an intermediate layer of the student regressed
-onto the teacher's through a learned regressor). The regressor's parameters must be trained by the
-run's optimizer while the evaluated and exported model stays the student: that needs a contract hook
-for extra trainable parameters (or a student wrapper whose state dict and evaluation are the
-student's), and the regressor's shape needs an example input, which ``prepare_model`` does not get.
+FitNets hints (Romero, Ballas, Kahou, Chassang, Gatta & Bengio 2015, "FitNets: Hints for Thin Deep
+Nets", sec. 2.2, eq. 3): with ``hint_layer`` (a Linear/Conv module of the student, by name) and
+``guided_layer`` (the teacher's, by name; the same name by default), the output ``v`` of the
+student's hint layer is mapped by a regressor ``r`` onto the output ``u`` of the teacher's guided
+layer and
+
+    L_HT = 1/2 * mean((u - r(v))^2)                                                          (3)
+
+is added with weight ``hint_weight`` (the paper sums the squares; the mean over the batch and the
+feature's elements keeps ``hint_weight`` independent of the layer's size). ``r`` is a 1x1
+convolution for convolutional layers (the paper's convolutional regressor, for feature maps of the
+same spatial size) or a Linear map, created under the run's seed in ``prepare_model`` and trained by
+the run's optimizer as one more parameter group (``Component.extra_parameters``); it is not part of
+the student, so evaluation, exported weights and the model cost are the student's alone.
+``hint_epochs`` > 0 is the paper's two-stage training: the first ``hint_epochs`` epochs minimize
+``hint_weight * L_HT`` alone (stage 1, "hint-based training"), the rest the distillation objective
+(1) plus the hint term (stage 2; ``hint_weight=0`` there would be the paper's exact stage 2, but one
+weight serves both stages here). Hints run in the single engine only: the regressor sits outside the
+DDP wrapper, so its gradients would not be averaged across workers.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -82,6 +97,37 @@ def kd_soft_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: fl
     return per_example.mean() * (t * t)
 
 
+_HINT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _kind(module: nn.Module) -> str:
+    return type(module).__name__
+
+
+def _hint_module(field: str, model: nn.Module, name: str) -> nn.Module:
+    """The Linear/Conv module ``name`` of ``model``, or a ConfigError listing the allowed names."""
+    modules = dict(model.named_modules())
+    if not isinstance(modules.get(name), _HINT_LAYERS):
+        allowed = [n for n, m in modules.items() if isinstance(m, _HINT_LAYERS)]
+        raise ConfigError(f"distillation {field}", name, f"a Linear/Conv module of the model: {', '.join(allowed)}")
+    return modules[name]
+
+
+def regressor(hint: nn.Module, guided: nn.Module) -> nn.Module:
+    """FitNets' regressor from the hint layer's output to the guided layer's (Romero et al. 2015, sec.
+    2.2): a 1x1 convolution ``(B, C_s, *S) -> (B, C_t, *S)`` between convolutional layers, a Linear
+    map ``(B, n_s) -> (B, n_t)`` between Linear ones."""
+    if isinstance(hint, nn.Linear):
+        return nn.Linear(hint.out_features, guided.out_features)
+    return type(hint)(hint.out_channels, guided.out_channels, kernel_size=1)
+
+
+def hint_loss(mapped: Tensor, guided: Tensor) -> Tensor:
+    """``1/2 * mean((guided - mapped)^2)`` over the batch and the features (FitNets' eq. 3 with the
+    sum replaced by a mean), in float32."""
+    return 0.5 * F.mse_loss(mapped.float(), guided.float())
+
+
 class Distillation(Component):
     """Train the student on ``(1 - alpha) * task loss + alpha * T^2 * KL(teacher_T || student_T)``
     (Hinton et al. 2015, sec. 2), the teacher being a stored run's final weights.
@@ -93,21 +139,32 @@ class Distillation(Component):
         teacher_task: the task whose model is the teacher's architecture (a task reference, e.g.
             ``mnist1d_mlp[width=4]``); empty: the student's own task.
         pseudo_labels: replace the labels by the teacher's argmax (training on unlabeled data).
+        hint_layer: FitNets: a Linear/Conv module of the student (by name) whose output is regressed
+            onto the teacher's ``guided_layer``; empty: no hint.
+        guided_layer: the teacher's module (by name); empty: the same name as ``hint_layer``.
+        hint_weight: weight >= 0 of the hint loss L_HT.
+        hint_epochs: FitNets' stage 1: epochs trained on the hint loss alone first (0: none).
 
     Raises:
         ConfigError: an empty teacher, ``temperature`` not > 0, ``alpha`` outside [0, 1], an unknown
             ``teacher_task``, a non-boolean ``pseudo_labels``; when the run is built: no access to
             stored weights, a teacher run without stored weights, weights that do not fit
-            ``teacher_task``'s model; on the first batch: a teacher output of another shape.
+            ``teacher_task``'s model, a hint or guided layer that is not a Linear/Conv module of the
+            model, hints in an engine other than single; on the first batch: a teacher output of
+            another shape, a guided layer's output of another shape than the regressed hint.
     """
 
     name = "distillation"
     family = "loss"
-    source = "Hinton, Vinyals & Dean 2015, sec. 2 (soft targets at temperature T, loss weighted by T^2)"
-    description = "Loss (1-alpha)*CE + alpha*T^2*KL(softmax(teacher/T) || softmax(student/T)); teacher = a stored run."
+    source = ("Hinton, Vinyals & Dean 2015, sec. 2 (soft targets at temperature T, loss weighted by T^2); "
+              "Romero et al. 2015, eq. 3 (FitNets hints)")
+    description = ("Loss (1-alpha)*CE + alpha*T^2*KL(softmax(teacher/T) || softmax(student/T)) [+ FitNets hint]; "
+                   "teacher = a stored run.")
 
     def __init__(self, *, teacher: str, temperature: float = 4.0, alpha: float = 0.5, teacher_task: str = "",
-                 pseudo_labels: bool = False) -> None:
+                 pseudo_labels: bool = False, hint_layer: str | int = "", guided_layer: str | int = "",
+                 hint_weight: float = 1.0,
+                 hint_epochs: int = 0) -> None:
         if not isinstance(teacher, str) or not teacher.strip():
             raise ConfigError("distillation teacher", teacher, "the run id of a stored run (its final weights)")
         self.teacher_id = teacher.strip()
@@ -124,9 +181,30 @@ class Distillation(Component):
         if not isinstance(pseudo_labels, bool):
             raise ConfigError("distillation pseudo_labels", pseudo_labels, "true, false")
         self.pseudo_labels = pseudo_labels
+        names = []
+        for field, value in (("hint_layer", hint_layer), ("guided_layer", guided_layer)):
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)  # a Sequential's module name, parsed as a number on the command line
+            if not isinstance(value, str):
+                raise ConfigError(f"distillation {field}", value, "a module name of the model, e.g. 3 or features.2")
+            names.append(value.strip())
+        self.hint_layer = names[0]
+        self.guided_layer = names[1] or self.hint_layer
+        if self.guided_layer and not self.hint_layer:
+            raise ConfigError("distillation hint_layer", "(empty)", "the student's module matched to guided_layer")
+        self.hint_weight = _validate.number("distillation hint_weight", hint_weight, low=0.0, high_open=True)
+        self.hint_epochs = _validate.integer("distillation hint_epochs", hint_epochs, low=0)
+        if self.hint_epochs and not self.hint_layer:
+            raise ConfigError("distillation hint_epochs", hint_epochs,
+                              "0 without a hint_layer (stage 1 trains the hint)")
         self.teacher: nn.Module | None = None
+        self.regressor: nn.Module | None = None
+        self.epoch = 0
+        self.hint_loss = math.nan
         self._checked_shape = False
         self._cache: tuple[Tensor, Tensor] | None = None
+        self._student_feature: Tensor | None = None
+        self._teacher_feature: Tensor | None = None
 
     # ---------------------------------------------------------------- build
     def prepare_model(self, model: nn.Module, context: ModelContext) -> nn.Module:
@@ -157,7 +235,48 @@ class Distillation(Component):
         for p in teacher.parameters():
             p.requires_grad_(False)
         self.teacher = teacher
+        if self.hint_layer:
+            self._prepare_hint(model, teacher, context)
         return model
+
+    def _prepare_hint(self, student: nn.Module, teacher: nn.Module, context: ModelContext) -> None:
+        """Find the hint and guided layers, build the regressor under the run's seed, hook both layers."""
+        if context.engine != "single":
+            raise ConfigError(f"distillation hint_layer in engine {context.engine}", self.hint_layer,
+                              "engine single (the regressor sits outside the DDP wrapper)")
+        hint = _hint_module("hint_layer", student, self.hint_layer)
+        guided = _hint_module("guided_layer", teacher, self.guided_layer)
+        if _kind(hint) != _kind(guided):
+            raise ConfigError("distillation guided_layer", self.guided_layer,
+                              f"a {_kind(hint)} layer of the teacher, like the student's hint_layer {self.hint_layer}")
+        devices = [context.device.index or 0] if context.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the student's random stream is untouched
+            torch.manual_seed(context.seed)
+            self.regressor = regressor(hint, guided).to(context.device)
+        # plain closures, not bound methods: a deep copy of the student (EMA, SWA) copies its hooks,
+        # and a bound method would drag a copy of this component along
+        component = self
+
+        def keep_student(module: nn.Module, args: tuple, output: Tensor) -> None:
+            if module.training:
+                component._student_feature = output
+
+        def keep_teacher(module: nn.Module, args: tuple, output: Tensor) -> None:
+            component._teacher_feature = output
+
+        hint.register_forward_hook(keep_student)
+        guided.register_forward_hook(keep_teacher)
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """The FitNets regressor's parameters (none without ``hint_layer``)."""
+        return [] if self.regressor is None else list(self.regressor.parameters())
+
+    def before_train_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _hint_stage(self) -> bool:
+        """Whether this epoch is FitNets' stage 1 (the hint loss alone)."""
+        return self.hint_epochs > 0 and self.epoch <= self.hint_epochs
 
     # ---------------------------------------------------------------- gradient side
     @torch.no_grad()
@@ -175,36 +294,63 @@ class Distillation(Component):
         return x, self._teacher_logits(x).argmax(dim=-1).to(y.dtype)
 
     def wrap_loss(self, loss_fn: LossFn) -> LossFn:
-        if self.alpha == 0.0:
+        if self.alpha == 0.0 and not self.hint_epochs:
             return loss_fn
         keep = 1.0 - self.alpha
 
         def hard(output: Tensor, y: Tensor) -> Tensor:
-            return keep * loss_fn(output, y)
+            return (0.0 if self._hint_stage() else keep) * loss_fn(output, y)
 
         return hard
 
     def loss_term(self, x: Tensor, output: Tensor, y: Tensor) -> Tensor:
-        if self.alpha == 0.0:
+        total = output.new_zeros((), dtype=torch.float32)
+        if self.alpha == 0.0 and not self.hint_layer:
             self._cache = None
-            return output.new_zeros((), dtype=torch.float32)
+            return total
         teacher = self._teacher_logits(x)
-        self._cache = None  # one batch at a time: hold no activations past the step
         if not self._checked_shape:
             if teacher.shape != output.shape:
                 raise ConfigError("distillation teacher_task", self.teacher_task or "(the student's task)",
                                   f"a model whose output has the student's shape {tuple(output.shape[1:])} "
                                   f"(the teacher's is {tuple(teacher.shape[1:])})")
             self._checked_shape = True
-        return self.alpha * kd_soft_loss(output, teacher, self.temperature)
+        if self.alpha and not self._hint_stage():
+            total = total + self.alpha * kd_soft_loss(output, teacher, self.temperature)
+        if self.hint_layer:
+            total = total + self.hint_weight * self._hint_term()
+        # one batch at a time: hold no activations past the step
+        self._cache, self._student_feature, self._teacher_feature = None, None, None
+        return total
+
+    def _hint_term(self) -> Tensor:
+        """FitNets' L_HT (eq. 3 of the module docstring) of this batch's hooked features."""
+        assert self.regressor is not None and self._student_feature is not None and self._teacher_feature is not None
+        mapped = self.regressor(self._student_feature)
+        if mapped.shape != self._teacher_feature.shape:
+            raise ConfigError("distillation guided_layer", self.guided_layer,
+                              f"a teacher layer whose output has the shape of the regressed hint "
+                              f"{tuple(mapped.shape[1:])} (it has {tuple(self._teacher_feature.shape[1:])})")
+        loss = hint_loss(mapped, self._teacher_feature)
+        self.hint_loss = float(loss.detach())
+        return loss
+
+    def metrics(self) -> dict[str, float]:
+        """``hint_loss``: the last training batch's L_HT (with ``hint_layer``)."""
+        return {"hint_loss": self.hint_loss} if self.hint_layer else {}
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self.teacher_id}  # the teacher's weights are the stored run's, loaded again
+        state: dict[str, Any] = {"teacher": self.teacher_id}  # its weights are the stored run's, loaded again
+        if self.regressor is not None:
+            state["regressor"] = {k: v.detach().clone() for k, v in self.regressor.state_dict().items()}
+        return state
 
     def load_state_dict(self, state: Any) -> None:
         if state.get("teacher") != self.teacher_id:
             raise ValueError(f"checkpoint of a distillation from {state.get('teacher')!r}, not {self.teacher_id!r}")
+        if self.regressor is not None:
+            self.regressor.load_state_dict(state["regressor"])
 
 
 #: The techniques of this module (discovered by :mod:`optbench.techniques.registry`).
