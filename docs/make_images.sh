@@ -30,4 +30,9 @@ PY
     --out "$tmp/compare" --quiet
 cp "$tmp/compare/curves.png" docs/curves.png
 
+# The compression sweep's accuracy against nonzero parameters (95 short runs, about 1-2 minutes).
+"$OPTBENCH" study run examples/studies/compression.toml --workers 2 --store "$tmp/compression.db" \
+    --out "$tmp/compression" >/dev/null
+cp "$tmp/compression/figures/cost_mnist1d_mlp_model_cost-nonzero_parameters.png" docs/compression_pareto.png
+
 ls -l docs/*.png docs/*.gif

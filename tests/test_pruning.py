@@ -312,3 +312,15 @@ def test_cli_refuses_a_bad_sparsity_in_one_line_and_stores_nothing(tmp_path, cap
     assert err.startswith("optbench: error: invalid magnitude_pruning sparsity 1.5") and "allowed: " in err, err
     assert "\n" not in err and "Traceback" not in err
     assert not db.exists() and not out.exists()
+
+
+def test_a_pruning_epoch_beyond_the_budget_is_refused_before_any_run():
+    from optbench.engine.validate import check_recipe
+    from optbench.tasks import get_task
+
+    task = get_task("mnist1d_mlp")
+    for technique, field in (("structured_pruning:sparsity=0.5,epoch=5", "structured_pruning epoch"),
+                             ("magnitude_pruning:sparsity=0.5,end_epoch=5", "magnitude_pruning end_epoch")):
+        with pytest.raises(ConfigError, match=field):
+            check_recipe(Recipe("adam", {}, epochs=2, techniques=[technique]), task)
+        check_recipe(Recipe("adam", {}, epochs=5, techniques=[technique]), task)  # within the budget

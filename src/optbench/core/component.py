@@ -115,6 +115,10 @@ class Component:
     def check_task(self, task: Any) -> None:
         """Refuse a task this component cannot work with (ConfigError); called before any run."""
 
+    def check_recipe(self, recipe: Any) -> None:
+        """Refuse a recipe this component cannot work with (ConfigError), e.g. an epoch of the
+        component beyond the recipe's ``epochs``; called before any run."""
+
     def prepare_model(self, model: nn.Module, context: ModelContext) -> nn.Module:
         """The module to train in place of ``model`` (built, initialized under the run's seed and on
         the run's device; before the optimizer and any DDP wrapper exist): load weights, freeze

@@ -19,7 +19,8 @@ def check_recipe(recipe: Recipe, task: Task, device: torch.device | None = None,
 
     Checks the optimizer and its hyperparameters, the schedule and its parameters, precision on
     ``device``, every technique (name, parameters, whether it fits the task, e.g. augmentations valid
-    for its inputs) and whether ``engine`` can run all of it.
+    for its inputs, and the recipe, e.g. a pruning epoch within its budget) and whether ``engine``
+    can run all of it.
 
     Raises:
         UnknownNameError: an unknown name (lists the known ones).
@@ -34,6 +35,7 @@ def check_recipe(recipe: Recipe, task: Task, device: torch.device | None = None,
     components = build_components(task, recipe)
     for c in components:
         c.check_task(task)
+        c.check_recipe(recipe)
     splits = max((c.micro_batches for c in components), default=1)
     if recipe.batch_size % splits:
         raise ConfigError("accumulation steps", splits, f"a divisor of batch_size {recipe.batch_size}")

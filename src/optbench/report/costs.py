@@ -24,6 +24,7 @@ from optbench.report.plots import label_colors
 PLANES: tuple[tuple[str, str, bool], ...] = (
     ("optimizer_cost.step_us_median", "optimizer step time (µs, median)", True),
     ("optimizer_cost.state_bytes_per_param", "optimizer state (bytes per parameter)", False),
+    ("model_cost.nonzero_parameters", "nonzero parameters (what a sparse format stores)", True),
     ("model_cost.model_bytes", "model size (bytes, serialized)", True),
     ("model_cost.latency_ms_batch_1", "inference latency, batch of 1 (ms, median)", True),
 )
@@ -41,17 +42,21 @@ def plot_cost_plane(points: Sequence[CostPoint], *, xlabel: str, ylabel: str, lo
         log_x: logarithmic cost axis.
         colors: label -> colour (default :func:`optbench.report.plots.label_colors`).
     """
-    fig = Figure(figsize=(6.0, 3.8), layout="constrained")
+    many = len(points) > 6  # a legend beside the plane, not over it
+    fig = Figure(figsize=(10.0 if many else 6.0, max(3.8, 0.22 * len(points)) if many else 3.8),
+                 layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    palette = dict(colors) if colors is not None else label_colors([p.label for p in points])
+    fallback = label_colors([p.label for p in points])
+    palette = dict(colors) if colors is not None else {}
+    prefix = common_prefix([p.label for p in points])
     for p in points:
-        color = palette.get(p.label, "0.3")
+        color = palette.get(p.label) or fallback[p.label]
         ax.errorbar(p.cost.mean, p.value.mean,
                     xerr=None if math.isnan(p.cost.std) else p.cost.std,
                     yerr=None if math.isnan(p.value.std) else p.value.std,
                     fmt="o", color=color, mfc=color if p.on_front else "white", markersize=7, capsize=3,
-                    label=p.label + (" (Pareto)" if p.on_front else ""))
+                    label=p.label[len(prefix):] + (" (Pareto)" if p.on_front else ""))
     front = sorted((p for p in points if p.on_front), key=lambda p: p.cost.mean)
     if len(front) > 1:
         ax.plot([p.cost.mean for p in front], [p.value.mean for p in front], "--", color="0.4", linewidth=1.0)
@@ -61,10 +66,26 @@ def plot_cost_plane(points: Sequence[CostPoint], *, xlabel: str, ylabel: str, lo
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     if points:
-        ax.legend(frameon=False, fontsize="small")
-    if title:
-        ax.set_title(title)
+        if many:
+            ax.legend(frameon=False, fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+        else:
+            ax.legend(frameon=False, fontsize="small")
+    if title or prefix:
+        ax.set_title(" ".join(part for part in (title, f"({prefix.strip()} ...)" if prefix else "") if part))
     return fig
+
+
+def common_prefix(labels: Sequence[str]) -> str:
+    """The words (up to and including a space or ``=``) every one of 2+ ``labels`` starts with, e.g.
+    ``"adam techniques="`` for recipes that differ in their techniques only; "" otherwise."""
+    if len(labels) < 2:
+        return ""
+    shared = labels[0]
+    for label in labels[1:]:
+        while not label.startswith(shared):
+            shared = shared[:-1]
+    cut = max(shared.rfind(" "), shared.rfind("="))
+    return shared[:cut + 1] if cut >= 0 else ""
 
 
 def _partition_rows(records: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, ...]]:
@@ -98,4 +119,4 @@ def cost_section(page: ReportPage, task: str, final_key: str, summaries: Sequenc
                               _partition_rows(parts), ["l", "l", "l", "r", "r", "l"]))
 
 
-__all__ = ["PLANES", "cost_section", "plot_cost_plane"]
+__all__ = ["PLANES", "common_prefix", "cost_section", "plot_cost_plane"]

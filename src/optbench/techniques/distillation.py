@@ -155,6 +155,8 @@ class Distillation(Component):
     """
 
     name = "distillation"
+    #: the distributed engines are not given stored weights (docs/architecture.md, "The component contract")
+    engines = ("single",)
     family = "loss"
     source = ("Hinton, Vinyals & Dean 2015, sec. 2 (soft targets at temperature T, loss weighted by T^2); "
               "Romero et al. 2015, eq. 3 (FitNets hints)")

@@ -268,6 +268,10 @@ class MagnitudePruning(MaskedComponent):
         self._events: dict[int, float] = {}
         self._rewind_step: int | None = None
 
+    def check_recipe(self, recipe: Any) -> None:
+        """The pruning window must lie within the recipe's epochs (the errors of :meth:`schedule`)."""
+        self.schedule(steps_per_epoch=1, total_steps=max(1, int(recipe.epochs)))
+
     def schedule(self, steps_per_epoch: int, total_steps: int) -> dict[int, float]:
         """``{step t: sparsity s_t}`` of every pruning event (``t`` = optimizer steps taken; 0 = at
         initialization).

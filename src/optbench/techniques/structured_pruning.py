@@ -167,6 +167,10 @@ class StructuredPruning(MaskedComponent):
         self._prune_step = 0
         self.shrunk = False
 
+    def check_recipe(self, recipe: Any) -> None:
+        if self.epoch > recipe.epochs:
+            raise ConfigError("structured_pruning epoch", self.epoch, f"an epoch of the run's {recipe.epochs}")
+
     def setup(self, run: RunContext) -> None:
         self._layers = [(n, m) for n, m in prunable_layers(run.model, include_last=False)
                         if getattr(m, "groups", 1) == 1]
