@@ -10,15 +10,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from optbench.analysis.costs import CostPoint, cost_points, partitions
 from optbench.analysis.summary import RecipeSummary
 from optbench.core.spec import RunResult
 from optbench.report.export import make_table
+from optbench.report.figures import _colors, _figure
 from optbench.report.page import ReportPage, slug
-from optbench.report.plots import label_colors
 
 #: The accuracy-cost planes drawn when runs recorded the cost: (cost key, x-axis label, log x axis).
 PLANES: tuple[tuple[str, str, bool], ...] = (
@@ -43,15 +42,11 @@ def plot_cost_plane(points: Sequence[CostPoint], *, xlabel: str, ylabel: str, lo
         colors: label -> colour (default :func:`optbench.report.plots.label_colors`).
     """
     many = len(points) > 6  # a legend beside the plane, not over it
-    fig = Figure(figsize=(10.0 if many else 6.0, max(3.8, 0.22 * len(points)) if many else 3.8),
-                 layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    fallback = label_colors([p.label for p in points])
-    palette = dict(colors) if colors is not None else {}
+    fig, (ax,) = _figure(10.0 if many else 6.0, max(3.8, 0.22 * len(points)) if many else 3.8)
+    palette = _colors([p.label for p in points], colors)
     prefix = common_prefix([p.label for p in points])
     for p in points:
-        color = palette.get(p.label) or fallback[p.label]
+        color = palette[p.label]
         ax.errorbar(p.cost.mean, p.value.mean,
                     xerr=None if math.isnan(p.cost.std) else p.cost.std,
                     yerr=None if math.isnan(p.value.std) else p.value.std,
