@@ -309,6 +309,11 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         overlap: Annotated[float, typer.Option(help="--predict: share of communication hidden behind backward "
                                                     "(0..1).")] = 0.5,
         servers: Annotated[int, typer.Option(help="--predict: parameter servers the model is sharded over.")] = 1,
+        reference: Annotated[bool, typer.Option("--reference", help="--predict: the reference experiment's "
+                                                "setting (16 K80 GPUs, 25 Gbit/s, its five networks) beside its "
+                                                "conclusions.")] = False,
+        calibrate: Annotated[bool, typer.Option(help="Measure the local link first and print the cost model's "
+                                                "prediction of every multi-process job before it runs.")] = True,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Tables only.")] = False,
         *,
         options: TechniqueOptions,
@@ -337,6 +342,12 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
             if servers < 1:
                 raise ConfigError("--servers", servers, "an integer >= 1")
             counts = parse_counts(nproc or PREDICT_NPROC, maximum=1_000_000)
+            if reference:
+                from optbench.cli.scale_reference import reference_tables
+
+                for table in reference_tables(overlap=overlap):
+                    out.print(table)
+                return
             for table in prediction_tables(names, gbps, counts, overlap=overlap, latency_us=latency_us,
                                            servers=servers):
                 out.print(table)
@@ -354,13 +365,47 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         console = Console(stderr=True, quiet=quiet)
         settings = _study_config(config, "scale") | {"modes": [m.name for m in mode_list], "nproc": list(counts)}
         study_name = study or f"scale-{task_obj.name}-{_digest(settings)}"
+        calibration = None
+        if calibrate and max(counts) > 1 and min(counts) == 1:  # the model predicts N from 1 process
+            from optbench.cli.scale_reference import calibrate as measure_link
+
+            calibration = measure_link(task_obj, timeout)
+            settings = settings | {"calibration": calibration.to_dict()}  # not part of the study's name
         with _open(store) as db:
             db.ensure_study(study_name, settings)
-            runs = run_sweep(configs, db, study_name, task_obj.name, emit=console.print)
+            if calibration is None:
+                runs = run_sweep(configs, db, study_name, task_obj.name, emit=console.print)
+                checks: list[Any] = []
+            else:
+                runs, checks = _predicted_sweep(configs, db, study_name, task_obj.name, calibration, console)
         throughput, ttt, baseline = scale_tables(runs, task_obj, target)
         out.print(throughput)
         out.print(ttt)
+        if checks:
+            from optbench.cli.scale_reference import prediction_table
+
+            out.print(prediction_table(task_obj.name, checks, calibration))
         typer.echo(f"{baseline}; study {study_name}")
+
+
+def _predicted_sweep(configs: Sequence[Any], db: Any, study: str, task_name: str, calibration: Any,
+                     console: Any) -> tuple[list[Any], list[Any]]:
+    """Run the 1-process jobs, print the cost model's prediction of each other job, run those, and
+    return all runs and the :class:`~optbench.analysis.reference_scaling.PredictionCheck` rows."""
+    from optbench.analysis.reference_scaling import PredictionCheck, one_process_compute, predictions_for
+    from optbench.engine.distributed.sweep import run_sweep
+
+    first = run_sweep([c for c in configs if c.nproc == 1], db, study, task_name, emit=console.print)
+    rest = [c for c in configs if c.nproc > 1]
+    predicted = predictions_for([(c.mode, c.nproc) for c in rest],
+                                one_process_compute(r.result for r in first), calibration)
+    for (mode, n), value in predicted.items():
+        console.print(f"{mode} x{n}: predicted {value:,.0f} samples/s (before running it)")
+    later = run_sweep(rest, db, study, task_name, emit=console.print)
+    measured = {(r.config.mode, r.config.nproc): r.samples_per_second for r in later}
+    checks = [PredictionCheck(mode, n, value, measured.get((mode, n), math.nan))
+              for (mode, n), value in predicted.items()]
+    return [*first, *later], checks
 
 
 def _numbers(text: str, field: str) -> list[float]:

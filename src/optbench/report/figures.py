@@ -108,18 +108,31 @@ def plot_schedules(schedules: Mapping[str, AppliedSchedule], *,
     return fig
 
 
-def plot_distributed(data: DistributedData) -> Figure:
+def plot_distributed(data: DistributedData, predicted: Mapping[tuple[str, int], float] | None = None) -> Figure:
     """Two panels: samples/s versus workers per mode, and scaling efficiency versus workers per mode
-    with the ideal (1.0) as a dashed reference line."""
+    with the ideal (1.0) as a dashed reference line; ``predicted`` (``{(mode, workers): samples/s}``,
+    the cost model's) drawn as hollow markers on dotted lines beside the measurements."""
     fig, (left, right) = _figure(10.0, 3.8, ncols=2)
     modes = sorted({p.mode for p in data.points})
     palette = label_colors(modes)
+    predicted = predicted or {}
     for mode in modes:
         pts = sorted((p for p in data.points if p.mode == mode), key=lambda p: p.nproc)
         n = [p.nproc for p in pts]
         left.plot(n, [p.samples_per_second for p in pts], marker="o", color=palette[mode], label=mode)
         right.plot(n, [data.efficiency.get((mode, p.nproc), math.nan) for p in pts], marker="o",
                    color=palette[mode], label=mode)
+        model = [p for p in pts if (mode, p.nproc) in predicted]
+        if model:
+            start = [p for p in pts if p.nproc == 1][:1]  # the measurement the prediction starts from
+            xs = [p.nproc for p in (*start, *model)]
+            ys = [p.samples_per_second for p in start] + [predicted[(mode, p.nproc)] for p in model]
+            left.plot(xs, ys, linestyle=":", marker="o", mfc="white", color=palette[mode], label=f"{mode} (model)")
+            # the same baseline as the measured efficiency: scale it by predicted / measured
+            right.plot([p.nproc for p in model],
+                       [data.efficiency.get((mode, p.nproc), math.nan) * predicted[(mode, p.nproc)]
+                        / p.samples_per_second for p in model],
+                       linestyle="none", marker="o", mfc="white", color=palette[mode])
     right.axhline(1.0, color="0.4", linestyle="--", linewidth=1.0)
     left.set_xlabel("workers")
     left.set_ylabel("samples/s (all workers)")

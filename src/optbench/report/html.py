@@ -101,7 +101,8 @@ def render_report(results: Sequence[RunResult], *, study: str = "", config: Mapp
     ranked = {}
     for task in overview.tasks:
         info = infos.setdefault(task, task_info(task, target if isinstance(target, int | float) else None))
-        ranked[task] = task_section(page, [r for r in results if r.task == task], info, colors)
+        ranked[task] = task_section(page, [r for r in results if r.task == task], info, colors,
+                                    calibration=config.get("calibration"))
     profiles_section(page, ranked, infos, colors)
     return page
 

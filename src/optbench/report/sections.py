@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from optbench.analysis import summarize_runs
+from optbench.analysis.reference_scaling import Calibration, one_process_compute, predictions_for
 from optbench.analysis.report_data import (
     StudyOverview,
     applied_schedules,
@@ -152,9 +154,10 @@ def _curve_keys(results: Sequence[RunResult]) -> list[str]:
 
 
 def task_section(page: ReportPage, results: Sequence[RunResult], info: TaskInfo,
-                 colors: Mapping[str, str]) -> list[RecipeSummary]:
+                 colors: Mapping[str, str], calibration: Mapping[str, Any] | None = None) -> list[RecipeSummary]:
     """Ranking, learning curves (epoch and seconds), lr sensitivity, applied schedule and
-    distributed scaling of one task's runs. Returns the ranked summaries."""
+    distributed scaling of one task's runs (with the cost model's predictions when the study stored
+    a ``calibration``, :mod:`optbench.analysis.reference_scaling`). Returns the ranked summaries."""
     page.heading(f"Task {info.name}", anchor=f"task-{slug(info.name)}")
     labels = recipe_labels(results)
     summaries = summarize_runs(results, info.directions, final_key=info.final_key, best_key=info.best_key,
@@ -207,15 +210,39 @@ def task_section(page: ReportPage, results: Sequence[RunResult], info: TaskInfo,
             page.paragraph("; ".join(notes), cls="note")
     dist = distributed_points(results, info.target, info.directions.get(info.target[0], Direction.MAXIMIZE))
     if dist is not None:
+        predicted = _predicted(results, dist, calibration)
         page.heading("Distributed throughput and scaling", level=3, anchor=f"distributed-{slug(info.name)}")
-        page.figure(f"distributed_{info.name}", plot_distributed(dist), f"{info.name}: {dist.baseline}.")
+        caption = f"{info.name}: {dist.baseline}." + (
+            " Hollow markers: the cost model's prediction from the 1-process jobs and the measured link."
+            if predicted else "")
+        page.figure(f"distributed_{info.name}", plot_distributed(dist, predicted), caption)
+
+        def model(p: Any) -> tuple[str, ...]:
+            value = predicted.get((p.mode, p.nproc))
+            if not predicted:
+                return ()
+            if value is None:
+                return ("-", "-")
+            return (f"{value:,.0f}", f"{p.samples_per_second / value - 1:+.0%}")
+
         page.table(make_table(f"distributed_{slug(info.name)}", dist.baseline,
-                              ["mode", "workers", "samples/s", "efficiency", "train s to target"],
+                              ["mode", "workers", "samples/s", "efficiency", "train s to target",
+                               *(("predicted samples/s", "error") if predicted else ())],
                               [(p.mode, str(p.nproc), f"{p.samples_per_second:,.0f}",
                                 f"{dist.efficiency.get((p.mode, p.nproc), math.nan):.2f}",
-                                "not reached" if p.time_to_target is None else f"{p.time_to_target:.2f}")
+                                "not reached" if p.time_to_target is None else f"{p.time_to_target:.2f}", *model(p))
                                for p in dist.points]))
     return summaries
+
+
+def _predicted(results: Sequence[RunResult], dist: Any,
+               calibration: Mapping[str, Any] | None) -> dict[tuple[str, int], float]:
+    """The cost model's samples/s of each multi-process job, from the 1-process jobs' compute time and
+    the study's stored calibration; empty without one."""
+    stored = Calibration.from_mapping(calibration)
+    if stored is None:
+        return {}
+    return predictions_for([(p.mode, p.nproc) for p in dist.points], one_process_compute(results), stored)
 
 
 def profiles_section(page: ReportPage, ranked: Mapping[str, Sequence[RecipeSummary]],
