@@ -1,7 +1,9 @@
-"""Tuning efficiency: full grid vs random search vs TPE with ASHA pruning, in one run.
+"""Tuning efficiency: full grid vs random search vs TPE with every pruner, side by side in one run.
 
 Target: TPE + pruning reaches within 0.5 pp of the full grid's best
-validation accuracy using <= 25% of the grid's epochs.
+validation accuracy using <= 25% of the grid's epochs. Learning-curve extrapolation (``curve``,
+Domhan et al. 2015; :mod:`optbench.search.curve_pruner`) has its own target: the above in 9 of 10
+search seeds (TPE + ASHA met it in 6 of 10 when it was set).
 
 Setup (chosen before running, not tuned to the result): task ``mnist1d_mlp`` (MNIST-1D, 40
 features, 2-layer MLP), SGD with heavy-ball momentum (``momentum`` preset), batch 50, E epochs,
@@ -10,7 +12,9 @@ features, 2-layer MLP), SGD with heavy-ball momentum (``momentum`` preset), batc
 
 * grid: 6 x 6 = 36 points (lr log-spaced), every run to E epochs;
 * random: 36 trials, every run to E epochs;
-* TPE + ASHA: 36 trials, multivariate TPE, ASHA rungs at 1, 3, 9, ... epochs (reduction factor 3).
+* TPE + each pruner of ``--pruners`` (default all: none, median, asha, hyperband, curve): 36
+  trials, multivariate TPE; ASHA rungs at 1, 3, 9, ... epochs (reduction factor 3); ``curve``
+  extrapolates each trial from its third epoch on (see :mod:`optbench.search.samplers`).
 
 Epochs. E (``--epochs``) was 9 in the first recorded run (TPE+ASHA spent 25-46% of the grid's
 epochs, 10 seeds). With equal trial counts, ASHA's cost relative to the grid is bounded below by
@@ -47,6 +51,10 @@ same search loop as :func:`optbench.search.run_search`, with an in-memory store)
 Usage::
 
     .venv/bin/python bench/tuning_efficiency.py [--seeds 0 1 2] [--reeval-seeds 10] [--threads 1]
+        [--pruners none median asha hyperband curve] [--no-random]
+
+The last lines compare the pruners: per pruner, the search seeds meeting the target, the mean
+epoch fraction, and the ratio of ``curve``'s epochs and seeds met to each other pruner's.
 """
 
 from __future__ import annotations
@@ -77,6 +85,8 @@ GRID_POINTS = 6
 N_TRIALS = GRID_POINTS ** len(SPACE)
 TARGET_GAP_PP = 0.5
 TARGET_EPOCH_RATIO = 0.25
+PRUNERS = ("none", "median", "asha", "hyperband", "curve")
+CURVE_TARGET_SEEDS = 0.9  # the curve pruner's target: 9 of 10 search seeds
 
 
 @dataclass
@@ -170,6 +180,32 @@ def _print_target(rows: list[Row], grid: Row) -> None:
               f"raw {raw_met}/{len(mine)}")
 
 
+def _print_pruners(rows: list[Row], grid: Row) -> None:
+    """Per pruner: search seeds meeting the target (re-evaluated), mean epochs / grid, pruned trials
+    and the epoch at which trials stopped; then curve's ratios to every other pruner."""
+    summary: dict[str, tuple[int, int, float]] = {}
+    print(f"pruners side by side (TPE, {N_TRIALS} trials; target: re-evaluated gap >= -{TARGET_GAP_PP} pp and "
+          f"epochs <= {TARGET_EPOCH_RATIO:.0%} of the grid's)")
+    print(f"  {'pruner':<10} {'seeds met':>9} {'epochs/grid':>11} {'range':>13} {'pruned/trial':>12} "
+          f"{'mean gap pp':>11}")
+    for strategy in dict.fromkeys(r.strategy for r in rows if r.strategy.startswith("tpe+")):
+        mine = [r for r in rows if r.strategy == strategy]
+        ratios = [r.epochs / grid.epochs for r in mine]
+        gaps = [_paired_gap(r, grid)[0] for r in mine]
+        met = sum(_met(g, q) for g, q in zip(gaps, ratios, strict=True))
+        pruned = statistics.fmean(r.pruned / r.trials for r in mine)
+        summary[strategy[4:]] = (met, len(mine), statistics.fmean(ratios))
+        print(f"  {strategy[4:]:<10} {f'{met}/{len(mine)}':>9} {statistics.fmean(ratios):>11.1%} "
+              f"{f'{min(ratios):.1%}-{max(ratios):.1%}':>13} {pruned:>12.2f} {statistics.fmean(gaps):>+11.2f}")
+    if "curve" in summary:
+        met, n, ratio = summary["curve"]
+        others = ", ".join(f"{name} x{ratio / r:.2f} epochs, {met - m:+d} seeds met"
+                           for name, (m, _, r) in summary.items() if name != "curve")
+        verdict = "MET" if met >= CURVE_TARGET_SEEDS * n else "NOT MET"
+        print(f"  ratio curve / other pruners: {others or '-'}")
+        print(f"  curve target ({CURVE_TARGET_SEEDS:.0%} of search seeds): {met}/{n} -> {verdict}")
+
+
 def main() -> None:
     """Run the strategies, re-evaluate their incumbents and print the table and the target check."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -178,8 +214,9 @@ def main() -> None:
     parser.add_argument("--reeval-seeds", type=int, default=10, help="fresh run seeds re-evaluating each incumbent")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--epochs", type=int, default=BASE.epochs, help="epochs of a full run (ASHA's max)")
-    parser.add_argument("--pruners", nargs="+", default=["asha"],
-                        help="pruners of the TPE rows (asha hyperband median)")
+    parser.add_argument("--pruners", nargs="+", default=list(PRUNERS), choices=PRUNERS,
+                        help="pruners of the TPE rows (default: all)")
+    parser.add_argument("--no-random", action="store_true", help="leave out the random-search rows")
     args = parser.parse_args()
     base = dataclasses.replace(BASE, epochs=args.epochs)
     torch.set_num_threads(args.threads)
@@ -191,7 +228,8 @@ def main() -> None:
     grid = _search("grid 6x6", "grid", "none", None, base)
     rows = [grid]
     for seed in args.seeds:
-        rows.append(_search("random", "random", "none", seed, base))
+        if not args.no_random:
+            rows.append(_search("random", "random", "none", seed, base))
         for pruner in args.pruners:
             rows.append(_search(f"tpe+{pruner}", "tpe", pruner, seed, base))
     reeval_runs = LocalRuns()
@@ -199,6 +237,7 @@ def main() -> None:
         _reevaluate(row, base, range(1, args.reeval_seeds + 1), reeval_runs)
     _print_rows(rows, grid)
     _print_target(rows, grid)
+    _print_pruners(rows, grid)
     print(f"total wall time {time.perf_counter() - start:.0f} s")
 
 

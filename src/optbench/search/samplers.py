@@ -22,6 +22,10 @@ Pruners (``pruners`` registry), fed the per-epoch validation objective (step = e
   ``min_epochs * 3**k`` epochs, keeping the best third at each rung.
 * ``hyperband`` — Hyperband (Li et al. 2018) over ASHA brackets between ``min_epochs`` and
   ``max_epochs``, reduction factor 3.
+* ``curve`` — learning-curve extrapolation (Domhan et al. 2015): after ``max(min_epochs, 3)``
+  epochs, stop a trial whose value extrapolated to ``max_epochs`` by a parametric curve family,
+  plus 1.645 standard deviations, cannot beat the best completed trial
+  (:class:`~optbench.search.curve_pruner.LearningCurvePruner`).
 
 How a search rebuilds a sampler before each ask (see :mod:`optbench.search.loop`): a fresh
 sampler is built over a copy of the stored trials. ``random``, ``tpe``, ``gp`` and ``cmaes``
@@ -49,6 +53,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
+from optbench.search.curve_pruner import LearningCurvePruner
 from optbench.search.space import Param, SearchSpace, grid_values
 
 
@@ -190,6 +195,9 @@ pruners.register("asha", PrunerEntry(
 pruners.register("hyperband", PrunerEntry(
     lambda lo, hi: optuna.pruners.HyperbandPruner(min_resource=lo, max_resource=hi, reduction_factor=3),
     "Hyperband over ASHA brackets (Li et al. 2018)"))
+pruners.register("curve", PrunerEntry(
+    lambda lo, hi: LearningCurvePruner(min_epochs=min(max(lo, 3), hi), max_epochs=hi),
+    "learning-curve extrapolation (Domhan et al. 2015)"))
 
 
 def make_sampler(name: str, space: SearchSpace, *, seed: int, n_trials: int, grid_points: int | None = None,
