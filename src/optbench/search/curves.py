@@ -49,7 +49,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
 
 _Curve = Callable[..., np.ndarray]
 
@@ -184,6 +183,8 @@ def fit_curve(model: CurveModel, epochs: Sequence[float], values: Sequence[float
         The fit, or None when there are fewer than ``len(model.params) + 1`` points or the
         least-squares fit fails (no convergence, non-finite values).
     """
+    from scipy.optimize import OptimizeWarning, curve_fit  # here: scipy.optimize costs ~0.5 s to import
+
     x = np.asarray(epochs, dtype=float)
     y = sign * np.asarray(values, dtype=float)
     p = len(model.params)
