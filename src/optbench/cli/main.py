@@ -15,6 +15,7 @@ from optbench.cli import (
     compare,
     data,
     distributed,
+    federated,
     listing,
     report,
     schedules,
@@ -25,7 +26,7 @@ from optbench.cli.common import handle_errors
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=False,
                   help="Compare neural-network training methods fairly and fast.")
-for _module in (compare, listing, schedules, data, study, report, trajectory, distributed):
+for _module in (compare, listing, schedules, data, study, report, trajectory, distributed, federated):
     _module.register(app)
 
 
