@@ -15,6 +15,18 @@ KINDS = ("optimizers", "schedules", "techniques", "regularizers", "tasks", "data
          "pruners")
 
 
+
+def _task_description(name: str) -> str:
+    """A task's description; for a task on the user's data (a required ``root``), its factory's summary."""
+    from optbench.core.errors import ConfigError
+    from optbench.tasks import get_task, tasks
+
+    try:
+        return get_task(name).description
+    except ConfigError:
+        doc = (tasks.get(name).__doc__ or "").strip().splitlines()
+        return f"{doc[0] if doc else name} (give root=...)"
+
 def _with_contracts(spec: object) -> str:
     """An optimizer's family followed by its contracts (``preset · partition hidden_matrices``)."""
     caps = spec.capabilities()  # type: ignore[attr-defined]
@@ -39,9 +51,9 @@ def _catalogue_rows(kind: str) -> list[tuple[str, str, str]]:
 
         return [(n, "schedule", schedules.get(n).source) for n in schedules.names()]
     if kind == "tasks":
-        from optbench.tasks import get_task, tasks
+        from optbench.tasks import tasks
 
-        return [(n, "task", get_task(n).description) for n in tasks.names()]
+        return [(n, "task", _task_description(n)) for n in tasks.names()]
     if kind == "samplers":
         from optbench.search import samplers
 

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from optbench.core.errors import ConfigError, require_positive
+from optbench.core.splits import AnySplit, Split, StreamSplit  # noqa: F401 - re-exported: the contract's splits
 
 
 class Direction(str, Enum):
@@ -109,39 +110,24 @@ PERPLEXITY = DerivedMetric("perplexity", Direction.MINIMIZE, "loss", _exp_or_inf
 
 
 @dataclass(frozen=True)
-class Split:
-    """In-memory examples: ``x`` of shape ``(N, ...)`` and targets ``y`` of shape ``(N, ...)``."""
-
-    x: Tensor
-    y: Tensor
-
-    def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]}")
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    def subset(self, index: Tensor) -> Split:
-        """The examples at ``index`` (a 1-d int64 tensor), copied."""
-        return Split(self.x[index], self.y[index])
-
-
-@dataclass(frozen=True)
 class Dataset:
-    """A task's data before the validation split: the training pool and the test set."""
+    """A task's data before the validation split: the training pool, the test set and, when the user
+    has one, a separate validation set (then the whole pool trains and ``Task.valid_size`` is not
+    used). Each split is in memory (:class:`Split`) or streamed (:class:`StreamSplit`)."""
 
-    train: Split
-    test: Split
+    train: AnySplit
+    test: AnySplit
+    valid: AnySplit | None = None
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """The three splits one run uses. ``valid`` is carved from the training pool."""
+    """The three splits one run uses. ``valid`` is carved from the training pool unless the
+    :class:`Dataset` has its own."""
 
-    train: Split
-    valid: Split
-    test: Split
+    train: AnySplit
+    valid: AnySplit
+    test: AnySplit
 
 
 @dataclass(frozen=True)
@@ -178,7 +164,8 @@ class Task:
         loss: ``(output, y) -> 0-d tensor``, the **mean** loss over the batch (differentiated).
         metrics: per-batch metrics; must include one named ``"loss"`` (the summed loss).
         target: the value for time-to-target.
-        valid_size: number of examples carved from the training pool for validation.
+        valid_size: number of examples carved from the training pool for validation (0 when the
+            task's :class:`Dataset` has its own validation set).
         count: ``y -> int``, the number of units metrics are averaged over (examples).
         recipe: a working recipe (hyperparameters that reach the target), as a dict.
         augmentations: the augmentations valid for this task's inputs and labels (e.g. no
@@ -231,7 +218,9 @@ class Task:
             raise ConfigError(f"task {self.name} target metric", self.target.metric, names)
         if self.target.split not in SPLITS:
             raise ConfigError(f"task {self.name} target split", self.target.split, SPLITS)
-        require_positive(f"task {self.name} valid_size", self.valid_size, integer=True)
+        if isinstance(self.valid_size, bool) or not isinstance(self.valid_size, int) or self.valid_size < 0:
+            raise ConfigError(f"task {self.name} valid_size", self.valid_size,
+                              "an integer >= 0 (0 only when the data has its own validation set)")
         if isinstance(self.l2, bool) or not isinstance(self.l2, int | float) or not 0 <= self.l2 < math.inf:
             raise ConfigError(f"task {self.name} l2", self.l2, "a finite number >= 0")
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor, nn
 
-from optbench.core.spec import EpochRecord, Recipe, RunResult, RunStatus, Split, Task, TaskData, default_device, run_id
+from optbench.core.spec import EpochRecord, Recipe, RunResult, RunStatus, Task, TaskData, default_device, run_id
+from optbench.core.splits import AnySplit
 from optbench.engine.data import memory_format, ordered_batches, shuffled_batches, to_device
 from optbench.engine.environment import environment
 from optbench.engine.metrics import Diverged, TrainMetrics
@@ -59,7 +60,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def evaluate(model: nn.Module, task: Task, split: Split, prefix: str) -> dict[str, float]:
+def evaluate(model: nn.Module, task: Task, split: AnySplit, prefix: str) -> dict[str, float]:
     """Average every task metric over ``split`` in eval mode.
 
     Returns:
@@ -68,7 +69,7 @@ def evaluate(model: nn.Module, task: Task, split: Split, prefix: str) -> dict[st
     """
     was_training = model.training
     model.eval()
-    sums = {m.name: torch.zeros((), dtype=torch.float64, device=split.x.device) for m in task.metrics}
+    sums = {m.name: torch.zeros((), dtype=torch.float64, device=split.device) for m in task.metrics}
     count = 0
     with torch.inference_mode():
         for x, y in ordered_batches(split, EVAL_BATCH_SIZE):
@@ -114,13 +115,13 @@ def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torc
             state = None
 
 
-def _train_epoch(setup: RunSetup, task: Task, split: Split, generator: torch.Generator, batch_size: int,
+def _train_epoch(setup: RunSetup, task: Task, split: AnySplit, generator: torch.Generator, batch_size: int,
                  first_step: int, check_every: int) -> tuple[dict[str, float], int]:
     """One pass over ``split``; returns averaged train metrics and the number of steps.
 
     Divergence (a NaN/inf loss) is detected within ``check_every`` steps."""
     setup.model.train()
-    metrics = TrainMetrics(task, split.x.device, group=check_every, loss_is_task_loss=setup.step.loss_is_task_loss)
+    metrics = TrainMetrics(task, split.device, group=check_every, loss_is_task_loss=setup.step.loss_is_task_loss)
     steps = 0
     controller, step = setup.controller, setup.step
     for x, y in shuffled_batches(split, batch_size, generator):

@@ -51,10 +51,14 @@ def check_task(task: Task, dataset: Dataset, *, examples: int = CHECK_EXAMPLES) 
     pool = len(dataset.train)
     if pool < 1 or len(dataset.test) < 1:
         raise fail("data", f"{pool} training / {len(dataset.test)} test examples", "at least one of each")
-    if task.valid_size >= pool:
+    if dataset.valid is not None and len(dataset.valid) < 1:
+        raise fail("data", "an empty validation set", "at least one validation example")
+    if dataset.valid is None and task.valid_size == 0:
+        raise fail("valid_size", 0, "an integer >= 1 (the data has no validation set of its own)")
+    if dataset.valid is None and task.valid_size >= pool:
         raise fail("valid_size", task.valid_size, f"fewer than the training pool's {pool} examples")
     n = min(examples, pool)
-    x, y = dataset.train.x[:n], dataset.train.y[:n]
+    x, y = dataset.train.gather(torch.arange(n))
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(0)
         try:

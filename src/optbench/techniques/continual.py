@@ -126,8 +126,9 @@ class EWC(Component):
         data = earlier.load_data().train
         generator = torch.Generator().manual_seed(context.seed + 104_729)
         index = torch.randperm(len(data), generator=generator)[:self.samples]
-        x = data.x[index].to(context.device)
-        y = None if self.fisher_kind == "sampled" else data.y[index].to(context.device)
+        x, labels = data.gather(index)
+        x = x.to(context.device)
+        y = None if self.fisher_kind == "sampled" else labels.to(context.device)
         fisher = fisher_diagonal(reference, x, y, generator=generator)
         self.set_anchors(model, {n: p.detach() for n, p in reference.named_parameters()}, fisher)
         return model

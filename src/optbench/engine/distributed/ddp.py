@@ -118,7 +118,7 @@ class DdpTrainer(UpdateSide):
             sync(device)
             t0 = now()
             index = ctx.shard(perm, c)
-            x, y = train.x[index], train.y[index]
+            x, y = train.gather(index)
             if controller is not None:
                 controller.apply(self.clock)
             self.timer.reset()

@@ -232,7 +232,7 @@ class PsWorker:
             version, wait = int(self.reply[0].item()), float(self.reply[1].item())
             self.flat.load_params(self.weights)
             index = ctx.shard(perm, c)
-            x, y = train.x[index], train.y[index]
+            x, y = train.gather(index)
             self.step_metrics.reset()
             self.setup.step.gradients(x, y, self.step_metrics)
             self.flat.grads_into(self.grad)
