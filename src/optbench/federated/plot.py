@@ -5,6 +5,7 @@ strategy (mean over seeds) with its confidence band. Draws what
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def accuracy_figure(curves: Mapping[str, RoundCurve], *, title: str | None = Non
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(textwrap.fill(title, 80), fontsize=9)
     return fig
 
 
