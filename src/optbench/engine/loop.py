@@ -116,20 +116,26 @@ def _prepare(task: Task, data: TaskData, recipe: Recipe, seed: int, device: torc
 
 
 def _train_epoch(setup: RunSetup, task: Task, split: AnySplit, generator: torch.Generator, batch_size: int,
-                 first_step: int, check_every: int) -> tuple[dict[str, float], int]:
-    """One pass over ``split``; returns averaged train metrics and the number of steps.
+                 first_step: int, check_every: int) -> tuple[dict[str, float], int, float]:
+    """One pass over ``split``; returns averaged train metrics, the number of steps and the seconds the
+    steps waited for their batches (the gather in memory; the DataLoader's wait when streamed).
 
     Divergence (a NaN/inf loss) is detected within ``check_every`` steps."""
     setup.model.train()
     metrics = TrainMetrics(task, split.device, group=check_every, loss_is_task_loss=setup.step.loss_is_task_loss)
-    steps = 0
+    steps, waited = 0, 0.0
     controller, step = setup.controller, setup.step
-    for x, y in shuffled_batches(split, batch_size, generator):
+    batches = shuffled_batches(split, batch_size, generator)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        waited += time.perf_counter() - t0
+        if batch is None:
+            return metrics.result(), steps, waited
         if controller is not None:
             controller.apply(first_step + steps)
-        step(x, y, metrics)
+        step(*batch, metrics)
         steps += 1
-    return metrics.result(), steps
 
 
 def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torch.device | None = None,
@@ -146,6 +152,9 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
     inside :func:`torch.random.fork_rng` (the caller's RNG state is restored), data order and
     augmentation come from generators seeded with ``seed``; on CPU with the same thread count
     two runs are bitwise identical.
+
+    ``environment["data_wait_seconds"]``: seconds the training steps waited for their batches, summed
+    over epochs (index gathers in memory; the DataLoader's wait for a streamed split).
 
     A NaN/inf training loss ends the run with status ``diverged``; any other exception ends it
     with status ``failed`` and the message (the caller's study goes on either way). Early
@@ -202,8 +211,9 @@ def train(task: Task, data: TaskData, recipe: Recipe, seed: int, *, device: torc
             for epoch in range(done + 1, last + 1):
                 setup.before_train_epoch(epoch)
                 t0 = time.perf_counter()
-                train_metrics, steps = _train_epoch(setup, task, data.train, generator, batch_size, result.steps,
-                                                    check_every)
+                train_metrics, steps, waited = _train_epoch(setup, task, data.train, generator, batch_size,
+                                                            result.steps, check_every)
+                result.environment["data_wait_seconds"] = result.environment.get("data_wait_seconds", 0.0) + waited
                 setup.after_train_epoch(epoch)
                 sync(device)
                 t1 = time.perf_counter()
