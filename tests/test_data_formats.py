@@ -160,3 +160,45 @@ def test_the_image_folder_example_trains_from_the_command_line(tmp_path: Path) -
         runs = store.load_runs()
     assert len(runs) == 1 and runs[0].status.value == "finished"
     assert runs[0].epochs[-1].metrics["test_accuracy"] > 0.8  # horizontal and vertical bars are told apart
+
+
+USER_FACTORIES = '''
+import torch
+from torch import nn
+from optbench.core.spec import Dataset, Split
+from optbench.tasks.classification import classification_task
+
+def _data():
+    return Dataset(Split(torch.randn(10, 2), torch.arange(10) % 2), Split(torch.randn(4, 2), torch.arange(4) % 2))
+
+def _task(model, load):
+    return classification_task("user", "user", model, load, target_accuracy=0.9, valid_size=2, recipe={})
+
+def factory_raises():
+    raise RuntimeError("cannot reach my bucket")
+
+def loader_raises():
+    def load():
+        raise FileNotFoundError("no such file: data.csv")
+    return _task(lambda: nn.Linear(2, 2), load)
+
+def model_raises():
+    def model():
+        raise ValueError("weights file missing")
+    return _task(model, _data)
+'''
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    ("factory_raises", "factory_raises 'RuntimeError: cannot reach my bucket'; allowed: a factory that builds"),
+    ("loader_raises", "task user load_data 'FileNotFoundError: no such file: data.csv'"),
+    ("model_raises", "task user make_model 'ValueError: weights file missing'"),
+])
+def test_a_users_factory_loader_or_model_that_raises_exits_2(tmp_path: Path, factory: str, message: str) -> None:
+    module = tmp_path / "user_tasks.py"
+    module.write_text(USER_FACTORIES)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["compare", "--task", f"{module}:{factory}", "--optimizers", "adam",
+                                      "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not out.exists()

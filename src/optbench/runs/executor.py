@@ -115,10 +115,17 @@ class RunContext:
 
         Raises:
             DataUnavailableError: the data cannot be obtained.
+            ConfigError: the task's ``load_data`` raised another error, or the data fails its check.
         """
         if ref not in self.datasets:
             task = self.task(ref)
-            dataset = task.load_data()
+            try:
+                dataset = task.load_data()
+            except OptbenchError:
+                raise
+            except Exception as exc:  # a user's loader that raises: one line, exit 2, nothing stored
+                raise ConfigError(f"task {task.name} load_data", f"{type(exc).__name__}: {exc}",
+                                  "a function returning the task's Dataset") from exc
             try:
                 from optbench.tasks.validate import check_task
             except ImportError:  # the task checker is optional

@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
-from optbench.core.errors import ConfigError
+from optbench.core.errors import ConfigError, OptbenchError
 from optbench.core.options import format_literal, parse_bracketed
 from optbench.core.registry import Registry
 from optbench.core.spec import Task
@@ -106,8 +106,8 @@ def get_task(ref: str) -> Task:
     Raises:
         UnknownNameError: for an unknown registry name (lists the known names).
         ConfigError: for a malformed or unknown task parameter (lists the allowed ones), a
-            non-number for a numeric one, or when a user factory cannot be imported or does not
-            return a Task.
+            non-number for a numeric one, or when a user factory cannot be imported, raises or does
+            not return a Task.
     """
     base, params = parse_task_ref(ref)
     factory = _load_factory(base) if ":" in base else tasks.get(base)
@@ -118,7 +118,12 @@ def get_task(ref: str) -> Task:
             if key not in allowed:
                 raise ConfigError(f"parameter of task {base}", key, allowed or "none (this task has no parameters)")
         _check_numeric(base, factory, params)
-    task = factory(**params)
+    try:
+        task = factory(**params)
+    except OptbenchError:
+        raise
+    except Exception as exc:  # a user's factory that raises: one line, not a traceback
+        raise ConfigError(f"task {base}", f"{type(exc).__name__}: {exc}", "a factory that builds the task") from exc
     if not isinstance(task, Task):
         raise ConfigError("task", ref, f"a factory returning optbench.core.spec.Task, got {type(task).__name__}")
     if params:
