@@ -78,7 +78,7 @@ def check_task(task: Task, dataset: Dataset, *, examples: int = CHECK_EXAMPLES) 
                        f"a tensor whose first dimension is the batch size ({n}, ...)")
         _check_loss(task, output, y, fail)
         with torch.no_grad():
-            _check_metrics(task, output.detach(), y, fail)
+            _check_metrics(task, output, y, fail)  # the model's own output object (no grad here)
 
 
 def _check_loss(task: Task, output: Tensor, y: Tensor, fail) -> None:
