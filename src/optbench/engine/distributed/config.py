@@ -11,6 +11,9 @@ Modes (docs/distributed.md):
 * ``ps-async`` — the server applies each worker's gradient as soon as it arrives (one optimizer
   step per gradient, Downpour SGD style, Dean et al. 2012) and replies with its current weights;
   workers never wait for each other.
+* ``ddp+METHOD`` — ``ddp`` with communication-efficient training: gradients compressed (``fp16``,
+  ``bf16``, ``powersgd:R``, ``topk:F``) or models averaged every ``H`` updates (``local:H``,
+  ``diloco:H``); see :mod:`optbench.engine.distributed.compression`.
 * ``ps-ssp:S`` — stale-synchronous parallel (Ho et al. 2013) with bound ``S``: a worker may
   start its clock ``c`` once the server holds every update of clocks ``<= c - S - 1``, i.e. it
   runs at most ``S`` steps ahead of the slowest worker. Gradients of one clock are averaged (in
@@ -34,22 +37,29 @@ from typing import Literal
 
 from optbench.core.errors import ConfigError, require_positive
 from optbench.core.spec import Recipe
+from optbench.engine.distributed.compression import Compression, parse_compression
 
 ModeKind = Literal["ddp", "ps-sync", "ps-async", "ps-ssp"]
 MODE_KINDS: tuple[ModeKind, ...] = ("ddp", "ps-sync", "ps-async", "ps-ssp")
-MODES_ALLOWED = "ddp, ps-sync, ps-async, ps-ssp:S (S an integer >= 0, the staleness bound)"
+MODES_ALLOWED = ("ddp, ps-sync, ps-async, ps-ssp:S (S an integer >= 0, the staleness bound), ddp+METHOD "
+                 "(METHOD: fp16, bf16, powersgd:R, topk:F, local:H, diloco:H)")
 
 
 @dataclass(frozen=True)
 class Mode:
-    """A parsed mode: ``kind`` and, for ``ps-ssp``, the staleness bound ``staleness`` (steps)."""
+    """A parsed mode: ``kind``, for ``ps-ssp`` the staleness bound ``staleness`` (steps), and for a
+    communication-efficient ``ddp+METHOD`` mode its ``compression``
+    (:mod:`optbench.engine.distributed.compression`)."""
 
     kind: ModeKind
     staleness: int | None = None
+    compression: Compression | None = None
 
     @property
     def name(self) -> str:
-        """The canonical text form, e.g. ``"ps-ssp:2"``."""
+        """The canonical text form, e.g. ``"ps-ssp:2"``, ``"ddp+powersgd:4"``."""
+        if self.compression is not None:
+            return f"{self.kind}+{self.compression.name}"
         return f"{self.kind}:{self.staleness}" if self.kind == "ps-ssp" else self.kind
 
     @property
@@ -66,12 +76,14 @@ class Mode:
 
 
 def parse_mode(text: str, field: str = "--mode") -> Mode:
-    """``"ddp"`` / ``"ps-sync"`` / ``"ps-async"`` / ``"ps-ssp:S"`` -> :class:`Mode`.
+    """``"ddp"`` / ``"ps-sync"`` / ``"ps-async"`` / ``"ps-ssp:S"`` / ``"ddp+METHOD"`` -> :class:`Mode`.
 
     Raises:
         ConfigError: for anything else (names the allowed forms).
     """
     word = text.strip().lower()
+    if word.startswith("ddp+"):
+        return Mode("ddp", compression=parse_compression(word[4:], field))
     kind, sep, bound = word.partition(":")
     if kind == "ps-ssp" and sep:
         try:

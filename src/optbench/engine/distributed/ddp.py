@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from optbench.engine.distributed.common import RankContext, UpdateSide, build_rank_run, now, sync, train_metrics
+from optbench.engine.distributed.compression import Communicator
 from optbench.engine.distributed.records import StepRecord
 
 
@@ -66,15 +67,15 @@ class CommTimer:
         return total
 
 
-def timed_allreduce_hook(timer: CommTimer, bucket):  # unannotated on purpose: see docstring
-    """DDP communication hook: PyTorch's default averaging all-reduce of ``bucket``
-    (a :class:`torch.distributed.GradBucket`), timed by ``timer``; returns a
-    ``torch.futures.Future[Tensor]``. Left unannotated on purpose: DDP compares the runtime annotations
-    with ``dist.GradBucket``, and this module's postponed annotations would be strings."""
-    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-
+def timed_hook(state, bucket):  # unannotated on purpose: see docstring
+    """DDP communication hook: ``state`` = ``(timer, communicator)``; the communicator launches the bucket's
+    communication (PyTorch's default averaging all-reduce, or a ``ddp+METHOD`` mode's compressed one:
+    :class:`~optbench.engine.distributed.compression.Communicator`) and ``timer`` records its launch and
+    completion; returns a ``torch.futures.Future[Tensor]``. Left unannotated on purpose: DDP compares the
+    runtime annotations with ``dist.GradBucket``, and this module's postponed annotations would be strings."""
+    timer, communicator = state
     entry = timer.launched()
-    future = allreduce_hook(None, bucket)  # None: the default (world) process group
+    future = communicator.launch(bucket)
 
     def completed(fut: torch.futures.Future[Tensor]) -> Tensor:
         entry[1] = now()
@@ -93,10 +94,11 @@ class DdpTrainer(UpdateSide):
         self.ctx = ctx
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         self.timer = CommTimer()
+        self.communicator = Communicator(ctx.mode.compression, ctx.world_size)
 
         def wrap(model: nn.Module) -> DistributedDataParallel:
             ddp = DistributedDataParallel(model, device_ids=device_ids)
-            ddp.register_comm_hook(self.timer, timed_allreduce_hook)
+            ddp.register_comm_hook((self.timer, self.communicator), timed_hook)
             return ddp
 
         self.setup = build_rank_run(ctx, ctx.make_model(), engine="ddp", wrap_forward=wrap)
@@ -106,6 +108,7 @@ class DdpTrainer(UpdateSide):
                                      loss_is_task_loss=self.setup.step.loss_is_task_loss)
         self.steps: list[StepRecord] = []
         self.clock = 0
+        self.communicator.start(self.model)
 
     def train_epoch(self, epoch: int, perm: Tensor) -> None:
         """One epoch: ``steps_per_epoch`` steps on this worker's shards of the permutation ``perm``."""
@@ -131,13 +134,14 @@ class DdpTrainer(UpdateSide):
                 sync(device)
                 t_backward = now()
                 step.update()
+            self.communicator.after_update(self.model, self.clock + 1)  # local SGD / DiLoCo averaging
             sync(device)
             t_end = now()
             wait = max(0.0, t_backward - self.timer.last_launch(default=t_backward))
             self.steps.append(StepRecord(
                 worker=ctx.worker, epoch=epoch, step=self.clock, samples=int(index.numel()),
                 compute_seconds=(t_end - t0) - wait, comm_seconds=self.timer.busy_seconds(t_backward),
-                wait_seconds=wait, step_seconds=t_end - t0))
+                wait_seconds=wait, step_seconds=t_end - t0, comm_bytes=self.communicator.take_bytes()))
             self.clock += 1
 
     def epoch_metrics(self) -> dict[str, float]:
@@ -152,4 +156,4 @@ class DdpTrainer(UpdateSide):
         return [], None
 
 
-__all__ = ["CommTimer", "DdpTrainer", "timed_allreduce_hook"]
+__all__ = ["CommTimer", "DdpTrainer", "timed_hook"]

@@ -39,7 +39,9 @@ from optbench.engine.distributed.config import DistributedConfig
 @dataclass(frozen=True)
 class StepRecord:
     """One worker's step: ``worker`` index (0..N-1), 1-based ``epoch``, 0-based global ``step``
-    (the clock), ``samples`` (examples), and the times described in the module docstring (s)."""
+    (the clock), ``samples`` (examples), the times described in the module docstring (s), and
+    ``comm_bytes``, the bytes this worker handed to collectives in the step (``ddp`` modes; 0 where not
+    counted)."""
 
     worker: int
     epoch: int
@@ -49,6 +51,7 @@ class StepRecord:
     comm_seconds: float
     wait_seconds: float
     step_seconds: float
+    comm_bytes: int = 0
 
     @property
     def samples_per_second(self) -> float:
@@ -73,7 +76,8 @@ def steps_to_columns(records: Iterable[StepRecord], digits: int = 7) -> dict[str
 def steps_from_columns(columns: Mapping[str, list]) -> list[StepRecord]:
     """The inverse of :func:`steps_to_columns`."""
     n = len(columns.get("step", []))
-    return [StepRecord(*(columns[name][i] for name in _STEP_FIELDS)) for i in range(n)]
+    present = [name for name in _STEP_FIELDS if name in columns]  # records stored before comm_bytes existed
+    return [StepRecord(**{name: columns[name][i] for name in present}) for i in range(n)]
 
 
 def staleness_histogram(values: Iterable[int]) -> dict[int, int]:
@@ -119,6 +123,12 @@ class DistributedRun:
     def train_seconds(self) -> float:
         """Summed wall time of the training phases (s)."""
         return sum(e.train_seconds for e in self.result.epochs)
+
+    @property
+    def comm_bytes_per_step(self) -> float:
+        """Mean bytes one worker handed to collectives per step (``ddp`` modes; 0 where not counted)."""
+        counts = [s.comm_bytes for s in self.steps if s.worker == 0]
+        return sum(counts) / len(counts) if counts else 0.0
 
     @property
     def samples(self) -> int:
@@ -184,7 +194,8 @@ class DistributedRun:
     def environment_record(self, include_steps: bool = True) -> dict[str, Any]:
         """JSON-ready description stored in ``RunResult.environment["distributed"]``: mode, workers,
         world size, per-worker and global batch, throughput, step medians, staleness histogram
-        (keys as strings), server statistics and, with ``include_steps``, every step as columns."""
+        (keys as strings), server statistics, bytes communicated per step and worker and, with
+        ``include_steps``, every step as columns."""
         record: dict[str, Any] = {
             "mode": self.config.mode,
             "nproc": self.config.nproc,
@@ -196,6 +207,7 @@ class DistributedRun:
             "step_medians": self.step_summary(),
             "staleness": {str(k): v for k, v in self.staleness.items()},
             "server": self.server,
+            "comm_bytes_per_step": self.comm_bytes_per_step,
         }
         if include_steps:
             record["steps"] = steps_to_columns(self.steps)
