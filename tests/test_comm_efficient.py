@@ -108,3 +108,19 @@ def test_mode_names_are_canonical() -> None:
     assert parse_mode("ddp+powersgd:4.0").name == "ddp+powersgd:4"
     assert parse_mode("ddp+local:8").compression.value == 8
     assert not parse_mode("ddp+diloco:8").has_server
+
+
+def test_report_data_and_figure_of_accuracy_against_communication(runs) -> None:
+    from optbench.analysis.communication import communication_curves
+    from optbench.report.figures import plot_communication
+
+    curves = {c.mode: c for c in communication_curves([r.result for r in runs.values()], "valid_accuracy")}
+    assert set(curves) == set(MODES)
+    steps_per_epoch = TRAIN // (N * B)
+    assert curves["ddp"].bytes == (4 * PARAMS * steps_per_epoch, 4 * PARAMS * 2 * steps_per_epoch)
+    assert curves["ddp+fp16"].bytes[-1] == curves["ddp"].bytes[-1] / 2
+    assert curves["ddp"].values[-1] == runs["ddp"].result.epochs[-1].metrics["valid_accuracy"]
+    assert curves["ddp"].seconds[-1] == pytest.approx(sum(e.train_seconds for e in runs["ddp"].result.epochs))
+    figure = plot_communication(list(curves.values()), "valid_accuracy")
+    assert [len(ax.get_lines()) for ax in figure.axes] == [len(MODES), len(MODES)]
+    assert communication_curves([runs["ddp"].result], "valid_accuracy") == []  # one mode: nothing to compare

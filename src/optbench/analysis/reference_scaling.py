@@ -74,9 +74,19 @@ class Calibration:
                    int(data.get("bytes_per_parameter", 4)))
 
 
+#: The modes the cost model covers (the other ``ddp+METHOD`` modes are measured, not modelled).
+MODELLED = "ddp, ddp+fp16, ddp+bf16, ps-sync, ps-async, ps-ssp:S"
+
+
+def modelled(mode: str) -> bool:
+    """True for the modes :func:`comm_seconds` models (:data:`MODELLED`)."""
+    return mode in ("ddp", "ddp+fp16", "ddp+bf16") or mode.startswith("ps-")
+
+
 def comm_seconds(mode: str, n: int, calibration: Calibration) -> float:
     """Modelled communication per step (s) of ``mode`` at ``n`` workers: ring all-reduce for ``ddp``
-    (0 at one worker), push + pull at one parameter server for ``ps-sync``/``ps-async``/``ps-ssp:S``.
+    (0 at one worker; half the bytes for ``ddp+fp16``/``ddp+bf16``), push + pull at one parameter server
+    for ``ps-sync``/``ps-async``/``ps-ssp:S``.
 
     Raises:
         ConfigError: an unknown mode.
@@ -84,9 +94,11 @@ def comm_seconds(mode: str, n: int, calibration: Calibration) -> float:
     model_bytes = calibration.parameters * calibration.bytes_per_parameter
     if mode == "ddp":
         return ring_allreduce_seconds(model_bytes, n, calibration.network)
+    if mode in ("ddp+fp16", "ddp+bf16"):  # the same ring, half the bytes
+        return ring_allreduce_seconds(model_bytes / 2, n, calibration.network)
     if mode.startswith("ps-"):
         return parameter_server_seconds(model_bytes, n, calibration.network)
-    raise ConfigError("mode", mode, "ddp, ps-sync, ps-async, ps-ssp:S")
+    raise ConfigError("mode", mode, MODELLED)
 
 
 def predicted_samples_per_second(mode: str, n: int, compute_seconds: float, batch_size: int,
@@ -142,11 +154,13 @@ def one_process_compute(results: Iterable[Any]) -> dict[str, tuple[float, int, f
 
 def predictions_for(cells: Iterable[tuple[str, int]], compute: Mapping[str, tuple[float, int, float]],
                     calibration: Calibration) -> dict[tuple[str, int], float]:
-    """Predicted samples/s of each ``(mode, nproc)`` with nproc > 1, from ``compute`` (see
-    :func:`one_process_compute`): the mode's own 1-process job, else ``ddp``'s (plain training, no
-    server time)."""
+    """Predicted samples/s of each ``(mode, nproc)`` with nproc > 1 of a :func:`modelled` mode, from
+    ``compute`` (see :func:`one_process_compute`): the mode's own 1-process job, else ``ddp``'s (plain
+    training, no server time)."""
     out = {}
     for mode, n in cells:
+        if not modelled(mode):
+            continue
         own = compute.get(mode)
         base = own or compute.get("ddp")
         if n > 1 and base is not None and base[1] > 0:

@@ -1,5 +1,5 @@
 """Figures of the report sections beyond learning curves: lr sensitivity, performance profiles,
-the applied lr schedule, distributed throughput and scaling.
+the applied lr schedule, distributed throughput and scaling, a metric against communication.
 
 Each function takes data from :mod:`optbench.analysis.report_data` and returns a new
 :class:`matplotlib.figure.Figure` on an Agg canvas (object-oriented API: no pyplot, no global
@@ -10,12 +10,13 @@ stated, one reference line), so tests can count them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from optbench.analysis.communication import CommunicationCurve
 from optbench.analysis.report_data import AppliedSchedule, DistributedData, LrCurve, Profiles
 from optbench.report.plots import label_colors
 
@@ -141,6 +142,28 @@ def plot_distributed(data: DistributedData, predicted: Mapping[tuple[str, int], 
     right.set_ylabel("scaling efficiency")
     right.set_title("efficiency vs ideal (dashed)")
     for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+        ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+def plot_communication(curves: Sequence[CommunicationCurve], metric: str) -> Figure:
+    """Two panels, a line per (mode, workers): ``metric`` after each epoch against the cumulative bytes one
+    worker communicated (log x) and against cumulative training seconds; ``curves`` from
+    :func:`optbench.analysis.communication.communication_curves`."""
+    fig, (left, right) = _figure(10.0, 3.8, ncols=2)
+    labels = [f"{c.mode} x{c.nproc}" for c in curves]
+    palette = label_colors(labels)
+    for label, curve in zip(labels, curves, strict=True):
+        left.plot(curve.bytes, curve.values, marker="o", color=palette[label], label=label)
+        right.plot(curve.seconds, curve.values, marker="o", color=palette[label], label=label)
+    left.set_xscale("log")
+    left.set_xlabel("bytes communicated per worker")
+    left.set_title(f"{metric} vs communication")
+    right.set_xlabel("training seconds")
+    right.set_title(f"{metric} vs wall clock")
+    for ax in (left, right):
+        ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
         ax.legend(frameon=False, fontsize="small")
     return fig

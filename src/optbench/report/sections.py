@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optbench.analysis import summarize_runs
+from optbench.analysis.communication import communication_curves
 from optbench.analysis.reference_scaling import Calibration, one_process_compute, predictions_for
 from optbench.analysis.report_data import (
     StudyOverview,
@@ -25,6 +26,7 @@ from optbench.core.spec import SPLITS, Direction, RunResult
 from optbench.report.costs import cost_section
 from optbench.report.export import make_table
 from optbench.report.figures import (
+    plot_communication,
     plot_distributed,
     plot_lr_sensitivity,
     plot_profiles,
@@ -232,7 +234,34 @@ def task_section(page: ReportPage, results: Sequence[RunResult], info: TaskInfo,
                                 f"{dist.efficiency.get((p.mode, p.nproc), math.nan):.2f}",
                                 "not reached" if p.time_to_target is None else f"{p.time_to_target:.2f}", *model(p))
                                for p in dist.points]))
+        _communication(page, info, results)
     return summaries
+
+
+def _communication(page: ReportPage, info: TaskInfo, results: Sequence[RunResult]) -> None:
+    """The target's metric against bytes communicated and training seconds, per distributed mode
+    (when at least two modes recorded their bytes)."""
+    metric = info.target[0]
+    curves = communication_curves(results, metric)
+    if not curves:
+        return
+    page.heading(f"{metric} against communication", level=3, anchor=f"communication-{slug(info.name)}")
+    page.figure(f"communication_{info.name}", plot_communication(curves, metric),
+                f"{info.name}: {metric} after each epoch against the bytes one worker handed to collectives "
+                "(log scale) and against training seconds; mean over seeds.")
+    page.table(make_table(f"communication_{slug(info.name)}", "bytes per worker per step and at the end",
+                          ["mode", "workers", "bytes/step", "bytes in all", f"final {metric}", "runs"],
+                          [(c.mode, str(c.nproc), f"{c.bytes[-1] / max(1, _steps(results, c)):,.0f}",
+                            f"{c.bytes[-1]:,.0f}", f"{c.values[-1]:.4f}", str(c.runs)) for c in curves]))
+
+
+def _steps(results: Sequence[RunResult], curve: Any) -> int:
+    """Steps of the first run of ``curve``'s group (to turn cumulative bytes back into bytes per step)."""
+    for run in results:
+        record = run.environment.get("distributed")
+        if isinstance(record, Mapping) and record.get("mode") == curve.mode and record.get("nproc") == curve.nproc:
+            return run.epochs[len(curve.bytes) - 1].step
+    return 1
 
 
 def _predicted(results: Sequence[RunResult], dist: Any,

@@ -1,0 +1,68 @@
+"""What communication bought: a metric against the bytes each worker communicated and against training
+seconds, per distributed mode (docs/distributed.md, "Communication-efficient training").
+
+Returns data only; :func:`optbench.report.figures.plot_communication` draws it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from optbench.core.spec import RunResult
+
+
+@dataclass(frozen=True)
+class CommunicationCurve:
+    """One ``(mode, workers)`` group's mean curve over its runs (seeds), one point per epoch.
+
+    Attributes:
+        mode: e.g. ``"ddp+powersgd:4"``.
+        nproc: workers.
+        bytes: cumulative bytes one worker handed to collectives by the end of each epoch.
+        seconds: cumulative training wall seconds by the end of each epoch.
+        values: the metric after each epoch (mean over the runs).
+        runs: how many runs were averaged.
+    """
+
+    mode: str
+    nproc: int
+    bytes: tuple[float, ...]
+    seconds: tuple[float, ...]
+    values: tuple[float, ...]
+    runs: int
+
+
+def communication_curves(results: Sequence[RunResult], metric: str) -> list[CommunicationCurve]:
+    """The curves of the distributed runs that recorded their bytes per step (``environment["distributed"]
+    ["comm_bytes_per_step"]``), grouped by (mode, workers) and averaged over the runs' common epochs;
+    empty when fewer than two groups have bytes (nothing to compare)."""
+    groups: dict[tuple[str, int], list[RunResult]] = {}
+    for run in results:
+        record = run.environment.get("distributed")
+        if not isinstance(record, Mapping) or not record.get("comm_bytes_per_step") or not run.epochs:
+            continue
+        groups.setdefault((str(record["mode"]), int(record["nproc"])), []).append(run)
+    if len(groups) < 2:
+        return []
+    curves = []
+    for (mode, nproc), runs in sorted(groups.items()):
+        epochs = min(len(r.epochs) for r in runs)
+        cumulative_bytes = np.zeros(epochs)
+        seconds = np.zeros(epochs)
+        values = np.zeros(epochs)
+        for run in runs:
+            per_step = float(run.environment["distributed"]["comm_bytes_per_step"])
+            cumulative_bytes += [per_step * e.step for e in run.epochs[:epochs]]
+            seconds += np.cumsum([e.train_seconds for e in run.epochs[:epochs]])
+            values += [e.metrics.get(metric, math.nan) for e in run.epochs[:epochs]]
+        n = len(runs)
+        curves.append(CommunicationCurve(mode, nproc, tuple(cumulative_bytes / n), tuple(seconds / n),
+                                         tuple(values / n), n))
+    return curves
+
+
+__all__ = ["CommunicationCurve", "communication_curves"]
