@@ -14,7 +14,8 @@ features, 2-layer MLP), SGD with heavy-ball momentum (``momentum`` preset), batc
 * random: 36 trials, every run to E epochs;
 * TPE + each pruner of ``--pruners`` (default all: none, median, asha, hyperband, curve): 36
   trials, multivariate TPE; ASHA rungs at 1, 3, 9, ... epochs (reduction factor 3); ``curve``
-  extrapolates each trial from its third epoch on (see :mod:`optbench.search.samplers`).
+  extrapolates each trial from its third epoch on and stops it when its predicted final value
+  is below the best (``k = 0``; see :mod:`optbench.search.curve_pruner` for how k was chosen).
 
 Epochs. E (``--epochs``) was 9 in the first recorded run (TPE+ASHA spent 25-46% of the grid's
 epochs, 10 seeds). With equal trial counts, ASHA's cost relative to the grid is bounded below by

@@ -156,3 +156,12 @@ def test_a_real_search_with_the_curve_pruner_records_pruned_trials():
     assert outcome.epochs_spent < 5 * 6
     assert outcome.best is not None and outcome.best.result.status is RunStatus.FINISHED
     assert all(outcome.best.value > t.value for t in pruned)
+
+
+def test_k_sets_how_much_optimism_a_close_trial_gets():
+    incumbent = _noisy(pow3(EPOCHS, 0.8, 0.5, 1.0), 0.003, seed=4)
+    close = _noisy(pow3(EPOCHS, 0.76, 0.5, 1.0), 0.01, seed=7)  # ends near 0.74, the best is near 0.79
+    mean_rule = _study("maximize", LearningCurvePruner(min_epochs=3, max_epochs=30), incumbent)
+    assert _decisions(mean_rule, close, 5)[-1]
+    cautious = _study("maximize", LearningCurvePruner(min_epochs=3, max_epochs=30, k=10.0), incumbent)
+    assert _decisions(cautious, close, 5) == [False] * 5

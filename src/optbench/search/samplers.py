@@ -23,9 +23,9 @@ Pruners (``pruners`` registry), fed the per-epoch validation objective (step = e
 * ``hyperband`` — Hyperband (Li et al. 2018) over ASHA brackets between ``min_epochs`` and
   ``max_epochs``, reduction factor 3.
 * ``curve`` — learning-curve extrapolation (Domhan et al. 2015): after ``max(min_epochs, 3)``
-  epochs, stop a trial whose value extrapolated to ``max_epochs`` by a parametric curve family,
-  plus 1.645 standard deviations, cannot beat the best completed trial
-  (:class:`~optbench.search.curve_pruner.LearningCurvePruner`).
+  epochs, stop a trial whose value extrapolated to ``max_epochs`` by a parametric curve family
+  is worse than the best completed trial
+  (:class:`~optbench.search.curve_pruner.LearningCurvePruner`, ``k = 0``).
 
 How a search rebuilds a sampler before each ask (see :mod:`optbench.search.loop`): a fresh
 sampler is built over a copy of the stored trials. ``random``, ``tpe``, ``gp`` and ``cmaes``
