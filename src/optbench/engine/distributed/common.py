@@ -132,10 +132,10 @@ def resolve_device(choice: str | None, local_rank: int) -> torch.device:
 
 
 def backend_for(mode: Mode, device: torch.device) -> str:
-    """``nccl`` for ``ddp`` on GPUs, else ``gloo``. The server modes always use gloo: they rely on
+    """``nccl`` for ``ddp`` and ``fsdp`` on GPUs, else ``gloo``. The server modes always use gloo: they rely on
     point-to-point receives from any source, which NCCL lacks; on GPUs their messages go through
     host memory."""
-    return "nccl" if mode.kind == "ddp" and device.type == "cuda" else "gloo"
+    return "nccl" if mode.kind in ("ddp", "fsdp") and device.type == "cuda" else "gloo"
 
 
 def setup_rank(rank: int, world_size: int, config: DistributedConfig, local_rank: int) -> RankContext:

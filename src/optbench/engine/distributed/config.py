@@ -11,6 +11,9 @@ Modes (docs/distributed.md):
 * ``ps-async`` — the server applies each worker's gradient as soon as it arrives (one optimizer
   step per gradient, Downpour SGD style, Dean et al. 2012) and replies with its current weights;
   workers never wait for each other.
+* ``fsdp`` — fully sharded data parallelism (``fully_shard``, ZeRO-3 style): each worker holds a
+  ``1/N`` shard of the parameters, gradients and optimizer state; parameters are all-gathered per
+  module for its forward and backward, gradients reduce-scattered. The same math as ``ddp``.
 * ``ddp+METHOD`` — ``ddp`` with communication-efficient training: gradients compressed (``fp16``,
   ``bf16``, ``powersgd:R``, ``topk:F``) or models averaged every ``H`` updates (``local:H``,
   ``diloco:H``); see :mod:`optbench.engine.distributed.compression`.
@@ -39,9 +42,9 @@ from optbench.core.errors import ConfigError, require_positive
 from optbench.core.spec import Recipe
 from optbench.engine.distributed.compression import Compression, parse_compression
 
-ModeKind = Literal["ddp", "ps-sync", "ps-async", "ps-ssp"]
-MODE_KINDS: tuple[ModeKind, ...] = ("ddp", "ps-sync", "ps-async", "ps-ssp")
-MODES_ALLOWED = ("ddp, ps-sync, ps-async, ps-ssp:S (S an integer >= 0, the staleness bound), ddp+METHOD "
+ModeKind = Literal["ddp", "fsdp", "ps-sync", "ps-async", "ps-ssp"]
+MODE_KINDS: tuple[ModeKind, ...] = ("ddp", "fsdp", "ps-sync", "ps-async", "ps-ssp")
+MODES_ALLOWED = ("ddp, fsdp, ps-sync, ps-async, ps-ssp:S (S an integer >= 0, the staleness bound), ddp+METHOD "
                  "(METHOD: fp16, bf16, powersgd:R, topk:F, local:H, diloco:H)")
 
 
@@ -65,7 +68,7 @@ class Mode:
     @property
     def has_server(self) -> bool:
         """True for the parameter-server modes (rank 0 is a server, not a worker)."""
-        return self.kind != "ddp"
+        return self.kind not in ("ddp", "fsdp")
 
     def world_size(self, nproc: int) -> int:
         """Processes started for ``nproc`` workers: ``nproc`` (+1 server for the PS modes)."""
@@ -93,7 +96,7 @@ def parse_mode(text: str, field: str = "--mode") -> Mode:
         if staleness < 0:
             raise ConfigError(field, text, MODES_ALLOWED)
         return Mode("ps-ssp", staleness)
-    if kind in ("ddp", "ps-sync", "ps-async") and not sep:
+    if kind in ("ddp", "fsdp", "ps-sync", "ps-async") and not sep:
         return Mode(kind)  # type: ignore[arg-type]
     raise ConfigError(field, text, MODES_ALLOWED)
 
@@ -209,6 +212,12 @@ def distributed_run_id(task: str, recipe: Recipe, seed: int, mode: str, nproc: i
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+#: Techniques ``fsdp`` runs: those that act on batches, the loss or gradients through torch's own
+#: sharding-aware functions, tested equal to ``ddp``; the others change or copy parameters and are refused.
+FSDP_TECHNIQUES = frozenset({"clip_norm", "label_smoothing", "random_crop", "horizontal_flip", "gaussian_noise",
+                             "early_stopping"})
+
+
 def validate(config: DistributedConfig) -> None:
     """Check the task and optimizer names and hyperparameters without loading data.
 
@@ -224,11 +233,17 @@ def validate(config: DistributedConfig) -> None:
 
     task = get_task(config.task)
     device = torch.device("cuda" if config.device == "cuda" else "cpu") if config.device else None
-    check_recipe(config.recipe, task, device, engine="ddp" if config.parsed_mode.kind == "ddp" else "ps")
+    kind = config.parsed_mode.kind
+    check_recipe(config.recipe, task, device, engine="ddp" if kind in ("ddp", "fsdp") else "ps")
+    if kind == "fsdp":
+        for spec in config.recipe.techniques:
+            if spec.name not in FSDP_TECHNIQUES:
+                raise ConfigError("technique in mode fsdp", spec.name,
+                                  f"{', '.join(sorted(FSDP_TECHNIQUES))} (the ones tested equal to ddp)")
     size = config.recipe.train_size
     if size is not None and size < config.global_batch:
         raise ConfigError("train_size", size, f"an integer >= nproc * batch_size = {config.global_batch}")
 
 
-__all__ = ["MODES_ALLOWED", "MODE_KINDS", "DistributedConfig", "Mode", "distributed_run_id", "parse_counts",
-           "parse_mode", "parse_modes", "validate"]
+__all__ = ["FSDP_TECHNIQUES", "MODES_ALLOWED", "MODE_KINDS", "DistributedConfig", "Mode", "distributed_run_id",
+           "parse_counts", "parse_mode", "parse_modes", "validate"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -84,6 +85,24 @@ def timed_hook(state, bucket):  # unannotated on purpose: see docstring
     return future.then(completed)
 
 
+def _local(tensor: Tensor) -> Tensor:
+    """The rank's own part of a (possibly sharded) tensor."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _bytes(tensors: Any) -> int:
+    return sum(_local(t).numel() * _local(t).element_size() for t in tensors if isinstance(t, Tensor))
+
+
+def memory_per_worker(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, int]:
+    """Bytes this rank holds: ``parameters``, ``gradients`` (those allocated) and ``optimizer_state`` (every
+    tensor in the optimizer's state); of a sharded tensor (``fsdp``) only the local shard counts."""
+    params = list(model.parameters())
+    state = [] if optimizer is None else [v for s in optimizer.state.values() for v in s.values()]
+    return {"parameters": _bytes(params), "gradients": _bytes(p.grad for p in params if p.grad is not None),
+            "optimizer_state": _bytes(state)}
+
+
 class DdpTrainer(UpdateSide):
     """One ``ddp`` process: a DDP-wrapped replica running the one step (both halves on every rank; the
     all-reduce happens inside ``backward``), and per-step records."""
@@ -108,6 +127,7 @@ class DdpTrainer(UpdateSide):
                                      loss_is_task_loss=self.setup.step.loss_is_task_loss)
         self.steps: list[StepRecord] = []
         self.clock = 0
+        self.memory: dict[str, int] | None = None  # measured after the first epoch
         self.communicator.start(self.model)
 
     def train_epoch(self, epoch: int, perm: Tensor) -> None:
@@ -143,6 +163,8 @@ class DdpTrainer(UpdateSide):
                 compute_seconds=(t_end - t0) - wait, comm_seconds=self.timer.busy_seconds(t_backward),
                 wait_seconds=wait, step_seconds=t_end - t0, comm_bytes=self.communicator.take_bytes()))
             self.clock += 1
+        if self.memory is None:
+            self.memory = memory_per_worker(self.model, self.setup.optimizer)
 
     def epoch_metrics(self) -> dict[str, float]:
         """Train metrics of the epoch averaged over all workers' batches (an all-reduce: call on every
@@ -156,4 +178,4 @@ class DdpTrainer(UpdateSide):
         return [], None
 
 
-__all__ = ["CommTimer", "DdpTrainer", "timed_hook"]
+__all__ = ["CommTimer", "DdpTrainer", "memory_per_worker", "timed_hook"]

@@ -40,7 +40,11 @@ from optbench.engine.distributed.records import staleness_histogram, steps_to_co
 
 
 def make_trainer(ctx: RankContext) -> Any:
-    """The mode's object for this rank: ``DdpTrainer``, ``PsServer`` (rank 0) or ``PsWorker``."""
+    """The mode's object for this rank: ``DdpTrainer``, ``FsdpTrainer``, ``PsServer`` (rank 0) or ``PsWorker``."""
+    if ctx.mode.kind == "fsdp":
+        from optbench.engine.distributed.fsdp import FsdpTrainer
+
+        return FsdpTrainer(ctx)
     if ctx.mode.kind == "ddp":
         from optbench.engine.distributed.ddp import DdpTrainer
 
@@ -60,7 +64,7 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
     epochs: list[EpochRecord] = []
     status, error, go_on, global_steps, train_seconds = "finished", None, True, 0, 0.0
     stop_reasons: dict[str, Any] = {}
-    every_rank = ctx.mode.kind == "ddp" and trainer.setup.needs_epoch_end
+    every_rank = ctx.mode.kind in ("ddp", "fsdp") and trainer.setup.needs_epoch_end
     n_train = len(ctx.data.train)
     for epoch in range(1, config.recipe.epochs + 1):
         if not agree(ctx, go_on):
@@ -103,6 +107,12 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
                 go_on = False
     return {"epochs": [asdict(e) for e in epochs], "status": status, "error": error, "steps": global_steps,
             "stop_reasons": stop_reasons}
+
+
+def _memory(trainer: Any) -> dict[str, Any]:
+    """``{"memory_per_worker": {parameters, gradients, optimizer_state bytes}}`` of rank 0 (``ddp``/``fsdp``)."""
+    memory = getattr(trainer, "memory", None)
+    return {"memory_per_worker": memory} if memory is not None else {}
 
 
 def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_rank: int = 0,
@@ -160,7 +170,8 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
                     "server": server, "hyperparams": resolved_hyperparams(config.recipe.optimizer,
                                                                           **trainer.setup.hyperparams),
                     # records(): optimizer cost, parameter partition, model cost (as the single engine)
-                    "environment": environment(device) | trainer.setup.records(), "task_name": ctx.task.name,
+                    "environment": environment(device) | trainer.setup.records() | _memory(trainer),
+                    "task_name": ctx.task.name,
                     "train_size": len(ctx.data.train), "rank0_seconds": time.perf_counter() - started}
         state = None
         if config.keep_state:
