@@ -44,3 +44,11 @@ def test_fsdp_is_a_mode_and_refuses_what_it_cannot_run() -> None:
     with pytest.raises(ConfigError, match="technique in mode fsdp 'ema'"):
         run_distributed(DistributedConfig("digits_mlp", Recipe("sgd", {"lr": 0.1}, batch_size=16, epochs=1,
                                                                train_size=512, techniques=["ema"]), mode="fsdp"))
+
+
+def test_the_report_lists_memory_per_worker(runs) -> None:
+    from optbench.analysis.communication import worker_memory
+
+    memory = {m.mode: m for m in worker_memory([r.result for r in runs.values()])}
+    assert memory["fsdp"].total * 2 <= memory["ddp"].total + 64
+    assert memory["ddp"].parameters == runs["ddp"].result.environment["memory_per_worker"]["parameters"]

@@ -65,4 +65,35 @@ def communication_curves(results: Sequence[RunResult], metric: str) -> list[Comm
     return curves
 
 
-__all__ = ["CommunicationCurve", "communication_curves"]
+@dataclass(frozen=True)
+class WorkerMemory:
+    """Bytes one worker held in a ``(mode, workers)`` group (rank 0, after the first epoch; the first run
+    of the group): ``parameters``, ``gradients``, ``optimizer_state``."""
+
+    mode: str
+    nproc: int
+    parameters: int
+    gradients: int
+    optimizer_state: int
+
+    @property
+    def total(self) -> int:
+        """Parameters + gradients + optimizer state (bytes)."""
+        return self.parameters + self.gradients + self.optimizer_state
+
+
+def worker_memory(results: Sequence[RunResult]) -> list[WorkerMemory]:
+    """The memory per worker the ``ddp``/``fsdp`` runs recorded (``environment["memory_per_worker"]``), one
+    entry per (mode, workers); empty when none did."""
+    found: dict[tuple[str, int], WorkerMemory] = {}
+    for run in results:
+        record, memory = run.environment.get("distributed"), run.environment.get("memory_per_worker")
+        if not isinstance(record, Mapping) or not isinstance(memory, Mapping):
+            continue
+        key = (str(record["mode"]), int(record["nproc"]))
+        found.setdefault(key, WorkerMemory(*key, int(memory["parameters"]), int(memory["gradients"]),
+                                           int(memory["optimizer_state"])))
+    return [found[k] for k in sorted(found)]
+
+
+__all__ = ["CommunicationCurve", "WorkerMemory", "communication_curves", "worker_memory"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optbench.analysis import summarize_runs
-from optbench.analysis.communication import communication_curves
+from optbench.analysis.communication import communication_curves, worker_memory
 from optbench.analysis.reference_scaling import Calibration, one_process_compute, predictions_for
 from optbench.analysis.report_data import (
     StudyOverview,
@@ -235,6 +235,13 @@ def task_section(page: ReportPage, results: Sequence[RunResult], info: TaskInfo,
                                 "not reached" if p.time_to_target is None else f"{p.time_to_target:.2f}", *model(p))
                                for p in dist.points]))
         _communication(page, info, results)
+        memory = worker_memory(results)
+        if memory:
+            page.table(make_table(f"memory_{slug(info.name)}", "memory per worker (bytes, rank 0 after the first "
+                                  "epoch; fsdp holds its shard)",
+                                  ["mode", "workers", "parameters", "gradients", "optimizer state", "total"],
+                                  [(m.mode, str(m.nproc), f"{m.parameters:,}", f"{m.gradients:,}",
+                                    f"{m.optimizer_state:,}", f"{m.total:,}") for m in memory]))
     return summaries
 
 
