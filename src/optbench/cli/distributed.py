@@ -210,7 +210,9 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
     @errors
     @technique_options
     def run(
-        mode: Annotated[str, typer.Option(help="ddp, ps-sync, ps-async or ps-ssp:S (S = staleness bound).")] = "ddp",
+        mode: Annotated[str, typer.Option(help="ddp, fsdp, ps-sync, ps-async, ps-ssp:S (S = staleness bound) or "
+                                          "ddp+METHOD (fp16, bf16, powersgd:R, topk:F, local:H, diloco:H).")
+                        ] = "ddp",
         nproc: Annotated[int | None, typer.Option(help="Workers N (server modes start N + 1 processes) "
                                                        "(default: 2; under torchrun: from WORLD_SIZE).")] = None,
         task: Annotated[str, typer.Option(help="Task name or 'module:factory'.")] = REFERENCE_TASK,
@@ -286,7 +288,8 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
     @technique_options
     def scale(
         task: Annotated[str, typer.Option(help="Task name or 'module:factory'.")] = REFERENCE_TASK,
-        modes: Annotated[str, typer.Option(help="Comma-separated modes.")] = "ddp,ps-sync,ps-async,ps-ssp:2",
+        modes: Annotated[str, typer.Option(help="Comma-separated modes (as run --mode).")
+                         ] = "ddp,ps-sync,ps-async,ps-ssp:2",
         nproc: Annotated[str | None, typer.Option(help="Comma-separated worker counts (default: 1,2; with "
                                                        f"--predict: {PREDICT_NPROC}].")] = None,
         optimizer: Annotated[str | None, typer.Option(help="Optimizer (default: the task's recipe).")] = None,
