@@ -86,7 +86,10 @@ def parse_mode(text: str, field: str = "--mode") -> Mode:
     """
     word = text.strip().lower()
     if word.startswith("ddp+"):
-        return Mode("ddp", compression=parse_compression(word[4:], field))
+        try:
+            return Mode("ddp", compression=parse_compression(word[4:], field))
+        except ConfigError as exc:
+            raise ConfigError(field, text, exc.allowed) from None
     kind, sep, bound = word.partition(":")
     if kind == "ps-ssp" and sep:
         try:
