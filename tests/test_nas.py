@@ -1,0 +1,88 @@
+"""The architecture space's blocks and image builder: every block builds and trains with its documented
+parameter count, points that cannot be realized are refused naming the key, and an architecture is a task."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from optbench.cli.main import app
+from optbench.core.errors import ConfigError
+from optbench.nas import BLOCKS, ImageArchitecture, block_parameters, make_block
+from optbench.tasks import get_task
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+CASES = [  # (c_in, c_out, kernel, stride, norm, expansion of inverted)
+    (8, 8, 3, 1, "batch", 4), (8, 16, 3, 2, "batch", 6), (6, 12, 5, 1, "none", 1), (12, 12, 1, 2, "none", 2),
+]
+
+
+@pytest.mark.parametrize("kind", BLOCKS)
+@pytest.mark.parametrize("case", CASES)
+def test_every_block_builds_trains_and_has_its_formula_count(kind: str, case: tuple) -> None:
+    c_in, c_out, kernel, stride, norm, t = case
+    expansion = t if kind == "inverted" else None
+    block = make_block(kind, c_in, c_out, kernel=kernel, stride=stride, norm=norm, activation="relu6",
+                       expansion=expansion)
+    assert _count(block) == block_parameters(kind, c_in, c_out, kernel=kernel, stride=stride, norm=norm,
+                                             expansion=expansion)
+    x = torch.randn(3, c_in, 8, 8, requires_grad=True)
+    out = block(x)
+    assert out.shape == (3, c_out, 8 // stride, 8 // stride)
+    out.square().mean().backward()
+    assert x.grad is not None and all(p.grad is not None for p in block.parameters())
+
+
+def test_hand_counts_of_two_blocks() -> None:
+    # inverted 8 -> 8, t = 4, k = 3, batch norm: expand 8*32 + 64, depthwise 9*32 + 64, project 32*8 + 16
+    assert block_parameters("inverted", 8, 8, kernel=3, stride=1, norm="batch", expansion=4) == 320 + 352 + 272
+    # residual 8 -> 16 stride 2, no norm: 9*8*16+16, 9*16*16+16, shortcut 8*16+16
+    assert block_parameters("residual", 8, 16, kernel=3, stride=2, norm="none") == 1168 + 2320 + 144
+
+
+ARCHS = [
+    ImageArchitecture(),
+    ImageArchitecture(channels=(8, 16, 24), depth=2, block="inverted", expansion=6, activation="relu6", width=0.5),
+    ImageArchitecture(channels=(16,), block="separable", kernel=5, norm="none", dropout=0.2, resolution=1.5),
+    ImageArchitecture(channels=(8, 16), depth=3, block="residual", activation="silu", width=1.5, resolution=0.5),
+]
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.describe())
+def test_networks_have_their_formula_count_and_shapes(arch: ImageArchitecture) -> None:
+    net = arch.build(1, 10, 8)
+    assert _count(net) == arch.parameters(1, 10)
+    assert net(torch.randn(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_conditional_expansion_and_unrealizable_points_name_their_key() -> None:
+    assert "t=" not in ImageArchitecture(block="residual").describe()
+    assert "inverted t=3" in ImageArchitecture(block="inverted", expansion=3).describe()
+    bad = {
+        "channels": ImageArchitecture(channels=(8, 8, 8, 8, 8)),  # 5 stages on 8 x 8: 8 -> 4 -> 2 -> 1 -> 0
+        "expansion of block plain": ImageArchitecture(expansion=4),
+        "expansion": ImageArchitecture(block="inverted"),
+        "block": ImageArchitecture(block="dense"),
+        "kernel": ImageArchitecture(channels=(8, 8, 8, 8), kernel=5),  # last stage 1 x 1
+        "width": ImageArchitecture(width=0.0),
+    }
+    for key, arch in bad.items():
+        with pytest.raises(ConfigError, match=f"invalid {key} "):
+            arch.build(1, 10, 8)
+
+
+def test_an_architecture_is_a_task_and_a_bad_one_exits_2(tmp_path) -> None:
+    task = get_task("nas_cnn[block=inverted,expansion=4,channels=8-16,depth=2]")
+    assert task.name == "nas_cnn[block=inverted,channels=8-16,depth=2,expansion=4]"
+    assert "inverted t=4 k3 [8x2, 16x2]" in task.description
+    model = task.make_model()
+    assert f"{_count(model):,} parameters" in task.description
+    result = CliRunner().invoke(app, ["compare", "--task", "nas_cnn[block=dense]", "--optimizers", "adam",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "invalid block 'dense'" in result.output
+    assert not (tmp_path / "out").exists()
