@@ -3,6 +3,7 @@ path, resumable, bounded in memory, with one-line errors naming the dataset, the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -166,11 +167,11 @@ def test_a_bad_item_among_the_first_stops_before_any_run_and_a_dying_worker_fail
 
 
 def test_refused_datasets() -> None:
-    class Stream(IterableDataset):
+    class Stream(IterableDataset):  # no __len__: schedules could not count its steps
         def __iter__(self):
             yield torch.zeros(2), 0
 
-    with pytest.raises(ConfigError, match="dataset s 'an IterableDataset'"):
+    with pytest.raises(ConfigError, match="dataset s 'Stream'; allowed: a torch.utils.data.Dataset or"):
         StreamSplit(Stream(), name="s")
     with pytest.raises(ConfigError, match="workers"):
         StreamSplit(TensorItems(torch.zeros(2, 1), torch.zeros(2)), workers=-1)
@@ -225,3 +226,80 @@ def test_the_streamed_built_in_task_checks_and_loads_like_the_original() -> None
     data = twin.load_data()
     check_task(twin, data)
     assert isinstance(data.train, StreamSplit) and data.train.input_shape == task.load_data().train.input_shape
+
+
+class Shards(IterableDataset):
+    """An iterable of shards (each a tensor pair), the shard order shuffled by ``set_epoch``'s seed and the
+    shards divided among DataLoader workers: how sharded streaming datasets (WebDataset, Hugging Face
+    ``IterableDataset``) behave."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, shards: int) -> None:
+        self.parts = list(zip(x.chunk(shards), y.chunk(shards), strict=True))
+        self.epoch_seeds: list[int] = []
+        self.seed = 0
+
+    def __len__(self) -> int:
+        return sum(len(px) for px, _ in self.parts)
+
+    def set_epoch(self, seed: int) -> None:
+        self.seed = seed
+        self.epoch_seeds.append(seed)
+
+    def __iter__(self):
+        from torch.utils.data import get_worker_info
+
+        order = torch.randperm(len(self.parts), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        info = get_worker_info()
+        mine = order if info is None else order[info.id::info.num_workers]
+        for shard in mine:
+            px, py = self.parts[shard]
+            yield from zip(px, py, strict=True)
+
+
+def _shard_task(workers: int) -> tuple[Task, Shards]:
+    base = get_task("mnist1d_mlp").load_data()
+    stream = Shards(base.train.x[:1000], base.train.y[:1000], shards=10)
+
+    def load() -> Dataset:
+        return Dataset(StreamSplit(stream, name="shards", classes=10, workers=workers), base.test,
+                       valid=Split(base.train.x[1000:1300], base.train.y[1000:1300]))
+    return classification_task("shards", "mnist1d shards", lambda: nn.Sequential(nn.Linear(40, 10)), load,
+                               target_accuracy=0.9, valid_size=0, recipe={}), stream
+
+
+def test_an_iterable_of_shards_trains_reproducibly_and_resumes(tmp_path: Path) -> None:
+    class Kill(BaseException):
+        pass
+
+    recipe = Recipe("adam", {"lr": 1e-2}, batch_size=50, epochs=3)
+    task, stream = _shard_task(0)
+    data = split_data(task.load_data(), task.valid_size, 0)
+    check_task(task, task.load_data())
+    first = train(task, data, recipe, seed=4)
+    assert first.status is RunStatus.FINISHED, first.error
+    assert first.steps == 3 * 20 and len(set(stream.epoch_seeds)) == 3  # a new seeded order every epoch
+    again = train(task, split_data(task.load_data(), 0, 0), recipe, seed=4)
+    assert _curves(again) == _curves(first) and stream.epoch_seeds[3:] == stream.epoch_seeds[:3]
+    checkpoint = Checkpointer(tmp_path / "r.pt", first.run_id)
+
+    def stop(record) -> None:
+        if record.epoch == 2:
+            raise Kill
+
+    with pytest.raises(Kill):
+        train(task, data, recipe, seed=4, checkpoint=checkpoint, on_epoch=stop)
+    resumed = train(task, data, recipe, seed=4, checkpoint=checkpoint)
+    assert _curves(resumed) == _curves(first)  # the epochs after the resume get the same set_epoch seeds
+    task1, _ = _shard_task(1)
+    one_worker = train(task1, split_data(task1.load_data(), 0, 0), recipe, seed=4)
+    _close(_curves(one_worker), _curves(first))
+
+
+def test_an_iterable_needs_its_own_validation_set_and_all_of_its_examples() -> None:
+    task, stream = _shard_task(0)
+    data = task.load_data()
+    without = Dataset(data.train, data.test)
+    with pytest.raises(ConfigError, match="an IterableDataset training pool without a validation set"):
+        check_task(dataclasses.replace(task, valid_size=10), without)
+    with pytest.raises(ConfigError, match="an IterableDataset split by index"):
+        split_data(data, 0, 0, train_size=500)

@@ -46,6 +46,10 @@ class Split:
         """The examples at ``index`` (a 1-d int64 tensor), copied."""
         return Split(self.x[index], self.y[index])
 
+    def first(self, n: int) -> tuple[Tensor, Tensor]:
+        """The first ``n`` examples: ``(x[:n], y[:n])``."""
+        return self.x[:n], self.y[:n]
+
     def gather(self, index: Tensor) -> tuple[Tensor, Tensor]:
         """One batch: ``(x[index], y[index])``, on the split's device."""
         index = index.to(self.x.device)
@@ -90,6 +94,13 @@ def read_item(dataset: TorchDataset, index: int, name: str, classes: int | None 
     except Exception as exc:
         raise ConfigError(f"dataset {name} item {index}", f"{type(exc).__name__}: {exc}",
                           "an item that can be read") from exc
+    return check_item(item, index, name, classes, input_shape)
+
+
+def check_item(item: object, index: int, name: str, classes: int | None = None,
+               input_shape: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+    """An item already read (``index``: its index, or its position in an iterable's stream) as checked
+    ``(x, y)`` tensors; see :func:`read_item`."""
     if not isinstance(item, tuple | list) or len(item) != 2:
         got = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, tuple | list) else "")
         raise ConfigError(f"dataset {name} item {index}", got, "a pair (x, y)")
@@ -128,9 +139,14 @@ class StreamSplit:
     """Examples read through ``torch.utils.data``: ``dataset[i] -> (x_i, y_i)``.
 
     Args:
-        dataset: a map-style ``torch.utils.data.Dataset`` with ``__len__`` (an ``IterableDataset``
-            cannot be split, shuffled by seed or resumed at an epoch boundary and is refused; wrap
-            its shards in a map-style dataset).
+        dataset: a map-style ``torch.utils.data.Dataset`` with ``__len__``, or an ``IterableDataset`` (of
+            shards, say) with ``__len__`` (the examples per epoch, which schedules count steps by). An
+            iterable gives its own order: before every epoch it is told ``set_epoch(e)`` when it has
+            that method (Hugging Face ``datasets`` and WebDataset do), with ``e`` drawn from the run's
+            seeded data-order generator, so its order is reproducible and a resumed run gets the
+            same ``e``; it cannot be split by index (the task's data must have its own validation
+            set, and ``train_size`` is refused), it must divide its stream among DataLoader workers
+            itself (``torch.utils.data.get_worker_info``), and errors name the position in the stream.
         name: shown in error messages, e.g. ``"train"`` or the folder it was read from.
         classes: when given, every integer label is checked to lie in ``[0, classes)``.
         workers: ``DataLoader`` worker processes; None: 2 where the process may start children
@@ -154,14 +170,12 @@ class StreamSplit:
     layout: torch.memory_format = torch.contiguous_format
 
     def __post_init__(self) -> None:
-        if isinstance(self.dataset, IterableDataset):
-            raise ConfigError(f"dataset {self.name}", "an IterableDataset",
-                              "a map-style torch.utils.data.Dataset with __len__ (seeded order, resume)")
         try:
             len(self.dataset)  # type: ignore[arg-type]
         except TypeError as exc:
             raise ConfigError(f"dataset {self.name}", type(self.dataset).__name__,
-                              "a map-style torch.utils.data.Dataset with __len__") from exc
+                              "a torch.utils.data.Dataset or IterableDataset with __len__ (examples per epoch)"
+                              ) from exc
         if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 0):
             raise ConfigError(f"dataset {self.name} workers", self.workers, "an integer >= 0 or None (automatic)")
         if isinstance(self.prefetch, bool) or self.prefetch < 1:
@@ -170,9 +184,36 @@ class StreamSplit:
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
+    @property
+    def iterable(self) -> bool:
+        """True for an ``IterableDataset`` (read in its own order, not by index)."""
+        return isinstance(self.dataset, IterableDataset)
+
     def subset(self, index: Tensor) -> StreamSplit:
-        """The examples at ``index`` (a 1-d int64 tensor), as a ``torch.utils.data.Subset`` view."""
+        """The examples at ``index`` (a 1-d int64 tensor), as a ``torch.utils.data.Subset`` view.
+
+        Raises:
+            ConfigError: for an iterable dataset (no index)."""
+        if self.iterable:
+            raise ConfigError(f"dataset {self.name}", "an IterableDataset split by index",
+                              "a separate validation set for an iterable training set, and train_size all")
         return replace(self, dataset=Subset(self.dataset, index.tolist()))
+
+    def first(self, n: int) -> tuple[Tensor, Tensor]:
+        """The first ``n`` examples (in index or stream order) as one batch on the split's device."""
+        if not self.iterable:
+            return self.gather(list(range(min(n, len(self)))))
+        items = []
+        for position, item in enumerate(self.dataset):
+            if position >= n:
+                break
+            items.append(check_item(item, position, self.name, self.classes, self.input_shape if position else None))
+        return self._batch(collate(items))
+
+    def _batch(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        x, y = batch
+        return x.to(self.device).contiguous(memory_format=self.layout if x.dim() == 4 else torch.contiguous_format), \
+            y.to(self.device)
 
     def item(self, index: int) -> tuple[Tensor, Tensor]:
         """Example ``index`` as checked ``(x, y)`` tensors on the host (see :func:`read_item`); errors name
@@ -184,10 +225,11 @@ class StreamSplit:
         """One batch ``(x (B, ...), y (B, ...))`` of the examples at ``index``, read in this process and
         moved to the split's device (the distributed engines and the task check use it; training in
         the single-process engine reads through a ``DataLoader`` instead)."""
-        items = [self.item(int(i)) for i in (index.tolist() if isinstance(index, Tensor) else index)]
-        x, y = collate(items)
-        return x.to(self.device).contiguous(memory_format=self.layout if x.dim() == 4 else torch.contiguous_format), \
-            y.to(self.device)
+        if self.iterable:
+            raise ConfigError(f"dataset {self.name}", "an IterableDataset read by index",
+                              "a map-style dataset (the distributed engines read batches by index)")
+        return self._batch(collate([self.item(int(i)) for i in (index.tolist() if isinstance(index, Tensor)
+                                                                  else index)]))
 
     @cached_property
     def input_shape(self) -> tuple[int, ...]:
@@ -197,6 +239,10 @@ class StreamSplit:
             ConfigError: for an empty dataset or an unreadable item 0."""
         if len(self) == 0:
             raise ConfigError(f"dataset {self.name}", "an empty dataset", "at least one example")
+        if self.iterable:
+            for item in self.dataset:
+                return tuple(check_item(item, 0, self.name, self.classes)[0].shape)
+            raise ConfigError(f"dataset {self.name}", "an empty stream", "at least one example")
         dataset, origin = base_index(self.dataset, 0)
         return tuple(read_item(dataset, origin, self.name, self.classes)[0].shape)
 
@@ -205,4 +251,4 @@ class StreamSplit:
 AnySplit = Split | StreamSplit
 
 
-__all__ = ["AnySplit", "Split", "StreamSplit", "base_index", "collate", "read_item"]
+__all__ = ["AnySplit", "Split", "StreamSplit", "base_index", "check_item", "collate", "read_item"]

@@ -19,12 +19,12 @@ from dataclasses import replace
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.data import Dataset as TorchDataset
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import AnySplit, Dataset, Split, StreamSplit, TaskData
-from optbench.core.splits import base_index, collate, read_item
+from optbench.core.splits import base_index, check_item, collate, read_item
 
 
 def split_data(dataset: Dataset, valid_size: int, seed: int, train_size: int | None = None) -> TaskData:
@@ -92,6 +92,12 @@ def shuffled_batches(split: AnySplit, batch_size: int, generator: torch.Generato
     split. In memory each batch is a gather ``x[idx]`` of shape ``(<=batch_size, ...)``; streamed, the
     same index lists are read by a ``DataLoader`` (see :func:`stream_batches`).
     """
+    if isinstance(split, StreamSplit) and split.iterable:  # its own order, told the epoch's seed
+        epoch_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        if hasattr(split.dataset, "set_epoch"):
+            split.dataset.set_epoch(epoch_seed)
+        yield from iterable_batches(split, batch_size)
+        return
     n = len(split)
     perm = torch.randperm(n, generator=generator)
     if isinstance(split, StreamSplit):
@@ -103,7 +109,10 @@ def shuffled_batches(split: AnySplit, batch_size: int, generator: torch.Generato
 
 
 def ordered_batches(split: AnySplit, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Batches in storage order, for evaluation (in memory: views, no copy)."""
+    """Batches in storage order, for evaluation (in memory: views, no copy; an iterable: its stream)."""
+    if isinstance(split, StreamSplit) and split.iterable:
+        yield from iterable_batches(split, batch_size)
+        return
     if isinstance(split, StreamSplit):
         yield from stream_batches(split, [list(range(i, min(i + batch_size, len(split))))
                                           for i in range(0, len(split), batch_size)])
@@ -125,6 +134,31 @@ class _Checked(TorchDataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         dataset, origin = base_index(self.dataset, index)
         return read_item(dataset, origin, self.name, self.classes, self.shape)
+
+
+class _CheckedStream(IterableDataset):
+    """An iterable dataset's items checked as they stream by (errors name the position in this worker's
+    stream)."""
+
+    def __init__(self, split: StreamSplit) -> None:
+        self.dataset, self.name, self.classes = split.dataset, split.name, split.classes
+        self.shape = split.input_shape
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for position, item in enumerate(self.dataset):
+            yield check_item(item, position, self.name, self.classes, self.shape)
+
+
+def iterable_batches(split: StreamSplit, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches of ``batch_size`` of an iterable split in its stream order (the last may be smaller),
+    through a ``DataLoader`` as :func:`stream_batches`; each worker reads the part of the stream the
+    dataset gives it (``get_worker_info``)."""
+    workers = loader_workers(split)
+    cuda = split.device.type == "cuda"
+    loader = DataLoader(_CheckedStream(split), batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                        pin_memory=cuda, prefetch_factor=split.prefetch if workers else None,
+                        generator=torch.Generator().manual_seed(0))
+    yield from _moved(split, loader)
 
 
 def loader_workers(split: StreamSplit) -> int:
@@ -154,6 +188,12 @@ def stream_batches(split: StreamSplit, batches: Sequence[Sequence[int]]) -> Iter
     loader = DataLoader(_Checked(split), batch_sampler=batches, num_workers=workers, collate_fn=collate,
                         pin_memory=cuda, prefetch_factor=split.prefetch if workers else None,
                         generator=torch.Generator().manual_seed(0))
+    yield from _moved(split, loader)
+
+
+def _moved(split: StreamSplit, loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
+    """The loader's batches on ``split.device`` (4-d inputs in ``split.layout``), worker errors in one line."""
+    cuda = split.device.type == "cuda"
     image = len(split.input_shape) == 3
     batches_read = iter(loader)
     while True:

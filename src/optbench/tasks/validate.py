@@ -53,12 +53,15 @@ def check_task(task: Task, dataset: Dataset, *, examples: int = CHECK_EXAMPLES) 
         raise fail("data", f"{pool} training / {len(dataset.test)} test examples", "at least one of each")
     if dataset.valid is not None and len(dataset.valid) < 1:
         raise fail("data", "an empty validation set", "at least one validation example")
+    if dataset.valid is None and getattr(dataset.train, "iterable", False):
+        raise fail("data", "an IterableDataset training pool without a validation set",
+                   "a separate validation set (an iterable cannot be split by index)")
     if dataset.valid is None and task.valid_size == 0:
         raise fail("valid_size", 0, "an integer >= 1 (the data has no validation set of its own)")
     if dataset.valid is None and task.valid_size >= pool:
         raise fail("valid_size", task.valid_size, f"fewer than the training pool's {pool} examples")
     n = min(examples, pool)
-    x, y = dataset.train.gather(torch.arange(n))
+    x, y = dataset.train.first(n)
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(0)
         try:
