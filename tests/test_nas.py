@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from optbench.cli.main import app
 from optbench.core.errors import ConfigError
 from optbench.nas import BLOCKS, ImageArchitecture, block_parameters, make_block
+from optbench.nas.sequence import SequenceArchitecture
 from optbench.tasks import get_task
 
 
@@ -86,3 +87,31 @@ def test_an_architecture_is_a_task_and_a_bad_one_exits_2(tmp_path) -> None:
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "invalid block 'dense'" in result.output
     assert not (tmp_path / "out").exists()
+
+
+SEQUENCES = [
+    SequenceArchitecture("lstm", layers=2, width=16),
+    SequenceArchitecture("gru", layers=1, width=24, dropout=0.1),
+    SequenceArchitecture("transformer", layers=2, width=16, heads=4),
+]
+
+
+@pytest.mark.parametrize("arch", SEQUENCES, ids=lambda a: a.describe())
+def test_sequence_cells_build_train_and_have_their_formula_count(arch: SequenceArchitecture) -> None:
+    net = arch.build(1, 40, 10)
+    assert _count(net) == arch.parameters(1, 40, 10)
+    out = net(torch.randn(5, 40))
+    assert out.shape == (5, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_sequence_conditional_heads() -> None:
+    assert "heads" not in SequenceArchitecture("lstm").describe()
+    for arch, key in ((SequenceArchitecture("gru", heads=2), "heads of cell gru"),
+                      (SequenceArchitecture("transformer", width=10, heads=4), "heads"),
+                      (SequenceArchitecture("transformer", width=8), "heads"),
+                      (SequenceArchitecture("rnn"), "cell")):
+        with pytest.raises(ConfigError, match=f"invalid {key} "):
+            arch.build(1, 40, 10)
+    assert "transformer 1x32 heads 4" in get_task("nas_seq[cell=transformer,width=32,heads=4]").description

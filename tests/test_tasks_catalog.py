@@ -22,7 +22,7 @@ CATALOGUE = {
     "quadratic_deep", "logreg_convex", "split_mnist", "split_fmnist", "split_mnist1d", "split_digits",
     "synthetic_imagenet_resnet50", "synthetic_imagenet_resnet152", "synthetic_imagenet_vgg16",
     "synthetic_imagenet_vgg19", "synthetic_imagenet_inception_v4",
-    "imagefolder_cnn", "npy_mlp", "table_mlp", "nas_cnn",
+    "imagefolder_cnn", "npy_mlp", "table_mlp", "nas_cnn", "nas_seq",
 }
 
 # parameter counts derived from the definitions (DeepOBS testproblems_modules.py and the docstrings)

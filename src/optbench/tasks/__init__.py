@@ -33,7 +33,7 @@ _CATALOGUE = {
     "imagenet": ("synthetic_imagenet_resnet50", "synthetic_imagenet_resnet152", "synthetic_imagenet_vgg16",
                  "synthetic_imagenet_vgg19", "synthetic_imagenet_inception_v4"),
     "user_data": ("imagefolder_cnn", "npy_mlp", "table_mlp"),
-    "nas": ("nas_cnn",),
+    "nas": ("nas_cnn", "nas_seq"),
 }
 for _module, _names in _CATALOGUE.items():
     for _name in _names:

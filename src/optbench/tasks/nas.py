@@ -43,4 +43,25 @@ def nas_cnn(channels: str = "16-32", depth: int = 1, block: str = "plain", kerne
                                        "epochs": 20})
 
 
-__all__ = ["nas_cnn"]
+def nas_seq(cell: str = "gru", layers: int = 1, width: int = 64, heads: int = 0, dropout: float = 0.0) -> Task:
+    """An architecture of the sequence space on MNIST-1D read as a 40-step sequence (10 classes; adam lr
+    1e-2, batch 100, 10 epochs, target valid accuracy 0.8, as ``mnist1d_gru``). ``heads``: the transformer's
+    (0 for the recurrent cells).
+
+    Raises:
+        ConfigError: naming the key when the point cannot be realized (see
+            :meth:`optbench.nas.sequence.SequenceArchitecture.check`).
+    """
+    from optbench.nas.sequence import SequenceArchitecture
+
+    arch = SequenceArchitecture(cell=cell, layers=layers, width=width, heads=heads or None, dropout=dropout)
+    arch.check()
+    params = arch.parameters(1, 40, 10)
+    return classification_task("nas_seq", f"{arch.describe()} on MNIST-1D sequences; {params:,} parameters",
+                               lambda: arch.build(1, 40, 10), array_dataset_loader("mnist1d", 1.0, add_channel=False),
+                               target_accuracy=0.8, valid_size=500,
+                               recipe={"optimizer": "adam", "hyperparams": {"lr": 1e-2}, "batch_size": 100,
+                                       "epochs": 10})
+
+
+__all__ = ["nas_cnn", "nas_seq"]
