@@ -24,17 +24,8 @@ from optbench.engine import split_data, train
 from optbench.engine.checkpoint import Checkpointer
 from optbench.engine.data import shuffled_batches
 from optbench.tasks import check_task, get_task
-from optbench.tasks.classification import array_dataset_loader, classification_task
-
-
-def _conv_digits() -> Task:
-    """digits as 1x8x8 images (channels_last batches), conv + batch norm + dropout."""
-    def model() -> nn.Module:
-        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3),
-                             nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
-    return classification_task("conv_digits", "digits conv", model, array_dataset_loader("digits", 16.0, True),
-                               target_accuracy=0.9, valid_size=200, recipe={},
-                               augmentations=("random_crop", "horizontal_flip", "gaussian_noise"))
+from optbench.tasks.classification import classification_task
+from test_checkpoint import _conv_digits, _interrupt  # the same conv task and kill-like interruption
 
 
 def _curves(result) -> list[tuple]:
@@ -67,20 +58,11 @@ def test_streamed_run_equals_the_in_memory_run(workers: int) -> None:
 
 
 def test_streamed_run_resumes_with_the_same_data_order(tmp_path: Path) -> None:
-    class Kill(BaseException):
-        pass
-
     twin = streamed(_conv_digits(), workers=0)
     data = split_data(twin.load_data(), twin.valid_size, 1, 200)
     full = train(twin, data, RECIPE, seed=1)
     checkpoint = Checkpointer(tmp_path / "r.pt", full.run_id)
-
-    def stop(record) -> None:
-        if record.epoch == 2:
-            raise Kill
-
-    with pytest.raises(Kill):
-        train(twin, data, RECIPE, seed=1, checkpoint=checkpoint, on_epoch=stop)
+    _interrupt(twin, data, RECIPE, 1, checkpoint, after=1)
     resumed = train(twin, data, RECIPE, seed=1, checkpoint=checkpoint)
     assert resumed.environment["checkpoint"] == {"resumed_epoch": 1}
     assert _curves(resumed) == _curves(full)  # bitwise: the data order after the resume is unchanged
@@ -268,9 +250,6 @@ def _shard_task(workers: int) -> tuple[Task, Shards]:
 
 
 def test_an_iterable_of_shards_trains_reproducibly_and_resumes(tmp_path: Path) -> None:
-    class Kill(BaseException):
-        pass
-
     recipe = Recipe("adam", {"lr": 1e-2}, batch_size=50, epochs=3)
     task, stream = _shard_task(0)
     data = split_data(task.load_data(), task.valid_size, 0)
@@ -281,13 +260,7 @@ def test_an_iterable_of_shards_trains_reproducibly_and_resumes(tmp_path: Path) -
     again = train(task, split_data(task.load_data(), 0, 0), recipe, seed=4)
     assert _curves(again) == _curves(first) and stream.epoch_seeds[3:] == stream.epoch_seeds[:3]
     checkpoint = Checkpointer(tmp_path / "r.pt", first.run_id)
-
-    def stop(record) -> None:
-        if record.epoch == 2:
-            raise Kill
-
-    with pytest.raises(Kill):
-        train(task, data, recipe, seed=4, checkpoint=checkpoint, on_epoch=stop)
+    _interrupt(task, data, recipe, 4, checkpoint, after=1)
     resumed = train(task, data, recipe, seed=4, checkpoint=checkpoint)
     assert _curves(resumed) == _curves(first)  # the epochs after the resume get the same set_epoch seeds
     task1, _ = _shard_task(1)

@@ -153,12 +153,7 @@ def iterable_batches(split: StreamSplit, batch_size: int) -> Iterator[tuple[Tens
     """Batches of ``batch_size`` of an iterable split in its stream order (the last may be smaller),
     through a ``DataLoader`` as :func:`stream_batches`; each worker reads the part of the stream the
     dataset gives it (``get_worker_info``)."""
-    workers = loader_workers(split)
-    cuda = split.device.type == "cuda"
-    loader = DataLoader(_CheckedStream(split), batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                        pin_memory=cuda, prefetch_factor=split.prefetch if workers else None,
-                        generator=torch.Generator().manual_seed(0))
-    yield from _moved(split, loader)
+    yield from _moved(split, _loader(split, _CheckedStream(split), batch_size=batch_size))
 
 
 def loader_workers(split: StreamSplit) -> int:
@@ -183,12 +178,17 @@ def stream_batches(split: StreamSplit, batches: Sequence[Sequence[int]]) -> Iter
             in the training process whether it was read there or in a worker.
         RuntimeError: when a worker process dies (the DataLoader's own error).
     """
+    yield from _moved(split, _loader(split, _Checked(split), batch_sampler=batches))
+
+
+def _loader(split: StreamSplit, dataset: TorchDataset, **batching: object) -> DataLoader:
+    """The DataLoader of ``split`` over ``dataset`` (its checked view): :func:`loader_workers` workers,
+    ``split.prefetch`` batches ahead each, pinned memory for CUDA, its own fixed generator (never the
+    global RNG)."""
     workers = loader_workers(split)
-    cuda = split.device.type == "cuda"
-    loader = DataLoader(_Checked(split), batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                        pin_memory=cuda, prefetch_factor=split.prefetch if workers else None,
-                        generator=torch.Generator().manual_seed(0))
-    yield from _moved(split, loader)
+    return DataLoader(dataset, num_workers=workers, collate_fn=collate, pin_memory=split.device.type == "cuda",
+                      prefetch_factor=split.prefetch if workers else None, generator=torch.Generator().manual_seed(0),
+                      **batching)
 
 
 def _moved(split: StreamSplit, loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
