@@ -202,3 +202,24 @@ def test_a_users_factory_loader_or_model_that_raises_exits_2(tmp_path: Path, fac
                                       "--epochs", "1", "--out", str(out)])
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
     assert not out.exists()
+
+
+def test_the_user_data_examples_train(tmp_path: Path, tables: Path) -> None:
+    from optbench.core.spec import Recipe
+    from optbench.engine import train
+
+    rng = np.random.default_rng(2)
+    for part, n in (("train", 300), ("test", 60)):
+        x = rng.standard_normal((n, 2, 3)).astype(np.float32)
+        np.save(tmp_path / f"{part}_x.npy", x)
+        np.save(tmp_path / f"{part}_y.npy", (x[:, 0, 0] > 0).astype(np.int64))
+    example = ROOT / "examples" / "user_data_tasks.py"
+    recipe = Recipe("adam", {"lr": 1e-2}, batch_size=32, epochs=3)
+    for ref in (f"{example}:npy_task[root={tmp_path},classes=2]",
+                f"{example}:table_task[root={tables / 'files' / 'train.parquet'}]", f"{example}:dataset_task"):
+        task = get_task(ref)
+        dataset = task.load_data()
+        check_task(task, dataset)
+        result = train(task, split_data(dataset, task.valid_size, 0), recipe, seed=0)
+        assert result.status.value == "finished", (ref, result.error)
+        assert result.epochs[-1].metrics["valid_accuracy"] > 0.75, ref  # each is learnable
