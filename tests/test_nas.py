@@ -115,3 +115,10 @@ def test_sequence_conditional_heads() -> None:
         with pytest.raises(ConfigError, match=f"invalid {key} "):
             arch.build(1, 40, 10)
     assert "transformer 1x32 heads 4" in get_task("nas_seq[cell=transformer,width=32,heads=4]").description
+
+
+def test_a_parameter_budget_is_a_hard_constraint() -> None:
+    fits = get_task("nas_cnn[channels=8-16,max_params=100000]")
+    assert "parameters" in fits.description
+    with pytest.raises(ConfigError, match="invalid task nas_seq max_params 1000; allowed: a budget of at least"):
+        get_task("nas_seq[cell=lstm,width=32,max_params=1000]")

@@ -17,13 +17,27 @@ def _channels(text: str | int) -> tuple[int, ...]:
     return values
 
 
+def _within_budget(task: str, params: int, max_params: int) -> int:
+    """``params`` when it is within the budget ``max_params`` (0: no budget).
+
+    Raises:
+        ConfigError: for a negative budget or an architecture over it."""
+    if max_params < 0:
+        raise ConfigError(f"task {task} max_params", max_params, "0 (no budget) or an integer >= 1")
+    if max_params and params > max_params:
+        raise ConfigError(f"task {task} max_params", max_params, f"a budget of at least {params:,} parameters "
+                          "(this architecture's count)")
+    return params
+
+
 def nas_cnn(channels: str = "16-32", depth: int = 1, block: str = "plain", kernel: int = 3, expansion: int = 0,
             activation: str = "relu", norm: str = "batch", dropout: float = 0.0, width: float = 1.0,
-            resolution: float = 1.0) -> Task:
+            resolution: float = 1.0, max_params: int = 0) -> Task:
     """An architecture of the image space on digits (8 x 8 grey images, 10 classes; 1,297 training and
     500 test examples after scikit-learn's split; adam lr 1e-2, batch 64, 20 epochs, target valid accuracy
     0.95). ``channels``: stage channels joined by ``-``; ``expansion``: the inverted block's ratio (0 for
-    the other blocks). The description gives the one-line architecture and its parameter count.
+    the other blocks); ``max_params``: a hard parameter budget (0: none). The description gives the
+    one-line architecture and its parameter count.
 
     Raises:
         ConfigError: naming the key when the point cannot be realized (see
@@ -35,7 +49,7 @@ def nas_cnn(channels: str = "16-32", depth: int = 1, block: str = "plain", kerne
                              expansion=expansion or None, activation=activation, norm=norm, dropout=dropout,
                              width=width, resolution=resolution)
     arch.check(8)
-    params = arch.parameters(1, 10)
+    params = _within_budget("nas_cnn", arch.parameters(1, 10), max_params)
     return classification_task("nas_cnn", f"{arch.describe()} on digits; {params:,} parameters",
                                lambda: arch.build(1, 10, 8), array_dataset_loader("digits", 16.0, True),
                                target_accuracy=0.95, valid_size=200,
@@ -43,10 +57,11 @@ def nas_cnn(channels: str = "16-32", depth: int = 1, block: str = "plain", kerne
                                        "epochs": 20})
 
 
-def nas_seq(cell: str = "gru", layers: int = 1, width: int = 64, heads: int = 0, dropout: float = 0.0) -> Task:
+def nas_seq(cell: str = "gru", layers: int = 1, width: int = 64, heads: int = 0, dropout: float = 0.0,
+            max_params: int = 0) -> Task:
     """An architecture of the sequence space on MNIST-1D read as a 40-step sequence (10 classes; adam lr
     1e-2, batch 100, 10 epochs, target valid accuracy 0.8, as ``mnist1d_gru``). ``heads``: the transformer's
-    (0 for the recurrent cells).
+    (0 for the recurrent cells); ``max_params``: a hard parameter budget (0: none).
 
     Raises:
         ConfigError: naming the key when the point cannot be realized (see
@@ -56,7 +71,7 @@ def nas_seq(cell: str = "gru", layers: int = 1, width: int = 64, heads: int = 0,
 
     arch = SequenceArchitecture(cell=cell, layers=layers, width=width, heads=heads or None, dropout=dropout)
     arch.check()
-    params = arch.parameters(1, 40, 10)
+    params = _within_budget("nas_seq", arch.parameters(1, 40, 10), max_params)
     return classification_task("nas_seq", f"{arch.describe()} on MNIST-1D sequences; {params:,} parameters",
                                lambda: arch.build(1, 40, 10), array_dataset_loader("mnist1d", 1.0, add_channel=False),
                                target_accuracy=0.8, valid_size=500,
