@@ -26,12 +26,13 @@ def count_parameters(task_obj: Any) -> int:
 
 def calibrate(task_obj: Any, timeout: float) -> Any:
     """Measure the local transport (2-process ping-pong of a message of the model's gradient size, at
-    most 64 MiB) and return the :class:`~optbench.analysis.reference_scaling.Calibration`."""
+    least 4 MiB so that the transfer time stands out of the latency, at most 64 MiB) and return the
+    :class:`~optbench.analysis.reference_scaling.Calibration`."""
     from optbench.analysis.reference_scaling import Calibration
     from optbench.engine.distributed.probe import probe_link
 
     parameters = count_parameters(task_obj)
-    link = probe_link(nbytes=min(parameters * 4, 64 << 20), repeats=10, timeout=min(timeout, 300.0))
+    link = probe_link(nbytes=min(max(parameters * 4, 4 << 20), 64 << 20), repeats=10, timeout=min(timeout, 300.0))
     return Calibration(latency=link.latency, bandwidth=link.bandwidth, parameters=parameters)
 
 
