@@ -68,7 +68,7 @@ class SearchConfig:
     Args:
         space: the searched parameters.
         sampler: a ``samplers`` name (grid, random, qmc, tpe, gp, cmaes).
-        pruner: a ``pruners`` name (none, median, asha, hyperband).
+        pruner: a ``pruners`` name (none, median, asha, hyperband, curve).
         n_trials: trials to store (for the grid: at most its size, see :meth:`target_trials`).
         seed: the sampler's seed.
         objective: the validation metric tuned, ``"valid_<metric>"``.
