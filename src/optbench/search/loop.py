@@ -18,6 +18,15 @@ seeds the sampler with (seed, trial number, retry). Hence:
   :class:`optbench.engine.Pruned`; never after the last epoch) compare against the trials that
   were stored when the trial was asked: runs still running in other workers are not visible.
 
+Architecture searches: a space with ``task.<parameter>`` paths samples define-by-run (Optuna's
+``ask`` then ``suggest_*`` per parameter in space order, Akiba et al. 2019), skipping parameters
+whose ``when`` condition fails; the task values go into the trial's task reference
+(:func:`~optbench.search.space.trial_task`), the others into the recipe. A point whose task cannot
+be built (``get_task`` raises ConfigError: an unrealizable architecture, a parameter budget
+exceeded) is not trained: it is stored as a ``failed`` run whose error says why (through
+``record``; without one it is kept for the rest of the loop only), so it counts as a trial and the
+sampler sees it as a failed trial.
+
 Tuning reads only the validation split: the objective must be a ``valid_*`` key.
 Two searches in one study over the same task, base recipe, space and run seed share their
 trials (same points are the same runs); give searches that must stay apart their own study.
@@ -34,8 +43,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 from optbench.core.errors import ConfigError, OptbenchError
 from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
 from optbench.runs.plan import RunSpec
-from optbench.search.samplers import distributions, grid_size, pruners, samplers
-from optbench.search.space import SearchSpace, apply_params, for_optimizer, read_params
+from optbench.search.samplers import grid_size, pruners, samplers
+from optbench.search.space import (
+    SearchSpace,
+    applies,
+    apply_params,
+    for_optimizer,
+    has_task_paths,
+    is_task_path,
+    split_values,
+    trial_task,
+    trial_values,
+)
 from optbench.search.storage import check_storage
 from optbench.search.study import build_study, objective
 
@@ -116,6 +135,12 @@ class SearchConfig:
         if self.use not in USES:
             raise ConfigError("search.use", self.use, USES)
         object.__setattr__(self, "optuna_storage", check_storage(self.optuna_storage))
+        if any(p.when for p in self.space) and self.sampler == "grid":
+            raise ConfigError("search.sampler", "grid", "a sampler other than grid for a space with 'when' "
+                              "conditions (a grid needs every parameter in every trial)")
+        if self.optuna_storage is not None and (has_task_paths(self.space) or any(p.when for p in self.space)):
+            raise ConfigError("search.optuna_storage", "set", "none for a space with task paths or 'when' "
+                              "conditions (the mirror reads every parameter from the recipe)")
         if self.sampler == "grid" and self.grid_points is not None:
             size = grid_size(self.space, self.n_trials, self.grid_points)
             if size != self.n_trials:
@@ -159,14 +184,18 @@ def search_runs(runs: list[RunResult], task_name: str, base: Recipe, space: Sear
                 run_seed: int | None) -> list[RunResult]:
     """The runs among ``runs`` that are trials of the search (task, base recipe with only the
     space's paths changed, run seed; None: any seed), in trial order (recorded
-    ``environment["trial"]``, then run id)."""
+    ``environment["trial"]``, then run id). With task paths in ``space``, a trial's task is
+    ``task_name`` with the trial's task parameters merged in (read back from the stored name)."""
     mine = []
+    tasks = has_task_paths(space)
     for run in runs:
-        if run.task != task_name or (run_seed is not None and run.seed != run_seed):
+        if (run.task != task_name and not tasks) or (run_seed is not None and run.seed != run_seed):
             continue
         try:
-            params = read_params(run.recipe, space)
-            same = apply_params(base, params) == run.recipe
+            values = trial_values(run.task, run.recipe, space, task_name)
+            task_values, recipe_values = split_values(values)
+            same = (apply_params(base, recipe_values) == run.recipe
+                    and trial_task(task_name, task_name, task_values)[1] == run.task)
         except (KeyError, ConfigError):
             continue
         if same:
@@ -179,9 +208,12 @@ def _recorded_number(run: RunResult) -> float:
     return float(number) if isinstance(number, int) and not isinstance(number, bool) else math.inf
 
 
-def outcome_of(runs: list[RunResult], config: SearchConfig) -> SearchOutcome:
-    """The :class:`SearchOutcome` of a search's runs (already in trial order)."""
-    trials = [Trial(k, read_params(r.recipe, config.space), r, objective(r, config)) for k, r in enumerate(runs)]
+def outcome_of(runs: list[RunResult], config: SearchConfig, task_name: str | None = None) -> SearchOutcome:
+    """The :class:`SearchOutcome` of a search's runs (already in trial order); ``task_name`` (the
+    study task's name; default: each run's task without the searched task parameters) reads task
+    parameters back from run task names."""
+    trials = [Trial(k, trial_values(r.task, r.recipe, config.space, task_name or _study_task(r.task, config.space)),
+                    r, objective(r, config)) for k, r in enumerate(runs)]
     best = None
     for t in trials:
         if t.result.status is RunStatus.FINISHED and math.isfinite(t.value) and (
@@ -190,8 +222,44 @@ def outcome_of(runs: list[RunResult], config: SearchConfig) -> SearchOutcome:
     return SearchOutcome(trials, best, sum(len(t.result.epochs) for t in trials))
 
 
+def _study_task(task: str, space: SearchSpace) -> str:
+    """``task`` without the task parameters ``space`` searches (``nas_cnn[block=plain,depth=2]`` ->
+    ``nas_cnn[depth=2]`` for a space over ``task.block``)."""
+    from optbench.tasks import parse_task_ref, task_name
+
+    if not has_task_paths(space):
+        return task
+    base, params = parse_task_ref(task)
+    searched = {p.path.partition(".")[2] for p in space if is_task_path(p.path)}
+    return task_name(base, {k: v for k, v in params.items() if k not in searched})
+
+
+def sample(trial: Any, space: SearchSpace) -> dict[str, Any]:
+    """Sample ``space`` define-by-run on an Optuna ``trial`` (Akiba et al. 2019): ``suggest_*``
+    per parameter in space order, skipping a parameter whose ``when`` condition fails on the values
+    sampled before it. Returns ``{path: value}`` of the sampled parameters."""
+    values: dict[str, Any] = {}
+    for p in space:
+        if not applies(p, values):
+            continue
+        if p.kind == "categorical":
+            values[p.path] = trial.suggest_categorical(p.path, list(p.choices or ()))
+        elif p.kind == "int":
+            values[p.path] = trial.suggest_int(p.path, int(p.low), int(p.high), log=p.log)  # type: ignore[arg-type]
+        else:
+            values[p.path] = trial.suggest_float(p.path, float(p.low), float(p.high), log=p.log)  # type: ignore[arg-type]
+    return values
+
+
+def unrealizable(spec: RunSpec, error: ConfigError, annotate: Mapping[str, Any]) -> RunResult:
+    """The ``failed`` run stored for a trial whose task cannot be built (nothing trained)."""
+    return RunResult(run_id=spec.run_id, task=spec.task, recipe=spec.recipe, seed=spec.seed, status=RunStatus.FAILED,
+                     error=f"unrealizable architecture: {error}", environment=dict(annotate))
+
+
 def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_ref: str, task_name: str,
-                base: Recipe, config: SearchConfig, *, run_seed: int = 0) -> None:
+                base: Recipe, config: SearchConfig, *, run_seed: int = 0,
+                record: Callable[[RunResult], None] | None = None) -> None:
     """Ask, run and store trials until ``config.target_trials()`` are stored.
 
     Args:
@@ -201,6 +269,8 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
         base: the recipe the sampled values are applied to.
         config: the search.
         run_seed: the seed of every trial's run.
+        record: stores a ``failed`` run for a point whose task cannot be built (see the module
+            doc); None: such runs are kept in memory for this loop only.
 
     Raises:
         ConfigError: when the objective key is not among a run's epoch metrics, or a sampled
@@ -213,11 +283,11 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
     target = config.target_trials()
     max_epochs = max([base.epochs, *(int(v) for p in config.space if p.path == "epochs"
                                      for v in (p.choices or (p.high,)))])
-    dists = distributions(config.space)
+    kept: list[RunResult] = []  # unrealizable points, when there is no ``record``
     skipped: list[dict[str, Any]] = []  # points asked since the last run: stored already or claimed elsewhere
     duplicates = refusals = 0
     while True:
-        history = search_runs(load_runs(), task_name, base, config.space, run_seed)
+        history = search_runs(load_runs() + kept, task_name, base, config.space, run_seed)
         if len(history) >= target:
             return
         if duplicates >= MAX_RETRIES:
@@ -225,16 +295,33 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
                                 f"the space may have fewer distinct points than n_trials={config.n_trials}")
         number = len(history)
         study = build_study(history, config, number=number, retry=len(skipped), refused=skipped,
-                            max_epochs=max_epochs)
-        trial = study.ask(dists)
-        params = dict(trial.params)
-        spec = RunSpec(task_ref, task_name, apply_params(base, params), run_seed)
+                            max_epochs=max_epochs, task_name=task_name)
+        trial = study.ask()
+        params = sample(trial, config.space)
+        task_values, recipe_values = split_values(params)
+        ref, name = trial_task(task_ref, task_name, task_values)
+        spec = RunSpec(ref, name, apply_params(base, recipe_values), run_seed)
         if spec.run_id in {r.run_id for r in history}:
             skipped.append(params)
             duplicates += 1
             continue
+        annotate = {"trial": number, "search": config.sampler}
+        if task_values:
+            from optbench.tasks import get_task
+
+            try:
+                get_task(ref)
+            except ConfigError as exc:  # an architecture that cannot be realized: a failed trial
+                failed = unrealizable(spec, exc, annotate)
+                if record is None:
+                    kept.append(failed)
+                else:
+                    record(failed)
+                duplicates = refusals = 0
+                skipped.clear()
+                continue
         result = try_run(spec, on_epoch=_pruning_callback(trial, config, max_epochs), accept_pruned=True,
-                         annotate={"trial": number, "search": config.sampler})
+                         annotate=annotate)
         if result is None:  # claimed by another worker (or stored meanwhile): ask again, waiting longer each time
             skipped.append(params)
             refusals += 1
@@ -275,8 +362,15 @@ class _Payload:
 
 def _search_worker(worker: Worker, payload: _Payload) -> None:
     """One worker's loop (the ``run_workers`` target; module-level so that it pickles)."""
-    search_loop(lambda: worker.store.load_runs(study=worker.study, task=payload.task_name), worker.try_run,
-                payload.task_ref, payload.task_name, payload.base, payload.config, run_seed=payload.run_seed)
+    task = None if has_task_paths(payload.config.space) else payload.task_name
+    search_loop(lambda: worker.store.load_runs(study=worker.study, task=task), worker.try_run,
+                payload.task_ref, payload.task_name, payload.base, payload.config, run_seed=payload.run_seed,
+                record=lambda result: _record(worker, result))
+
+
+def _record(worker: Worker, result: RunResult) -> None:
+    """Store an unrealizable trial's failed run in the worker's study (no claim: nothing runs)."""
+    worker.store.save_run(result, study=worker.study)
 
 
 def run_search(store_url: str, study: str, task_ref: str, task_name: str, base: Recipe, config: SearchConfig, *,
@@ -326,7 +420,8 @@ def _open_mirror(store_url: str, study: str, task_name: str, base: Recipe, confi
                           mirror_name(study, task_name, base, config, run_seed), config,
                           {"optbench.study": study, "optbench.task": task_name, "optbench.objective": config.objective})
     with open_store(store_url) as store:
-        mirror.sync(search_runs(store.load_runs(study=study, task=task_name), task_name, base, config.space, run_seed))
+        mirror.sync(search_runs(store.load_runs(study=study, task=task_name), task_name, base, config.space,
+                                run_seed))
     return mirror
 
 
@@ -339,9 +434,10 @@ def search_outcome(store: Store, study: str, task_name: str, base: Recipe, confi
     Raises:
         ConfigError: for an unknown study.
     """
-    runs = search_runs(store.load_runs(study=study, task=task_name), task_name, base, config.space, run_seed)
-    return outcome_of(runs, config)
+    task = None if has_task_paths(config.space) else task_name
+    runs = search_runs(store.load_runs(study=study, task=task), task_name, base, config.space, run_seed)
+    return outcome_of(runs, config, task_name)
 
 
-__all__ = ["MAX_RETRIES", "SearchConfig", "SearchOutcome", "Trial", "TryRun", "outcome_of", "run_search",
-           "search_loop", "search_outcome", "search_runs"]
+__all__ = ["MAX_RETRIES", "SearchConfig", "SearchOutcome", "Trial", "TryRun", "outcome_of", "run_search", "sample",
+           "search_loop", "search_outcome", "search_runs", "unrealizable"]

@@ -28,6 +28,17 @@ A bare ``weight_decay`` is *not* a path (it is not a Recipe field): write
     "batch_size" = { choices = [64, 128] }
     "schedule_params.warmup_steps" = { low = 0, high = 100, type = "int" }
     "techniques.label_smoothing.epsilon" = { low = 0.0, high = 0.2 }
+
+Architecture choices (the study's task is a factory with parameters, e.g. ``nas_cnn``): a path
+``task.<parameter>`` names a parameter of the task factory; a trial's values go into the task
+reference (``nas_cnn[block=inverted,channels=16-32,expansion=4]``, merged with the study task's own
+bracket parameters) instead of the recipe. A parameter may carry a condition ``when = {path = value,
+...}`` over paths *earlier* in the space: it is sampled only when every listed path has that value
+and is absent from the other trials -- the define-by-run search spaces of Optuna (Akiba et al. 2019,
+"Optuna: A Next-generation Hyperparameter Optimization Framework", KDD)::
+
+    "task.block" = { choices = ["plain", "inverted"] }
+    "task.expansion" = { choices = [2, 4], when = { "task.block" = "inverted" } }
 """
 
 from __future__ import annotations
@@ -54,11 +65,14 @@ LEGACY_PATHS = ("warmup_steps", "penalty", "label_smoothing", "averaging", "clip
 SCALAR_PATHS = FIELD_PATHS + LEGACY_PATHS
 #: The first part of a technique parameter path (``techniques.<technique>.<parameter>``).
 TECHNIQUE_PATH = "techniques"
+#: The first part of a task parameter path (``task.<parameter>``).
+TASK_PATH = "task"
 KINDS = ("float", "int", "categorical")
-_TABLE_KEYS = ("low", "high", "log", "choices", "type")
+_TABLE_KEYS = ("low", "high", "log", "choices", "type", "when")
 _ALLOWED_PATHS = (f"a Recipe field ({', '.join(FIELD_PATHS)}), "
                   + ", ".join(f"'{m}.<name>'" for m in MAPPING_PATHS[:2])
-                  + f", '{TECHNIQUE_PATH}.<technique>.<parameter>' (optbench list techniques), or an older flat path "
+                  + f", '{TECHNIQUE_PATH}.<technique>.<parameter>' (optbench list techniques), "
+                    f"'{TASK_PATH}.<parameter>' (a parameter of the task factory), or an older flat path "
                     f"({', '.join(LEGACY_PATHS)}, 'penalty_params.<name>')")
 
 
@@ -72,6 +86,8 @@ class Param:
         low / high: the inclusive range of a float or int parameter.
         log: sample uniformly in ``log(value)`` (needs ``low > 0``).
         choices: the values of a categorical parameter (numbers, strings, booleans).
+        when: ``((path, value), ...)``: sample the parameter only in trials where each ``path``
+            (earlier in the space) took ``value`` (empty: always).
 
     Raises:
         ConfigError: for an unknown path or kind, ``low >= high``, ``log`` with ``low <= 0``,
@@ -84,10 +100,12 @@ class Param:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] | None = None
+    when: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not valid_path(self.path):
             raise ConfigError("search.space path", self.path, _ALLOWED_PATHS)
+        object.__setattr__(self, "when", tuple((str(k), v) for k, v in dict(self.when).items()))
         if self.kind not in KINDS:
             raise ConfigError(f"search.space.{self.path}.type", self.kind, KINDS)
         if self.kind == "categorical":
@@ -140,6 +158,8 @@ def valid_path(path: object) -> bool:
     head, dot, name = path.partition(".")
     if head == TECHNIQUE_PATH and dot:
         return _technique_path(path) is not None
+    if head == TASK_PATH and dot:
+        return name.isidentifier()
     if dot:
         return head in MAPPING_PATHS and bool(name) and "." not in name
     return path in SCALAR_PATHS
@@ -161,8 +181,8 @@ def _is_flat(path: str) -> bool:
     return path.partition(".")[0] == "penalty_params" or (path in LEGACY_PATHS and path != "warmup_steps")
 
 
-def parse_space(table: Mapping[str, Any], source: str,
-                where: str = "search.space") -> tuple[SearchSpace, list[Problem]]:
+def parse_space(table: Mapping[str, Any], source: str, where: str = "search.space",
+                task: str | None = None) -> tuple[SearchSpace, list[Problem]]:
     """Read a search space from its TOML table, collecting every problem.
 
     Args:
@@ -171,11 +191,15 @@ def parse_space(table: Mapping[str, Any], source: str,
             when ``choices`` is given).
         source: the file name shown in problems.
         where: the key path of ``table`` in the file.
+        task: the study's task reference; when given, each ``task.<parameter>`` path must name a
+            parameter of its factory (a user factory ``module:factory`` is checked when built).
 
     Returns:
         ``(space, problems)``: the valid parameters in table order, and one
         :class:`~optbench.core.errors.Problem` per mistake (path ``f"{where}.{path}.{key}"``):
-        unknown keys, unknown path, ``low >= high``, log with ``low <= 0``, empty choices.
+        unknown keys, unknown path or task parameter, ``low >= high``, log with ``low <= 0``,
+        empty choices, a ``when`` that is not a table of earlier paths (or names a value outside an
+        earlier categorical parameter's choices).
     """
     params: list[Param] = []
     problems: list[Problem] = []
@@ -189,6 +213,11 @@ def parse_space(table: Mapping[str, Any], source: str,
         before = len(problems)
         if not valid_path(path):
             problem(str(path), "", f"unknown recipe path {path!r}; allowed: {_ALLOWED_PATHS}")
+        elif task is not None and is_task_path(path):
+            allowed = task_parameters(task)
+            if allowed is not None and path.partition(".")[2] not in allowed:
+                problem(path, "", f"unknown parameter of task {task!r}; allowed: "
+                        + (", ".join(f"{TASK_PATH}.{a}" for a in allowed) or "none"))
         if not isinstance(spec, Mapping):
             problem(str(path), "", "a table such as { low = 1e-4, high = 1e-1, log = true } or { choices = [...] }")
             continue
@@ -208,9 +237,142 @@ def parse_space(table: Mapping[str, Any], source: str,
                     problem(path, key, "not allowed with choices (a categorical parameter)")
         else:
             _check_range(spec, kind, path, problem)
+        _check_when(spec.get("when", {}), path, params, problem)
         if len(problems) == before:
             params.append(_param(path, kind, spec))
     return tuple(params), problems
+
+
+def _check_when(when: Any, path: str, earlier: list[Param], problem: Any) -> None:
+    """Problems of a ``when`` table: each key a path of ``earlier`` (valid parameters before
+    ``path``), each value a plain value (one of the choices of a categorical one)."""
+    if not isinstance(when, Mapping):
+        problem(path, "when", "a table {earlier path = value, ...}")
+        return
+    known = {p.path: p for p in earlier}
+    for key, value in when.items():
+        if key not in known:
+            problem(path, f"when.{key}", f"not a parameter earlier in the space; allowed: "
+                    f"{', '.join(known) or 'none (this is the first parameter)'}")
+        elif not isinstance(value, bool | int | float | str):
+            problem(path, f"when.{key}", f"a number, string or boolean (got {value!r})")
+        elif known[key].kind == "categorical" and value not in (known[key].choices or ()):
+            problem(path, f"when.{key}", f"one of the choices of {key}: {list(known[key].choices or ())}")
+
+
+def is_task_path(path: str) -> bool:
+    """True for a task parameter path ``task.<parameter>``."""
+    return path.partition(".")[0] == TASK_PATH and valid_path(path)
+
+
+def task_parameters(task: str) -> list[str] | None:
+    """The parameter names of the factory of the registered task ``task`` (``base[...]`` allowed);
+    None for a user factory (``module:factory``) or an unknown name (reported where the task is
+    built).
+    """
+    import inspect
+
+    from optbench.tasks import parse_task_ref, tasks
+
+    try:
+        base, _ = parse_task_ref(task)
+    except ConfigError:
+        return None
+    if ":" in base or base not in tasks:
+        return None
+    factory = tasks.get(base)
+    return [p.name for p in inspect.signature(factory).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def applies(param: Param, values: Mapping[str, Any]) -> bool:
+    """True when ``param``'s condition holds for the values sampled so far (``values``: path ->
+    value); a parameter without condition always applies."""
+    return all(path in values and _same(values[path], value) for path, value in param.when)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, a number and its string form read back from a task name included."""
+    from optbench.core.options import format_literal
+
+    return a == b or (not isinstance(a, bool) and not isinstance(b, bool) and format_literal(a) == format_literal(b))
+
+
+def has_task_paths(space: SearchSpace) -> bool:
+    """True when ``space`` varies task parameters (its trials run on parameterised tasks)."""
+    return any(is_task_path(p.path) for p in space)
+
+
+def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(task parameters, recipe values)`` of a trial's ``values``: ``{"task.block": "plain",
+    "hyperparams.lr": 0.1}`` -> ``({"block": "plain"}, {"hyperparams.lr": 0.1})``."""
+    task: dict[str, Any] = {}
+    recipe: dict[str, Any] = {}
+    for path, value in values.items():
+        if is_task_path(path):
+            task[path.partition(".")[2]] = _plain(value)
+        else:
+            recipe[path] = value
+    return task, recipe
+
+
+def trial_task(task_ref: str, name: str, task_values: Mapping[str, Any]) -> tuple[str, str]:
+    """``(task reference, task name)`` of a trial: the study's task with ``task_values``
+    (parameter -> value) merged into its bracket parameters; unchanged when there are none.
+
+    Raises:
+        ConfigError: for a malformed task reference.
+    """
+    from optbench.tasks import parse_task_ref, task_name
+
+    if not task_values:
+        return task_ref, name
+    ref_base, ref_params = parse_task_ref(task_ref)
+    name_base, name_params = parse_task_ref(name)
+    return (task_name(ref_base, {**ref_params, **task_values}),
+            task_name(name_base, {**name_params, **task_values}))
+
+
+def trial_values(task: str, recipe: Recipe, space: SearchSpace, study_task: str) -> dict[str, Any]:
+    """The values of ``space`` in a run of task ``task`` with ``recipe`` (the inverse of
+    :func:`split_values` + :func:`trial_task` + :func:`apply_params`), in space order, skipping the
+    parameters whose condition fails. Task parameters are read back from the task name (a
+    categorical value as its matching choice: ``channels=16`` is the choice ``"16"``).
+
+    Raises:
+        KeyError: when the run is not a trial of the space on ``study_task``: another base task,
+            a task parameter absent or outside the study's, a recipe path absent (see
+            :func:`read_params`).
+    """
+    from optbench.tasks import parse_task_ref
+
+    try:
+        base, params = parse_task_ref(task)
+        study_base, study_params = parse_task_ref(study_task)
+    except ConfigError:
+        raise KeyError(task) from None
+    if base != study_base:
+        raise KeyError(task)
+    out: dict[str, Any] = {}
+    seen: set[str] = set()
+    for p in space:
+        if not applies(p, out):
+            continue
+        if is_task_path(p.path):
+            key = p.path.partition(".")[2]
+            if key not in params:
+                raise KeyError(p.path)
+            value = params[key]
+            if p.kind == "categorical":
+                value = next((c for c in p.choices or () if _same(c, value)), value)
+            out[p.path] = value
+            seen.add(key)
+        else:
+            out.update(read_params(recipe, (p,)))
+    rest = {k: v for k, v in params.items() if k not in seen}
+    if rest != {k: v for k, v in study_params.items() if k not in seen}:
+        raise KeyError(task)
+    return out
 
 
 def _check_range(spec: Mapping[str, Any], kind: str, path: str, problem: Any) -> None:
@@ -235,14 +397,15 @@ def _check_range(spec: Mapping[str, Any], kind: str, path: str, problem: Any) ->
 
 
 def _param(path: str, kind: str, spec: Mapping[str, Any]) -> Param:
+    when = tuple(dict(spec.get("when", {})).items())
     if kind == "categorical":
-        return Param(path, kind, choices=tuple(spec["choices"]))
+        return Param(path, kind, choices=tuple(spec["choices"]), when=when)
     low, high = spec["low"], spec["high"]
     if kind == "int":
         low, high = int(low), int(high)
     else:
         low, high = float(low), float(high)
-    return Param(path, kind, low=low, high=high, log=bool(spec.get("log", False)))
+    return Param(path, kind, low=low, high=high, log=bool(spec.get("log", False)), when=when)
 
 
 def apply_params(recipe: Recipe, values: Mapping[str, Any]) -> Recipe:
@@ -252,8 +415,9 @@ def apply_params(recipe: Recipe, values: Mapping[str, Any]) -> Recipe:
         ConfigError: for an unknown path, or a value the recipe rejects (e.g. ``lr <= 0``).
     """
     for path in values:
-        if not valid_path(path):
-            raise ConfigError("search.space path", path, _ALLOWED_PATHS)
+        if not valid_path(path) or is_task_path(path):
+            raise ConfigError("search.space path", path, _ALLOWED_PATHS if valid_path(path)
+                              else "a recipe path (task parameters go into the task: trial_task)")
     flat = {path: _plain(value) for path, value in values.items() if _is_flat(path)}
     if flat:
         recipe = _apply_flat(recipe, flat)
@@ -318,13 +482,16 @@ def read_params(recipe: Recipe, space: SearchSpace) -> dict[str, Any]:
     """The values of ``space``'s paths in ``recipe`` (the inverse of :func:`apply_params`).
 
     Raises:
-        KeyError: when a ``hyperparams.<name>``-style path is absent from the recipe (a technique path:
+        KeyError: for a task path (read by :func:`trial_values`), when a ``hyperparams.<name>``-style
+            path is absent from the recipe (a technique path:
             the recipe has no such technique, or it leaves the parameter at its default), or an older
             flat path is read from a recipe whose techniques have no flat form.
     """
     out: dict[str, Any] = {}
     for p in space:
         head, dot, name = p.path.partition(".")
+        if head == TASK_PATH:  # in the task name, not the recipe: trial_values
+            raise KeyError(p.path)
         if p.path == "warmup_steps":
             out[p.path] = recipe.schedule_params.get("warmup_steps", 0)
         elif _is_flat(p.path):
@@ -368,5 +535,6 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-__all__ = ["FIELD_PATHS", "LEGACY_PATHS", "MAPPING_PATHS", "SCALAR_PATHS", "TECHNIQUE_PATH", "Param", "SearchSpace",
-           "apply_params", "grid_values", "parse_space", "read_params", "valid_path"]
+__all__ = ["FIELD_PATHS", "LEGACY_PATHS", "MAPPING_PATHS", "SCALAR_PATHS", "TASK_PATH", "TECHNIQUE_PATH", "Param",
+           "SearchSpace", "applies", "apply_params", "grid_values", "has_task_paths", "is_task_path", "parse_space",
+           "read_params", "split_values", "task_parameters", "trial_task", "trial_values", "valid_path"]

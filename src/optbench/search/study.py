@@ -7,7 +7,12 @@ Mapping of runs to Optuna trials (in the search's trial order):
 * ``diverged`` -> ``COMPLETE`` with the *worst* objective value of all stored trials (so that
   model-based samplers learn to avoid the region), or ``FAIL`` when no trial has a finite value
   yet;
-* ``failed`` -> ``FAIL`` (samplers ignore it).
+* ``failed`` -> ``FAIL`` (samplers ignore it); an architecture that cannot be realized is stored
+  as a failed run (see :mod:`optbench.search.loop`).
+
+A trial holds only the parameters sampled for it: a conditional parameter (``when``) whose
+condition failed is absent, as in Optuna's define-by-run spaces (Akiba et al. 2019); task
+parameters are read back from the stored task name (:func:`~optbench.search.space.trial_values`).
 
 Intermediate values are the per-epoch objective metric (step = epoch, 1-based). Every stored
 trial is replayed through ``ask`` / ``report`` + ``should_prune`` / ``tell`` so that pruners
@@ -29,7 +34,7 @@ from optuna.trial import TrialState, create_trial
 
 from optbench.core.spec import Direction, RunResult, RunStatus
 from optbench.search.samplers import distributions, grid_trial_attrs, make_pruner, make_sampler, samplers
-from optbench.search.space import read_params
+from optbench.search.space import read_params, trial_values
 
 if TYPE_CHECKING:
     from optbench.search.loop import SearchConfig
@@ -83,9 +88,16 @@ def _worst(history: Sequence[RunResult], config: SearchConfig) -> float | None:
 
 
 def build_study(history: Sequence[RunResult], config: SearchConfig, *, number: int, retry: int,
-                refused: Sequence[Mapping[str, Any]], max_epochs: int) -> optuna.Study:
+                refused: Sequence[Mapping[str, Any]], max_epochs: int, task_name: str | None = None) -> optuna.Study:
     """The in-memory study of ``history`` (stored trials, in order) plus ``refused`` points (as
-    running trials), with the sampler seeded for trial ``number``'s ``retry``-th ask."""
+    running trials), with the sampler seeded for trial ``number``'s ``retry``-th ask.
+
+    ``task_name``: the study task's name, needed to read task parameters back from a run's task
+    name (None: every parameter is read from the recipe).
+
+    Raises:
+        KeyError: a run of ``history`` is not a trial of ``config.space``.
+    """
     entry = samplers.get(config.sampler)
     seed = trial_seed(config.seed, number, retry) if entry.per_trial_seed else config.seed
     pruner = make_pruner(config.pruner, min_epochs=1, max_epochs=max_epochs)
@@ -96,8 +108,10 @@ def build_study(history: Sequence[RunResult], config: SearchConfig, *, number: i
         replay = optuna.create_study(study_name=STUDY_NAME, direction=direction, pruner=pruner,
                                      sampler=optuna.samplers.RandomSampler(seed=0))
         for run in history:
-            replay.enqueue_trial(read_params(run.recipe, config.space), skip_if_exists=False)
-            trial = replay.ask(dists)
+            values = read_params(run.recipe, config.space) if task_name is None else \
+                trial_values(run.task, run.recipe, config.space, task_name)
+            replay.enqueue_trial(values, skip_if_exists=False)
+            trial = replay.ask({k: dists[k] for k in values})
             for epoch, value in intermediate(run, config.objective).items():
                 trial.report(value, epoch)
                 trial.should_prune()  # side effects only: ASHA/Hyperband record rung values
@@ -115,7 +129,7 @@ def build_study(history: Sequence[RunResult], config: SearchConfig, *, number: i
         study = optuna.create_study(study_name=STUDY_NAME, direction=direction, sampler=sampler, pruner=pruner)
         study.add_trials([_copy(t, sampler) for t in replayed])
         # refused points as running trials: the next ask gets a new number (grid, qmc); the grid skips them
-        study.add_trials([create_trial(state=TrialState.RUNNING, params=dict(p), distributions=dists,
+        study.add_trials([create_trial(state=TrialState.RUNNING, params=dict(p), distributions={k: dists[k] for k in p},
                                        system_attrs=grid_trial_attrs(sampler, dict(p))) for p in refused])
     return study
 

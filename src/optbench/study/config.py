@@ -436,7 +436,21 @@ def _check_names(tasks: tuple[str, ...], recipes: list[_Parsed], search: SearchS
             p.add(f"search.{key}", str(exc))
     parsed, problems = parse_space(space, p.source, where="search.space")
     p.problems.extend(problems)
+    _check_task_paths(tasks, parsed, p)
     return replace(search, space=parsed)
+
+
+def _check_task_paths(tasks: tuple[str, ...], space: Any, p: _Collector) -> None:
+    """Each ``task.<parameter>`` path of the search space names a parameter of every study task's
+    factory (a user factory is checked when it is built)."""
+    from optbench.search.space import is_task_path, task_parameters
+
+    for ref in tasks:
+        allowed = task_parameters(ref)
+        for param in space:
+            if allowed is not None and is_task_path(param.path) and param.path.partition(".")[2] not in allowed:
+                p.add(f"search.space.{param.path}", f"unknown parameter of task {ref!r}; allowed: "
+                      + (", ".join(f"task.{a}" for a in allowed) or "none (this task has no parameters)"))
 
 
 def _default_name(data: Mapping[str, Any], source: str, protocol: str) -> str:

@@ -1,0 +1,124 @@
+"""Architecture search: ``task.<parameter>`` paths and ``when`` conditions in a search space, sampled
+define-by-run, trials on parameterised tasks, unrealizable points stored as failed trials."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from optbench.core.errors import ConfigError, ConfigProblems
+from optbench.core.spec import Recipe, RunStatus
+from optbench.search import SearchConfig, parse_space, search_loop
+from optbench.search.local import LocalRuns, run_search_local
+from optbench.search.loop import search_runs
+from optbench.search.space import trial_task, trial_values
+from optbench.study.config import study_from_dict
+from optbench.tasks import parse_task_ref
+
+BASE = Recipe("adam", {"lr": 1e-2}, batch_size=64, epochs=1, train_size=300)
+SPACE_TABLE = {
+    "task.block": {"choices": ["plain", "inverted"]},
+    "task.expansion": {"choices": [2, 4], "when": {"task.block": "inverted"}},
+    "task.channels": {"choices": ["8-16", "16"]},
+}
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "studies" / "nas_digits.toml"
+
+
+def _space(table: dict) -> tuple:
+    space, problems = parse_space(table, "t.toml", task="nas_cnn")
+    assert problems == []
+    return space
+
+
+def _study(space: dict) -> dict:
+    return {"study": {"protocol": "search", "tasks": ["nas_cnn"], "seeds": 1},
+            "budget": {"epochs": 1, "trials": 2}, "recipes": [{"optimizer": "adam"}],
+            "search": {"sampler": "tpe", "space": space}}
+
+
+def _problems(space: dict) -> list[str]:
+    with pytest.raises(ConfigProblems) as info:
+        study_from_dict(_study(space), "s.toml")
+    lines = str(info.value).splitlines()
+    return [line for line in lines if "search.space" in line]
+
+
+def test_space_reads_task_paths_and_conditions():
+    space = _space(SPACE_TABLE)
+    assert [p.path for p in space] == ["task.block", "task.expansion", "task.channels"]
+    assert space[1].when == (("task.block", "inverted"),)
+    assert trial_task("nas_cnn[depth=2]", "nas_cnn[depth=2]", {"block": "plain", "channels": "16"}) == \
+        ("nas_cnn[block=plain,channels=16,depth=2]",) * 2
+    values = trial_values("nas_cnn[block=plain,channels=16,depth=2]", BASE, space, "nas_cnn[depth=2]")
+    assert values == {"task.block": "plain", "task.channels": "16"}  # "16" read back as its choice
+    with pytest.raises(KeyError):  # expansion present on a plain block: not a trial of this space
+        trial_values("nas_cnn[block=plain,channels=16,depth=2,expansion=2]", BASE, space, "nas_cnn[depth=2]")
+
+
+def test_bad_spaces_name_the_key_path():
+    bad = {"task.block": {"choices": ["plain", "inverted"]},
+           "task.depth": {"low": 3, "high": 1, "type": "int"},  # empty range
+           "task.expansion": {"choices": [2], "when": {"task.kernel": 3}, "size": 1},  # later/unknown path, key
+           "task.kernel": {"choices": [3, 5]},
+           "task.nope": {"choices": [1, 2]}}
+    _, problems = parse_space(bad, "t.toml", task="nas_cnn")
+    paths = {p.path for p in problems}
+    assert {"search.space.task.depth.high", "search.space.task.expansion.when.task.kernel",
+            "search.space.task.expansion.size", "search.space.task.nope"} <= paths
+    # through a study file: one line per problem, naming the key path, before any trial
+    lines = _problems({"task.block": {"choices": ["plain"]}, "task.width": {"low": 2.0, "high": 1.0},
+                       "task.expansion": {"choices": [2], "when": {"task.kernel": 3}}, "task.kernel": {"choices": [3]},
+                       "task.colour": {"choices": ["red"]}})
+    assert any("search.space.task.width.high" in line for line in lines)
+    assert any("search.space.task.expansion.when.task.kernel" in line for line in lines)
+    assert any("search.space.task.colour" in line and "unknown parameter" in line for line in lines)
+    with pytest.raises(ConfigError, match="grid"):
+        SearchConfig(space=_space(SPACE_TABLE), sampler="grid")
+
+
+def test_architecture_search_conditions_and_unrealizable_trials():
+    space = _space({**SPACE_TABLE, "task.channels": {"choices": ["8-16", "16", "8-8-8-8-8"]}})
+    config = SearchConfig(space=space, sampler="random", n_trials=6, seed=3)
+    runs = LocalRuns()
+    failed: list = []
+    search_loop(runs.load_runs, runs.try_run, "nas_cnn", "nas_cnn", BASE, config,
+                record=lambda r: (failed.append(r), runs.runs.__setitem__(r.run_id, r)))
+    trials = search_runs(runs.load_runs(), "nas_cnn", BASE, space, 0)
+    assert len(trials) == 6
+    for run in trials:
+        _, params = parse_task_ref(run.task)
+        assert ("expansion" in params) == (params["block"] == "inverted"), run.task
+    bad = [r for r in trials if "8-8-8-8-8" in r.task]
+    assert bad and bad == failed  # recorded, not trained, not a crash
+    assert all(r.status is RunStatus.FAILED and r.epochs == [] and "unrealizable architecture" in r.error
+               and "channels" in r.error for r in bad)
+    assert all(r.status is RunStatus.FINISHED for r in trials if r not in bad)
+
+
+def test_run_search_local_over_nas_cnn_with_a_budget():
+    space = _space({**SPACE_TABLE, "task.max_params": {"choices": [0, 500]}})
+    config = SearchConfig(space=space, sampler="tpe", n_trials=5, seed=0)
+    outcome = run_search_local("nas_cnn", "nas_cnn", BASE, config)
+    stored = [t.result for t in outcome.trials]
+    assert stored and all(r.task.startswith("nas_cnn[") for r in stored)
+    for t in outcome.trials:
+        assert ("task.expansion" in t.params) == (t.params["task.block"] == "inverted")
+        assert ("expansion=" in t.result.task) == (t.params["task.block"] == "inverted")
+        assert t.params["task.max_params"] == 0  # 500 parameters is below every architecture: never trained
+    assert outcome.best is not None and outcome.best.value > 0.1
+
+
+def test_existing_search_without_task_paths_is_unchanged():
+    space, _ = parse_space({"hyperparams.lr": {"low": 1e-3, "high": 1e-1, "log": True}}, "t.toml")
+    config = SearchConfig(space=space, sampler="random", n_trials=2, seed=0)
+    outcome = run_search_local("nas_cnn", "nas_cnn", BASE, config)
+    assert [t.result.task for t in outcome.trials] == ["nas_cnn", "nas_cnn"]
+    assert all(set(t.params) == {"hyperparams.lr"} for t in outcome.trials)
+
+
+def test_example_study_validates():
+    config = study_from_dict(tomllib.loads(EXAMPLE.read_text()), str(EXAMPLE))
+    assert config.search is not None and config.budget.trials == 12
+    assert any(p.when for p in config.search.space)
