@@ -122,3 +122,28 @@ def test_example_study_validates():
     config = study_from_dict(tomllib.loads(EXAMPLE.read_text()), str(EXAMPLE))
     assert config.search is not None and config.budget.trials == 12
     assert any(p.when for p in config.search.space)
+
+
+def test_run_search_on_the_store_records_unrealizable_trials_and_resumes(tmp_path):
+    import torch
+
+    from optbench.runs.store import open_store
+    from optbench.search import run_search
+
+    space = _space({"task.block": {"choices": ["plain", "inverted"]},
+                    "task.expansion": {"choices": [2], "when": {"task.block": "inverted"}},
+                    "task.channels": {"choices": ["8-8-8-8-8", "8"]}})
+    config = SearchConfig(space=space, sampler="random", n_trials=3, seed=1)
+    url = str(tmp_path / "s.db")
+    with open_store(url) as store:
+        store.ensure_study("arch", {})
+    outcome = run_search(url, "arch", "nas_cnn", "nas_cnn", BASE, config, device=torch.device("cpu"))
+    assert len(outcome.trials) == 3
+    for t in outcome.trials:
+        failed = t.params["task.channels"] == "8-8-8-8-8"
+        assert (t.result.status is RunStatus.FAILED) == failed, t.result.task
+        assert not failed or (t.result.error and "unrealizable" in t.result.error and not t.result.epochs)
+        assert ("expansion=2" in t.result.task) == (t.params["task.block"] == "inverted")
+    assert {t.result.status for t in outcome.trials} == {RunStatus.FAILED, RunStatus.FINISHED}
+    again = run_search(url, "arch", "nas_cnn", "nas_cnn", BASE, config, device=torch.device("cpu"))
+    assert [t.result.run_id for t in again.trials] == [t.result.run_id for t in outcome.trials]

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -100,7 +100,13 @@ class Param:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] | None = None
-    when: tuple[tuple[str, Any], ...] = ()
+    when: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+
+    def __repr__(self) -> str:
+        """The dataclass repr; ``when`` only when set (so that an unconditional parameter's repr, which
+        names an Optuna mirror study, is what it was before conditions existed)."""
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"Param({shown}{f', when={self.when!r}' if self.when else ''})"
 
     def __post_init__(self) -> None:
         if not valid_path(self.path):
