@@ -196,20 +196,26 @@ def _moved(split: StreamSplit, loader: DataLoader) -> Iterator[tuple[Tensor, Ten
     cuda = split.device.type == "cuda"
     image = len(split.input_shape) == 3
     batches_read = iter(loader)
-    while True:
-        try:
-            x, y = next(batches_read)
-        except StopIteration:
-            return
-        except RuntimeError as exc:
-            raise worker_error(exc) from exc
-        except (ConnectionError, EOFError) as exc:  # a worker died while its pipe was being read
-            cause = next((e for e in _chain(exc) if isinstance(e, RuntimeError)), exc)
-            raise RuntimeError(f"DataLoader worker died: {type(cause).__name__}: {cause}") from exc
-        x = x.to(split.device, non_blocking=cuda)
-        if image:
-            x = x.contiguous(memory_format=split.layout)
-        yield x, y.to(split.device, non_blocking=cuda)
+    try:
+        while True:
+            try:
+                x, y = next(batches_read)
+            except StopIteration:
+                return
+            except RuntimeError as exc:
+                raise worker_error(exc) from exc
+            except (ConnectionError, EOFError) as exc:  # a worker died while its pipe was being read
+                cause = next((e for e in _chain(exc) if isinstance(e, RuntimeError)), exc)
+                raise RuntimeError(f"DataLoader worker died: {type(cause).__name__}: {cause}") from exc
+            x = x.to(split.device, non_blocking=cuda)
+            if image:
+                x = x.contiguous(memory_format=split.layout)
+            yield x, y.to(split.device, non_blocking=cuda)
+    finally:  # stop the workers now, also when the epoch ends early (an error, divergence, pruning): while
+        # they are registered, a worker's exit raises in this process wherever it happens to be (SIGCHLD)
+        shutdown = getattr(batches_read, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
