@@ -106,7 +106,11 @@ def test_run_search_local_over_nas_cnn_with_a_budget():
     for t in outcome.trials:
         assert ("task.expansion" in t.params) == (t.params["task.block"] == "inverted")
         assert ("expansion=" in t.result.task) == (t.params["task.block"] == "inverted")
-        assert t.params["task.max_params"] == 0  # 500 parameters is below every architecture: never trained
+        if t.params["task.max_params"] == 500:  # below every architecture: recorded, never trained
+            assert t.result.status is RunStatus.FAILED and "unrealizable architecture" in t.result.error
+            assert not t.result.epochs
+        else:
+            assert t.result.status is RunStatus.FINISHED
     assert outcome.best is not None and outcome.best.value > 0.1
 
 
@@ -147,3 +151,27 @@ def test_run_search_on_the_store_records_unrealizable_trials_and_resumes(tmp_pat
     assert {t.result.status for t in outcome.trials} == {RunStatus.FAILED, RunStatus.FINISHED}
     again = run_search(url, "arch", "nas_cnn", "nas_cnn", BASE, config, device=torch.device("cpu"))
     assert [t.result.run_id for t in again.trials] == [t.result.run_id for t in outcome.trials]
+
+
+def test_the_best_architecture_is_retrained_on_every_seed_and_tested(tmp_path):
+    import subprocess
+    import sys
+
+    text = EXAMPLE.read_text().replace("trials = 12", "trials = 3").replace("epochs = 3", "epochs = 1") \
+        .replace("seeds = 3", "seeds = 2")
+    study = tmp_path / "nas.toml"
+    study.write_text(text)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "optbench", "study", "run", str(study), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "best re-run on 2 seeds" in " ".join(result.stdout.split())
+    from optbench.runs.store import open_store
+
+    with open_store(out / "optbench.db") as store:
+        runs = store.load_runs()
+    trials = [r for r in runs if "trial" in r.environment]
+    reruns = [r for r in runs if "trial" not in r.environment]
+    assert len(trials) == 3 and reruns  # seed 0's re-run may be the best trial itself (same run id)
+    best = max((r for r in trials if r.epochs), key=lambda r: r.epochs[-1].metrics["valid_accuracy"])
+    assert all(r.task == best.task and r.seed != best.seed for r in reruns)  # the best architecture, new seeds

@@ -60,7 +60,8 @@ def run_search_local(task_ref: str, task_name: str, base: Recipe, config: Search
     """:func:`~optbench.search.run_search` in this process on ``runs`` (a fresh
     :class:`LocalRuns` by default; pass one to resume or share history)."""
     runs = runs if runs is not None else LocalRuns()
-    search_loop(runs.load_runs, runs.try_run, task_ref, task_name, base, config, run_seed=run_seed)
+    search_loop(runs.load_runs, runs.try_run, task_ref, task_name, base, config, run_seed=run_seed,
+                record=lambda result: runs.runs.__setitem__(result.run_id, result))  # unrealizable points
     return outcome_of(search_runs(runs.load_runs(), task_name, base, config.space, run_seed), config)
 
 

@@ -62,9 +62,16 @@ def parse_options(table: Mapping[str, Any], report: Reporter) -> dict[str, Any]:
 
 
 def check(config: StudyConfig) -> list[tuple[str, str]]:
-    """Recipes leave the schedule to the protocol (name and parameters, warmup included)."""
-    return [(f"recipes[{i}].schedule", "crowded-valley sets the schedule itself ([protocol] schedules); remove it")
-            for i, r in enumerate(config.recipes) if r.schedule != "constant" or r.schedule_params]
+    """Recipes leave the schedule to the protocol (name and parameters, warmup included); the space tunes
+    recipes only (architectures are searched by the search protocol)."""
+    from optbench.search.space import is_task_path
+
+    problems = [(f"recipes[{i}].schedule", "crowded-valley sets the schedule itself ([protocol] schedules); remove it")
+                for i, r in enumerate(config.recipes) if r.schedule != "constant" or r.schedule_params]
+    if config.search is not None:
+        problems += [(f"search.space.{p.path}", "crowded-valley tunes recipes; search task parameters with the "
+                      "search protocol") for p in config.search.space if is_task_path(p.path)]
+    return problems
 
 
 def planned_runs(config: StudyConfig) -> int:

@@ -46,6 +46,7 @@ def planned_runs(config: StudyConfig) -> int:
 def run(config: StudyConfig, context: StudyContext) -> SearchResult:
     """One search per task, then (optionally) its best on every seed."""
     from optbench.search import apply_params
+    from optbench.search.space import split_values, trial_task
 
     assert config.search is not None
     (recipe,) = canonical_recipes(config.recipes)
@@ -62,7 +63,9 @@ def run(config: StudyConfig, context: StudyContext) -> SearchResult:
                                                            outcome.best.value, outcome.best.result)
         rerun = None
         if best is not None and config.options["rerun"]:
-            specs = plan_runs(ref, task.name, [apply_params(recipe, outcome.best.params)], config.seeds)
+            task_values, recipe_values = split_values(outcome.best.params)  # an architecture search's best
+            best_ref, best_name = trial_task(ref, task.name, task_values)  # trains the best architecture
+            specs = plan_runs(best_ref, best_name, [apply_params(recipe, recipe_values)], config.seeds)
             values = [run_value(r, keys.test_key) for r in context.execute(specs)]
             rerun = summarize([v for v in values if math.isfinite(v)])
         out.append(SearchTaskResult(keys.name, recipe.label, trials, best, int(outcome.epochs_spent), rerun))
