@@ -1,5 +1,6 @@
 """Figures of the report sections beyond learning curves: lr sensitivity, performance profiles,
-the applied lr schedule, distributed throughput and scaling, a metric against communication.
+the applied lr schedule, distributed throughput and scaling, a metric against communication, an
+architecture search's trials.
 
 Each function takes data from :mod:`optbench.analysis.report_data` and returns a new
 :class:`matplotlib.figure.Figure` on an Agg canvas (object-oriented API: no pyplot, no global
@@ -15,9 +16,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from optbench.analysis.communication import CommunicationCurve
 from optbench.analysis.report_data import AppliedSchedule, DistributedData, LrCurve, Profiles
+from optbench.analysis.search_trials import ArchitectureSearch
 from optbench.report.plots import label_colors
 
 
@@ -164,6 +167,36 @@ def plot_communication(curves: Sequence[CommunicationCurve], metric: str) -> Fig
     right.set_title(f"{metric} vs wall clock")
     for ax in (left, right):
         ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+def plot_architecture_search(search: ArchitectureSearch) -> Figure:
+    """Three panels: every finished trial's metric against its trainable parameters (log x; the Pareto
+    front ringed and joined), and the best so far against the trial number and against cumulative
+    seconds; ``search`` from :func:`optbench.analysis.search_trials.architecture_searches`."""
+    fig, (plane, by_trial, by_time) = _figure(13.0, 3.8, ncols=3)
+    done = [(p, f) for p, f in zip(search.points, search.front, strict=True)
+            if math.isfinite(p.value) and p.parameters is not None]
+    plane.plot([p.parameters for p, _ in done], [p.value for p, _ in done], linestyle="none", marker="o",
+               alpha=0.6, label="trials")
+    front = sorted((p for p, f in done if f), key=lambda p: p.parameters)
+    plane.plot([p.parameters for p in front], [p.value for p in front], marker="o", mfc="none", markersize=10,
+               color="black", label="Pareto front")
+    plane.set_xscale("log")
+    plane.xaxis.set_minor_formatter(NullFormatter())  # the decade labels only: minor ones collide
+    plane.set_xlabel("trainable parameters")
+    plane.set_title(f"{search.metric} vs size")
+    numbers = [p.number for p in search.points]
+    by_trial.plot(numbers, search.best_so_far, drawstyle="steps-post", label="best so far")
+    by_trial.set_xlabel("trial")
+    by_trial.set_title("search progress")
+    by_time.plot(search.cumulative_seconds, search.best_so_far, drawstyle="steps-post", label="best so far")
+    by_time.set_xlabel("seconds (sum of trials)")
+    by_time.set_title("search cost")
+    for ax in (plane, by_trial, by_time):
+        ax.set_ylabel(search.metric)
         ax.grid(True, alpha=0.3)
         ax.legend(frameon=False, fontsize="small")
     return fig

@@ -26,7 +26,13 @@ from optbench.core.urls import redact_text, redact_url
 from optbench.report.export import write_table
 from optbench.report.page import ReportPage
 from optbench.report.plots import label_colors, save_figure
-from optbench.report.sections import TaskInfo, profiles_section, summary_section, task_section
+from optbench.report.sections import (
+    TaskInfo,
+    architecture_search_section,
+    profiles_section,
+    summary_section,
+    task_section,
+)
 
 #: Directions of metric names used when a stored task cannot be loaded (e.g. a user task whose
 #: module is not importable here). These are optbench's own metric names, not guesses.
@@ -99,12 +105,32 @@ def render_report(results: Sequence[RunResult], *, study: str = "", config: Mapp
     infos = dict(tasks or {})
     target = config.get("target")
     ranked = {}
+    searched = _architecture_searches(page, results, target)
     for task in overview.tasks:
+        runs = [r for r in results if r.task == task]
+        if task in searched and all("trial" in r.environment for r in runs):
+            continue  # a searched architecture with nothing but its trial: shown in the search's section
         info = infos.setdefault(task, task_info(task, target if isinstance(target, int | float) else None))
-        ranked[task] = task_section(page, [r for r in results if r.task == task], info, colors,
-                                    calibration=config.get("calibration"))
+        ranked[task] = task_section(page, runs, info, colors, calibration=config.get("calibration"))
     profiles_section(page, ranked, infos, colors)
     return page
+
+
+def _architecture_searches(page: ReportPage, results: Sequence[RunResult], target: Any) -> set[str]:
+    """Add a section per architecture search among ``results``; returns the searched task names."""
+    from optbench.analysis.search_trials import architecture_searches
+    from optbench.tasks import parse_task_ref
+
+    bases = {parse_task_ref(r.task)[0] for r in results if "trial" in r.environment}
+    names: set[str] = set()
+    for base in sorted(bases):
+        info = task_info(base, target if isinstance(target, int | float) else None)
+        metric = info.target[0]
+        for search in architecture_searches([r for r in results if parse_task_ref(r.task)[0] == base], metric,
+                                            info.directions.get(metric, Direction.MAXIMIZE)):
+            architecture_search_section(page, search)
+            names |= {p.task for p in search.points}
+    return names
 
 
 def write_report(results: Sequence[RunResult], out: str | Path, **kwargs: Any) -> ReportFiles:

@@ -21,11 +21,13 @@ from optbench.analysis.report_data import (
     lr_sensitivity,
     performance_profiles,
 )
+from optbench.analysis.search_trials import ArchitectureSearch
 from optbench.analysis.summary import RecipeSummary, recipe_labels
 from optbench.core.spec import SPLITS, Direction, RunResult
 from optbench.report.costs import cost_section
 from optbench.report.export import make_table
 from optbench.report.figures import (
+    plot_architecture_search,
     plot_communication,
     plot_distributed,
     plot_lr_sensitivity,
@@ -300,3 +302,20 @@ def profiles_section(page: ReportPage, ranked: Mapping[str, Sequence[RecipeSumma
     page.table(make_table("profiles", "Ranking across tasks by integrated performance-profile score; "
                           "ratio to the best per task (1 = best, — = no value).",
                           ["#", "recipe", "score", "mean rank", *(f"ratio {t}" for t in profiles.tasks)], rows))
+
+
+def architecture_search_section(page: ReportPage, search: ArchitectureSearch) -> None:
+    """An architecture search: the trials' metric against size with the Pareto front, progress against
+    trials and seconds, and the front's architectures, one line each."""
+    page.heading(f"Architecture search: {search.base}", anchor=f"nas-{slug(search.base)}")
+    finished = len(search.points) - search.failed
+    page.figure(f"nas_{slug(search.base)}", plot_architecture_search(search),
+                f"{search.base}: {len(search.points)} trials ({finished} trained, {search.failed} not finished: "
+                f"unrealizable, failed or pruned), {sum(p.seconds for p in search.points):.1f} s in all. Left: "
+                f"{search.metric} after each trial's last epoch against its trainable parameters, the Pareto front "
+                "ringed; middle and right: the best so far. Selected on the validation split only.")
+    rows = [(str(p.number), p.task, f"{p.parameters:,}", f"{p.value:.4f}")
+            for p, f in zip(search.points, search.front, strict=True) if f]
+    page.table(make_table(f"nas_front_{slug(search.base)}", "the Pareto front (fewer parameters or a better "
+                          f"{search.metric})", ["trial", "architecture", "parameters", search.metric],
+                          sorted(rows, key=lambda r: int(r[2].replace(",", "")))))
