@@ -171,7 +171,22 @@ def test_the_best_architecture_is_retrained_on_every_seed_and_tested(tmp_path):
     with open_store(out / "optbench.db") as store:
         runs = store.load_runs()
     trials = [r for r in runs if "trial" in r.environment]
-    reruns = [r for r in runs if "trial" not in r.environment]
+    baselines = [r for r in runs if r.task == "digits_mlp"]
+    reruns = [r for r in runs if "trial" not in r.environment and r.task != "digits_mlp"]
     assert len(trials) == 3 and reruns  # seed 0's re-run may be the best trial itself (same run id)
     best = max((r for r in trials if r.epochs), key=lambda r: r.epochs[-1].metrics["valid_accuracy"])
     assert all(r.task == best.task and r.seed != best.seed for r in reruns)  # the best architecture, new seeds
+    # the hand-designed baseline: the best's recipe on the same seeds, compared by Welch's t-test
+    assert sorted(r.seed for r in baselines) == [0, 1] and all(r.recipe == best.recipe for r in baselines)
+    assert "baseline digits_mlp, same recipe and seeds" in " ".join(result.stdout.split())
+
+
+def test_unknown_baselines_are_refused_before_anything_runs():
+    from optbench.core.errors import OptbenchError
+
+    text = EXAMPLE.read_text().replace('baselines = ["digits_mlp"]', 'baselines = ["no_such_task"]')
+    with pytest.raises(OptbenchError, match=r"baselines\[0\]"):
+        study_from_dict(tomllib.loads(text), str(EXAMPLE))
+    text = EXAMPLE.read_text().replace("rerun = true", "rerun = false")
+    with pytest.raises(OptbenchError, match="needs rerun = true"):
+        study_from_dict(tomllib.loads(text), str(EXAMPLE))

@@ -326,8 +326,19 @@ class TrialRow:
 
 
 @dataclass(frozen=True)
+class BaselineRow:
+    """A hand-designed baseline trained with the best trial's recipe on the same seeds: its task, the test
+    metric over seeds, and Welch's two-sided p-value against the best's re-runs (nan below 2 runs each)."""
+
+    task: str
+    test: Summary
+    p_value: float
+
+
+@dataclass(frozen=True)
 class SearchTaskResult:
-    """A search on one task: its trials, the best one, epochs spent and the best's re-runs."""
+    """A search on one task: its trials, the best one, epochs spent, the best's re-runs and the baselines
+    compared with them."""
 
     task: str
     label: str
@@ -335,6 +346,7 @@ class SearchTaskResult:
     best: TrialRow | None
     epochs_spent: int
     rerun_test: Summary | None
+    baselines: tuple[BaselineRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -353,7 +365,7 @@ def trial_row(number: int, params: Mapping[str, Any], value: float | None, resul
                     "none" if result is None else result.status.value, "" if result is None else result.run_id)
 
 
-__all__ = [
+__all__ = ["BaselineRow", 
     "AlgoperfEntry", "AlgoperfResult", "AlgoperfStudy", "CrowdedValleyResult", "DeepobsResult", "DeepobsRow",
     "GridPoint", "SearchResult", "SearchTaskResult", "Seed004Result", "Setting", "TaskKeys", "TrialRow",
     "ValleyComparison", "algoperf_entry", "algoperf_result", "algoperf_study", "best_grid_point", "deepobs_row",

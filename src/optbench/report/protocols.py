@@ -143,6 +143,9 @@ def _search(result: SearchResult) -> list[ProtocolTable]:
         if t.rerun_test is not None and keys is not None:
             notes.append(f"best re-run on {t.rerun_test.n} seeds: final {keys.test_key} "
                          f"{_mean_std(t.rerun_test, keys.test_key)} {_ci(t.rerun_test, keys.test_key)}")
+            for b in t.baselines:
+                notes.append(f"baseline {b.task}, same recipe and seeds: {_mean_std(b.test, keys.test_key)} "
+                             f"{_ci(b.test, keys.test_key)}, Welch p = {b.p_value:.3g} against the best")
         out.append(ProtocolTable(f"{t.task}: search of {t.label} on {key}",
                                  ("trial", "parameters", key, "status", ""), rows, tuple(notes)))
     return out
