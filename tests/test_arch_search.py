@@ -84,7 +84,7 @@ def test_architecture_search_conditions_and_unrealizable_trials():
     runs = LocalRuns()
     failed: list = []
     search_loop(runs.load_runs, runs.try_run, "nas_cnn", "nas_cnn", BASE, config,
-                record=lambda r: (failed.append(r), runs.runs.__setitem__(r.run_id, r)))
+                record=lambda r: (failed.append(r), runs.record(r)))
     trials = search_runs(runs.load_runs(), "nas_cnn", BASE, space, 0)
     assert len(trials) == 6
     for run in trials:

@@ -53,6 +53,9 @@ class FakeRuns:
     def load_runs(self) -> list[RunResult]:
         return list(self.runs.values())
 
+    def record(self, result: RunResult) -> None:
+        self.runs[result.run_id] = result
+
     def try_run(self, spec, *, on_epoch=None, accept_pruned=False, annotate=None):
         prev = self.runs.get(spec.run_id)
         if prev is not None and (prev.status in (RunStatus.FINISHED, RunStatus.DIVERGED)
@@ -83,7 +86,7 @@ class FakeRuns:
 
 
 def _search(runs, config, base=BASE):
-    search_loop(runs.load_runs, runs.try_run, "digits_mlp", "digits_mlp", base, config)
+    search_loop(runs.load_runs, runs.try_run, "digits_mlp", "digits_mlp", base, config, record=runs.record)
     return outcome_of(search_runs(runs.load_runs(), "digits_mlp", base, config.space, 0), config)
 
 

@@ -26,6 +26,7 @@ class CommunicationCurve:
         seconds: cumulative training wall seconds by the end of each epoch.
         values: the metric after each epoch (mean over the runs).
         runs: how many runs were averaged.
+        bytes_per_step: mean bytes one worker handed to collectives per step (over the runs).
     """
 
     mode: str
@@ -34,6 +35,7 @@ class CommunicationCurve:
     seconds: tuple[float, ...]
     values: tuple[float, ...]
     runs: int
+    bytes_per_step: float
 
 
 def communication_curves(results: Sequence[RunResult], metric: str) -> list[CommunicationCurve]:
@@ -54,14 +56,14 @@ def communication_curves(results: Sequence[RunResult], metric: str) -> list[Comm
         cumulative_bytes = np.zeros(epochs)
         seconds = np.zeros(epochs)
         values = np.zeros(epochs)
-        for run in runs:
-            per_step = float(run.environment["distributed"]["comm_bytes_per_step"])
-            cumulative_bytes += [per_step * e.step for e in run.epochs[:epochs]]
+        per_step = [float(run.environment["distributed"]["comm_bytes_per_step"]) for run in runs]
+        for run, step_bytes in zip(runs, per_step, strict=True):
+            cumulative_bytes += [step_bytes * e.step for e in run.epochs[:epochs]]
             seconds += np.cumsum([e.train_seconds for e in run.epochs[:epochs]])
             values += [e.metrics.get(metric, math.nan) for e in run.epochs[:epochs]]
         n = len(runs)
         curves.append(CommunicationCurve(mode, nproc, tuple(cumulative_bytes / n), tuple(seconds / n),
-                                         tuple(values / n), n))
+                                         tuple(values / n), n, float(np.mean(per_step))))
     return curves
 
 

@@ -208,12 +208,17 @@ class StreamSplit:
             if position >= n:
                 break
             items.append(check_item(item, position, self.name, self.classes, self.input_shape if position else None))
-        return self._batch(collate(items))
+        return self.place(collate(items))
 
-    def _batch(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    def place(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """A host batch ``(x, y)`` on the split's device (non-blocking from pinned memory on CUDA), 4-d
+        inputs in the split's layout."""
         x, y = batch
-        return x.to(self.device).contiguous(memory_format=self.layout if x.dim() == 4 else torch.contiguous_format), \
-            y.to(self.device)
+        cuda = self.device.type == "cuda"
+        x = x.to(self.device, non_blocking=cuda)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.layout)
+        return x, y.to(self.device, non_blocking=cuda)
 
     def item(self, index: int) -> tuple[Tensor, Tensor]:
         """Example ``index`` as checked ``(x, y)`` tensors on the host (see :func:`read_item`); errors name
@@ -228,7 +233,7 @@ class StreamSplit:
         if self.iterable:
             raise ConfigError(f"dataset {self.name}", "an IterableDataset read by index",
                               "a map-style dataset (the distributed engines read batches by index)")
-        return self._batch(collate([self.item(int(i)) for i in (index.tolist() if isinstance(index, Tensor)
+        return self.place(collate([self.item(int(i)) for i in (index.tolist() if isinstance(index, Tensor)
                                                                   else index)]))
 
     @cached_property

@@ -243,7 +243,7 @@ class TableDataset(TorchDataset):
 
     Args:
         path: a saved dataset folder or a ``.parquet`` / ``.csv`` / ``.json`` / ``.jsonl`` file.
-        features: input column names, in order.
+        features: input column names, in order; None: every column but ``label``, in table order.
         label: the label column.
         split: for a saved ``DatasetDict`` or files, which split (``"train"`` for plain files).
 
@@ -252,7 +252,7 @@ class TableDataset(TorchDataset):
             (listing the existing ones).
     """
 
-    def __init__(self, path: str | Path, features: Sequence[str], label: str, split: str = "train") -> None:
+    def __init__(self, path: str | Path, features: Sequence[str] | None, label: str, split: str = "train") -> None:
         import datasets
 
         path = Path(path)
@@ -270,21 +270,21 @@ class TableDataset(TorchDataset):
                 raise ConfigError(f"table dataset {path} split", split, list(table))
             table = table[split]
         columns = list(table.column_names)
+        if features is None:
+            features = [c for c in columns if c != label]
         if not features:
             raise ConfigError(f"table dataset {path} features", "none", columns)
         for column in (*features, label):
             if column not in columns:
                 raise ConfigError(f"table dataset {path} column", column, columns)
         self.name = str(path)
-        self.columns = columns
         self.features, self.label = list(features), label
         self.table = table.select_columns([*self.features, label]).with_format("numpy")
 
     @classmethod
     def all_but(cls, path: str | Path, label: str, split: str = "train") -> TableDataset:
         """The table at ``path`` with every column except ``label`` as the input features, in table order."""
-        probe = cls(path, [label], label, split)
-        return cls(path, [c for c in probe.columns if c != label] or [label], label, split)
+        return cls(path, None, label, split)
 
     def __len__(self) -> int:
         return len(self.table)

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import AnySplit, Dataset, Split, StreamSplit, TaskData
-from optbench.core.splits import base_index, check_item, collate, read_item
+from optbench.core.splits import check_item, collate
 
 
 def split_data(dataset: Dataset, valid_size: int, seed: int, train_size: int | None = None) -> TaskData:
@@ -121,19 +121,18 @@ def ordered_batches(split: AnySplit, batch_size: int) -> Iterator[tuple[Tensor, 
 
 
 class _Checked(TorchDataset):
-    """The user's dataset seen through a :class:`StreamSplit`'s checks (one item -> checked ``(x, y)``;
-    errors name the index in the user's dataset)."""
+    """The user's dataset seen through a :class:`StreamSplit`'s checks (:meth:`StreamSplit.item`: one item ->
+    checked ``(x, y)``; errors name the index in the user's dataset)."""
 
     def __init__(self, split: StreamSplit) -> None:
-        self.dataset, self.name, self.classes = split.dataset, split.name, split.classes
-        self.shape = split.input_shape
+        _ = split.input_shape  # read item 0 once here, not in every worker
+        self.split = split
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.split)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        dataset, origin = base_index(self.dataset, index)
-        return read_item(dataset, origin, self.name, self.classes, self.shape)
+        return self.split.item(index)
 
 
 class _CheckedStream(IterableDataset):
@@ -193,8 +192,6 @@ def _loader(split: StreamSplit, dataset: TorchDataset, **batching: object) -> Da
 
 def _moved(split: StreamSplit, loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
     """The loader's batches on ``split.device`` (4-d inputs in ``split.layout``), worker errors in one line."""
-    cuda = split.device.type == "cuda"
-    image = len(split.input_shape) == 3
     batches_read = iter(loader)
     try:
         while True:
@@ -207,10 +204,7 @@ def _moved(split: StreamSplit, loader: DataLoader) -> Iterator[tuple[Tensor, Ten
             except (ConnectionError, EOFError) as exc:  # a worker died while its pipe was being read
                 cause = next((e for e in _chain(exc) if isinstance(e, RuntimeError)), exc)
                 raise RuntimeError(f"DataLoader worker died: {type(cause).__name__}: {cause}") from exc
-            x = x.to(split.device, non_blocking=cuda)
-            if image:
-                x = x.contiguous(memory_format=split.layout)
-            yield x, y.to(split.device, non_blocking=cuda)
+            yield split.place((x, y))
     finally:  # stop the workers now, also when the epoch ends early (an error, divergence, pruning): while
         # they are registered, a worker's exit raises in this process wherever it happens to be (SIGCHLD)
         shutdown = getattr(batches_read, "_shutdown_workers", None)

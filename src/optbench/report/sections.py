@@ -260,17 +260,8 @@ def _communication(page: ReportPage, info: TaskInfo, results: Sequence[RunResult
                 "(log scale) and against training seconds; mean over seeds.")
     page.table(make_table(f"communication_{slug(info.name)}", "bytes per worker per step and at the end",
                           ["mode", "workers", "bytes/step", "bytes in all", f"final {metric}", "runs"],
-                          [(c.mode, str(c.nproc), f"{c.bytes[-1] / max(1, _steps(results, c)):,.0f}",
+                          [(c.mode, str(c.nproc), f"{c.bytes_per_step:,.0f}",
                             f"{c.bytes[-1]:,.0f}", f"{c.values[-1]:.4f}", str(c.runs)) for c in curves]))
-
-
-def _steps(results: Sequence[RunResult], curve: Any) -> int:
-    """Steps of the first run of ``curve``'s group (to turn cumulative bytes back into bytes per step)."""
-    for run in results:
-        record = run.environment.get("distributed")
-        if isinstance(record, Mapping) and record.get("mode") == curve.mode and record.get("nproc") == curve.nproc:
-            return run.epochs[len(curve.bytes) - 1].step
-    return 1
 
 
 def _predicted(results: Sequence[RunResult], dist: Any,

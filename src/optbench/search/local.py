@@ -32,6 +32,10 @@ class LocalRuns:
         """Every stored run."""
         return list(self.runs.values())
 
+    def record(self, result: RunResult) -> None:
+        """Store ``result`` as it is (an unrealizable search point: nothing to train)."""
+        self.runs[result.run_id] = result
+
     def try_run(self, spec: RunSpec, *, on_epoch: Callable[[EpochRecord], None] | None = None,
                 accept_pruned: bool = False, annotate: Mapping[str, Any] | None = None) -> RunResult | None:
         """Train ``spec`` unless it is stored as finished/diverged (or pruned, when
@@ -61,7 +65,7 @@ def run_search_local(task_ref: str, task_name: str, base: Recipe, config: Search
     :class:`LocalRuns` by default; pass one to resume or share history)."""
     runs = runs if runs is not None else LocalRuns()
     search_loop(runs.load_runs, runs.try_run, task_ref, task_name, base, config, run_seed=run_seed,
-                record=lambda result: runs.runs.__setitem__(result.run_id, result))  # unrealizable points
+                record=runs.record)
     return outcome_of(search_runs(runs.load_runs(), task_name, base, config.space, run_seed), config)
 
 

@@ -24,8 +24,7 @@ whose ``when`` condition fails; the task values go into the trial's task referen
 (:func:`~optbench.search.space.trial_task`), the others into the recipe. A point whose task cannot
 be built (``get_task`` raises ConfigError: an unrealizable architecture, a parameter budget
 exceeded) is not trained: it is stored as a ``failed`` run whose error says why (through
-``record``; without one it is kept for the rest of the loop only), so it counts as a trial and the
-sampler sees it as a failed trial.
+``record``), so it counts as a trial and the sampler sees it as a failed trial.
 
 Tuning reads only the validation split: the objective must be a ``valid_*`` key.
 Two searches in one study over the same task, base recipe, space and run seed share their
@@ -258,8 +257,8 @@ def unrealizable(spec: RunSpec, error: ConfigError, annotate: Mapping[str, Any])
 
 
 def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_ref: str, task_name: str,
-                base: Recipe, config: SearchConfig, *, run_seed: int = 0,
-                record: Callable[[RunResult], None] | None = None) -> None:
+                base: Recipe, config: SearchConfig, *, record: Callable[[RunResult], None],
+                run_seed: int = 0) -> None:
     """Ask, run and store trials until ``config.target_trials()`` are stored.
 
     Args:
@@ -269,8 +268,8 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
         base: the recipe the sampled values are applied to.
         config: the search.
         run_seed: the seed of every trial's run.
-        record: stores a ``failed`` run for a point whose task cannot be built (see the module
-            doc); None: such runs are kept in memory for this loop only.
+        record: stores a ``failed`` run for a point whose task cannot be built (see the module doc)
+            where ``load_runs`` will find it.
 
     Raises:
         ConfigError: when the objective key is not among a run's epoch metrics, or a sampled
@@ -283,11 +282,10 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
     target = config.target_trials()
     max_epochs = max([base.epochs, *(int(v) for p in config.space if p.path == "epochs"
                                      for v in (p.choices or (p.high,)))])
-    kept: list[RunResult] = []  # unrealizable points, when there is no ``record``
     skipped: list[dict[str, Any]] = []  # points asked since the last run: stored already or claimed elsewhere
     duplicates = refusals = 0
     while True:
-        history = search_runs(load_runs() + kept, task_name, base, config.space, run_seed)
+        history = search_runs(load_runs(), task_name, base, config.space, run_seed)
         if len(history) >= target:
             return
         if duplicates >= MAX_RETRIES:
@@ -312,11 +310,7 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
             try:
                 get_task(ref)
             except ConfigError as exc:  # an architecture that cannot be realized: a failed trial
-                failed = unrealizable(spec, exc, annotate)
-                if record is None:
-                    kept.append(failed)
-                else:
-                    record(failed)
+                record(unrealizable(spec, exc, annotate))
                 duplicates = refusals = 0
                 skipped.clear()
                 continue

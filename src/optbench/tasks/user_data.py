@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset as TorchDataset
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Dataset, StreamSplit, Task
@@ -55,6 +56,13 @@ def _valid_size(valid_size: int, pool: int, has_valid: bool, task: str) -> int:
     if not 1 <= size < pool:
         raise ConfigError(f"task {task} valid_size", size, f"an integer in [1, {pool - 1}] (the pool has {pool})")
     return size
+
+
+def _streamed(parts: dict[str, TorchDataset], names: dict[str, str], classes: int, workers: int | None) -> Dataset:
+    """The task's :class:`Dataset` of ``parts`` (``train``, ``test`` and optionally ``valid``), each read as a
+    :class:`StreamSplit` named ``names[part]`` whose labels are checked against ``classes``."""
+    splits = {part: StreamSplit(ds, name=names[part], classes=classes, workers=workers) for part, ds in parts.items()}
+    return Dataset(splits["train"], splits["test"], splits.get("valid"))
 
 
 def imagefolder_cnn(root: str = "", size: int = 28, mode: str = "RGB", valid_size: int = 0, dropout: float = 0.5,
@@ -91,9 +99,7 @@ def imagefolder_cnn(root: str = "", size: int = 28, mode: str = "RGB", valid_siz
         if verify:
             for folder in parts.values():
                 folder.verify()
-        splits = {part: StreamSplit(ds, name=f"{path / part}", classes=classes, workers=loader_workers)
-                  for part, ds in parts.items()}
-        return Dataset(splits["train"], splits["test"], splits.get("valid"))
+        return _streamed(parts, {part: f"{path / part}" for part in parts}, classes, loader_workers)
 
     return classification_task(
         name, f"3-conv CNN on the image folder {path} ({classes} classes, {size}x{size} {mode})",
@@ -133,9 +139,7 @@ def npy_mlp(root: str = "", hidden: int = 256, valid_size: int = 0, workers: int
         parts = {"train": train} | {part: NpyArrays(path / f"{part}_x.npy", path / f"{part}_y.npy",
                                                     name=f"{path / part}")
                                     for part in ("test", "valid") if part == "test" or has_valid}
-        splits = {part: StreamSplit(ds, name=ds.name, classes=classes, workers=loader_workers)
-                  for part, ds in parts.items()}
-        return Dataset(splits["train"], splits["test"], splits.get("valid"))
+        return _streamed(parts, {part: ds.name for part, ds in parts.items()}, classes, loader_workers)
 
     return classification_task(
         name, f"MLP {features}-{hidden}-{classes} on the arrays in {path}", lambda: mlp(features, (hidden,), classes),
@@ -165,9 +169,12 @@ def table_mlp(root: str = "", label: str = "label", features: str = "", hidden: 
     path = _root(root, name)
     loader_workers = _workers(workers, name)
 
+    saved = (path / "dataset_dict.json").is_file()
+
     def source(part: str) -> tuple[Path, str] | None:
-        if (path / "dataset_dict.json").is_file():
-            return path, part
+        """``(path, split)`` of a part: a split of the saved DatasetDict, or ``<part>.<format>``; None: absent."""
+        if saved:
+            return (path, part) if (path / part).is_dir() else None
         files = [path / f"{part}{suffix}" for suffix in TABLE_FORMATS if (path / f"{part}{suffix}").is_file()]
         return (files[0], "train") if files else None
 
@@ -175,26 +182,21 @@ def table_mlp(root: str = "", label: str = "label", features: str = "", hidden: 
     if first is None:
         raise ConfigError(f"task {name} root", root, "a saved DatasetDict folder or a folder with train.parquet / "
                           ".csv / .json and test files")
-    columns = [c for c in features.split(";") if c] if features else None
-    train = TableDataset(first[0], columns or [], label, split=first[1]) if columns \
-        else TableDataset.all_but(first[0], label, split=first[1])
-    columns = train.features
+    train = TableDataset(first[0], [c for c in features.split(";") if c] or None, label, split=first[1])
     labels = np.asarray(train.table[label])
     classes = int(labels.max()) + 1 if labels.size else 0
     width = int(train[0][0].numel())
-    valid_part = source("validation")
-    has_valid = valid_part is not None and (valid_part[0] != path or (path / "validation").is_dir())
+    has_valid = source("validation") is not None
 
     def load() -> Dataset:
-        test_part = source("test")
-        if test_part is None:
-            raise ConfigError(f"task {name} test", str(path), "a test split or test table file")
-        parts = {"train": train, "test": TableDataset(*test_part[:1], columns, label, split=test_part[1])}
-        if has_valid and valid_part is not None:
-            parts["valid"] = TableDataset(valid_part[0], columns, label, split=valid_part[1])
-        splits = {part: StreamSplit(ds, name=f"{ds.name} {part}", classes=classes, workers=loader_workers)
-                  for part, ds in parts.items()}
-        return Dataset(splits["train"], splits["test"], splits.get("valid"))
+        parts: dict[str, TorchDataset] = {"train": train}
+        for part, key in (("test", "test"), ("valid", "validation")):
+            found = source(key)
+            if found is None and part == "test":
+                raise ConfigError(f"task {name} test", str(path), "a test split or test table file")
+            if found is not None:
+                parts[part] = TableDataset(found[0], train.features, label, split=found[1])
+        return _streamed(parts, {part: f"{ds.name} {part}" for part, ds in parts.items()}, classes, loader_workers)
 
     return classification_task(
         name, f"MLP {width}-{hidden}-{classes} on the table {path} (label {label})",

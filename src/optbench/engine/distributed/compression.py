@@ -228,17 +228,6 @@ class Communicator:
             for a, p in zip(self.anchor, params, strict=True):
                 p.copy_(a)
 
-    def state(self) -> dict[str, object]:
-        """What the run records about the method."""
-        record: dict[str, object] = {"method": self.method}
-        if self.compression is not None and self.compression.value is not None:
-            record["value"] = self.compression.value
-        if self.method == "diloco":
-            record |= {"outer_lr": DILOCO_OUTER_LR, "outer_momentum": DILOCO_OUTER_MOMENTUM, "outer": "nesterov"}
-        if self.method == "powersgd":
-            record["start_iter"] = POWERSGD_START
-        return record
-
 
 __all__ = ["ALLOWED", "DILOCO_OUTER_LR", "DILOCO_OUTER_MOMENTUM", "METHODS", "POWERSGD_START", "Compression",
            "Communicator", "parse_compression"]

@@ -110,17 +110,22 @@ class DdpTrainer(UpdateSide):
     def __init__(self, ctx: RankContext) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
-        self.ctx = ctx
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        self.timer = CommTimer()
-        self.communicator = Communicator(ctx.mode.compression, ctx.world_size)
 
         def wrap(model: nn.Module) -> DistributedDataParallel:
             ddp = DistributedDataParallel(model, device_ids=device_ids)
             ddp.register_comm_hook((self.timer, self.communicator), timed_hook)
             return ddp
 
-        self.setup = build_rank_run(ctx, ctx.make_model(), engine="ddp", wrap_forward=wrap)
+        self._build(ctx, ctx.make_model(), wrap, ctx.mode.compression)
+
+    def _build(self, ctx: RankContext, model: nn.Module, wrap: Any, compression: Any) -> None:
+        """The run of this rank with the forward ``wrap`` makes (DDP here, ``fully_shard`` in ``fsdp``), its
+        communicator for ``compression`` (None: plain all-reduce), metrics and records."""
+        self.ctx = ctx
+        self.timer = CommTimer()
+        self.communicator = Communicator(compression, ctx.world_size)
+        self.setup = build_rank_run(ctx, model, engine="ddp", wrap_forward=wrap)
         self.model = self.setup.model
         self.ddp = self.setup.step.forward
         self.metrics = train_metrics(ctx, group=32 if ctx.device.type == "cpu" else 64,  # as the loop

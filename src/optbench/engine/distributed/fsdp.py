@@ -21,10 +21,8 @@ from typing import Any
 
 from torch import nn
 
-from optbench.engine.distributed.common import RankContext, build_rank_run, train_metrics
-from optbench.engine.distributed.compression import Communicator
-from optbench.engine.distributed.ddp import CommTimer, DdpTrainer
-from optbench.engine.distributed.records import StepRecord
+from optbench.engine.distributed.common import RankContext
+from optbench.engine.distributed.ddp import DdpTrainer
 
 
 class FsdpTrainer(DdpTrainer):
@@ -34,9 +32,6 @@ class FsdpTrainer(DdpTrainer):
     def __init__(self, ctx: RankContext) -> None:  # noqa: D107 - see the class docstring
         from torch.distributed.fsdp import fully_shard
 
-        self.ctx = ctx
-        self.timer = CommTimer()  # FSDP's collectives have no hook: communication is inside compute
-        self.communicator = Communicator(None, ctx.world_size)
         model = ctx.make_model()
         self.replica = copy.deepcopy(model) if ctx.rank == 0 else None
 
@@ -47,14 +42,8 @@ class FsdpTrainer(DdpTrainer):
             fully_shard(prepared)
             return prepared
 
-        self.setup = build_rank_run(ctx, model, engine="ddp", wrap_forward=shard)
-        self.model = self.setup.model
-        self.ddp = self.setup.step.forward
-        self.metrics = train_metrics(ctx, group=32 if ctx.device.type == "cpu" else 64,
-                                     loss_is_task_loss=self.setup.step.loss_is_task_loss)
-        self.steps: list[StepRecord] = []
-        self.clock = 0
-        self.memory: dict[str, int] | None = None
+        # FSDP's collectives have no hook: its communication is counted in compute, its bytes are not counted
+        self._build(ctx, model, shard, None)
 
     def after_train_epoch(self, epoch: int) -> None:
         """The components' hook, then every rank's part of gathering the full parameters and buffers into
