@@ -122,3 +122,63 @@ def test_a_parameter_budget_is_a_hard_constraint() -> None:
     assert "parameters" in fits.description
     with pytest.raises(ConfigError, match="invalid task nas_seq max_params 1000; allowed: a budget of at least"):
         get_task("nas_seq[cell=lstm,width=32,max_params=1000]")
+
+
+def test_a_latency_budget_is_a_hard_constraint_measured_here() -> None:
+    import re
+
+    state = torch.random.get_rng_state()
+    for ref in ("nas_cnn[channels=8-16,max_latency_ms=10000]", "nas_seq[cell=gru,width=16,max_latency_ms=10000]"):
+        assert "parameters" in get_task(ref).description  # a generous budget passes
+    for ref, key in (("nas_cnn[channels=8-16,max_latency_ms=0.000001]", "nas_cnn"),
+                     ("nas_seq[cell=transformer,width=16,heads=2,max_latency_ms=0.000001]", "nas_seq")):
+        with pytest.raises(ConfigError, match=f"invalid task {key} max_latency_ms 1e-06; allowed: a budget of "
+                                              "at least") as info:
+            get_task(ref)
+        measured = float(re.search(r"at least ([0-9.e+-]+) ms", str(info.value)).group(1))
+        assert 0 < measured < 10000 and "batch 1" in str(info.value) and "machine-dependent" in str(info.value)
+        assert len(str(info.value).splitlines()) == 1
+    assert torch.equal(state, torch.random.get_rng_state())  # measuring leaves the global RNG alone
+    for ref in ("nas_cnn[max_latency_ms=-1]", "nas_seq[max_latency_ms=-0.5]"):
+        with pytest.raises(ConfigError, match="max_latency_ms -.*; allowed: 0 \\(no budget\\) or a number"):
+            get_task(ref)
+
+
+def test_the_latency_is_model_costs_batch_1_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optbench.engine import model_cost
+
+    seen = []
+
+    def timer(model: torch.nn.Module, x: torch.Tensor, **kwargs) -> float:  # stands in for the one timer
+        seen.append((model.training, tuple(x.shape)))
+        return 12.5
+
+    monkeypatch.setattr(model_cost, "latency_ms", timer)
+    with pytest.raises(ConfigError, match="a budget of at least 12.5 ms"):
+        get_task("nas_cnn[channels=8-16,max_latency_ms=12]")
+    fits = get_task("nas_seq[cell=lstm,width=8,max_latency_ms=13]")
+    assert fits.name == "nas_seq[cell=lstm,max_latency_ms=13,width=8]"
+    assert seen == [(False, (1, 1, 8, 8)), (False, (1, 40))]  # eval mode, batch 1, the task's input shape
+    assert get_task("nas_cnn[channels=8-16]") and len(seen) == 2  # no budget: nothing measured
+
+
+def test_a_search_stores_points_over_the_latency_budget_as_failed_trials() -> None:
+    from optbench.core.spec import Recipe, RunStatus
+    from optbench.search import SearchConfig, parse_space
+    from optbench.search.local import run_search_local
+
+    space, problems = parse_space({"task.channels": {"choices": ["8", "8-16"]},
+                                   "task.max_latency_ms": {"choices": [0.000001, 10000.0]}}, "t.toml", task="nas_cnn")
+    assert problems == []
+    base = Recipe("adam", {"lr": 1e-2}, batch_size=64, epochs=1, train_size=200)
+    outcome = run_search_local("nas_cnn", "nas_cnn", base, SearchConfig(space=space, sampler="random", n_trials=4,
+                                                                        seed=0))
+    assert len(outcome.trials) == 4
+    for t in outcome.trials:
+        if t.params["task.max_latency_ms"] < 1:  # recorded with the reason, never trained
+            assert t.result.status is RunStatus.FAILED and not t.result.epochs
+            assert "unrealizable architecture" in t.result.error and "max_latency_ms" in t.result.error
+            assert " ms (this architecture's median forward latency" in t.result.error
+        else:
+            assert t.result.status is RunStatus.FINISHED
+    assert {t.result.status for t in outcome.trials} == {RunStatus.FAILED, RunStatus.FINISHED}
