@@ -40,7 +40,8 @@ STORE_HELP = f"Results database: SQLite file or SQLAlchemy URL (default: $OPTBEN
 # ---------------------------------------------------------------- shared option handling
 def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr: float | None,
                  batch_size: int | None, epochs: int | None, train_size: str, seed: int, threads: int,
-                 timeout: float, options: TechniqueOptions | None = None) -> tuple[Any, Any]:
+                 timeout: float, options: TechniqueOptions | None = None,
+                 kill_worker: str | None = None) -> tuple[Any, Any]:
     """A validated :class:`DistributedConfig` and its Task; missing recipe values come from the task's
     working recipe, the schedule, precision and techniques from ``options``. Loads (and if needed
     fetches) the data once here, so that children never download and ``--train-size auto`` (10,000 or
@@ -51,6 +52,7 @@ def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr:
     """
     from optbench.core.spec import Recipe
     from optbench.engine.distributed import DistributedConfig, parse_mode, validate
+    from optbench.engine.distributed.config import parse_kill_worker
     from optbench.tasks import get_task
 
     options = options or TechniqueOptions()
@@ -58,6 +60,7 @@ def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr:
     for field, value in (("--nproc", nproc), ("--batch-size", batch_size), ("--epochs", epochs),
                          ("--threads", threads)):
         check_count(field, value)
+    kill = parse_kill_worker(kill_worker, nproc) if kill_worker is not None else None
     check_lr(lr)
     if not timeout > 0:
         raise ConfigError("--timeout", timeout, "a number of seconds > 0")
@@ -73,7 +76,7 @@ def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr:
                     train_size=size, schedule=options.schedule, schedule_params=options.schedule_params,
                     precision=options.precision, techniques=options.techniques)
     config = DistributedConfig(task=task, recipe=recipe, mode=mode, nproc=nproc, seed=seed, threads=threads,
-                               timeout=timeout)
+                               timeout=timeout, kill_worker=kill)
     validate(config)
     if (size or available) < config.global_batch:
         raise ConfigError("--batch-size", recipe.batch_size,
@@ -226,6 +229,10 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         target: Annotated[float | None, typer.Option(help="Target for time-to-target (default: the task's).")] = None,
         threads: Annotated[int, typer.Option(help="CPU threads per process.")] = 1,
         timeout: Annotated[float, typer.Option(help="Stop the job with an error after this many seconds.")] = 3600.0,
+        kill_worker: Annotated[str | None, typer.Option(
+            metavar="WORKER@STEP", help="Failure injection: worker WORKER (0..N-1) kills itself (SIGKILL) before its "
+            "global step STEP; ps-async and ps-ssp go on without it and record the loss, the other modes fail "
+            "cleanly.")] = None,
         store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
         study: Annotated[str | None, typer.Option(help="Study name (default: distributed-<task>).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the summary only.")] = False,
@@ -247,7 +254,8 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         workers = nproc if nproc is not None else (torchrun_nproc(mode) if distributed else 2)
         config, task_obj = build_config(task=task, mode=mode, nproc=workers, optimizer=optimizer, lr=lr,
                                         batch_size=batch_size, epochs=epochs, train_size=train_size, seed=seed,
-                                        threads=threads, timeout=timeout, options=options)
+                                        threads=threads, timeout=timeout, options=options,
+                                        kill_worker=kill_worker)
         weights = None
         if save_weights:  # checked before anything runs; the run returns its final weights
             from dataclasses import replace as _replace

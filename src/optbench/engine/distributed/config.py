@@ -70,6 +70,11 @@ class Mode:
         """True for the parameter-server modes (rank 0 is a server, not a worker)."""
         return self.kind not in ("ddp", "fsdp")
 
+    @property
+    def survives_worker_loss(self) -> bool:
+        """True for the modes that continue without a lost worker (``ps-async``, ``ps-ssp``)."""
+        return self.kind in ("ps-async", "ps-ssp")
+
     def world_size(self, nproc: int) -> int:
         """Processes started for ``nproc`` workers: ``nproc`` (+1 server for the PS modes)."""
         return nproc + 1 if self.has_server else nproc
@@ -161,9 +166,13 @@ class DistributedConfig:
             counts are honest).
         device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
         keep_state: return the final parameters (rank 0's model) with the result (for tests).
+        kill_worker: ``(worker, step)``: worker ``worker`` (0..N-1) kills itself with SIGKILL just before
+            computing its global step ``step`` (its clock, >= 1), a crash in the middle of the job for
+            measuring failures (:mod:`optbench.engine.distributed.failures`); None: no failure. Part of the
+            run's identity, so a disturbed run is never mistaken for an undisturbed one.
 
     Raises:
-        ConfigError: for a bad mode, a non-positive count or timeout.
+        ConfigError: for a bad mode, a non-positive count or timeout, a ``kill_worker`` outside the workers.
     """
 
     task: str
@@ -177,6 +186,7 @@ class DistributedConfig:
     threads: int = 1
     device: str | None = None
     keep_state: bool = False
+    kill_worker: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_mode(self.mode).name)
@@ -190,6 +200,8 @@ class DistributedConfig:
             raise ConfigError("target", self.target, "a finite number")
         if self.device not in (None, "cpu", "cuda"):
             raise ConfigError("device", self.device, "cpu, cuda")
+        if self.kill_worker is not None:
+            object.__setattr__(self, "kill_worker", check_kill_worker(self.kill_worker, self.nproc))
 
     @property
     def parsed_mode(self) -> Mode:
@@ -207,11 +219,51 @@ class DistributedConfig:
         return self.nproc * self.recipe.batch_size
 
 
-def distributed_run_id(task: str, recipe: Recipe, seed: int, mode: str, nproc: int) -> str:
+KILL_WORKER_ALLOWED = "WORKER@STEP: a worker index 0..nproc-1 and a global step >= 1, e.g. 1@40"
+
+
+def parse_kill_worker(text: str, nproc: int) -> tuple[int, int]:
+    """``"W@S"`` -> ``(W, S)`` (see :attr:`DistributedConfig.kill_worker`).
+
+    Raises:
+        ConfigError: for another form, a worker outside ``0..nproc-1`` or a step < 1.
+    """
+    worker, sep, step = text.strip().partition("@")
+    try:
+        parsed = (int(worker), int(step))
+    except ValueError:
+        raise ConfigError("--kill-worker", text, KILL_WORKER_ALLOWED) from None
+    if not sep:
+        raise ConfigError("--kill-worker", text, KILL_WORKER_ALLOWED)
+    return check_kill_worker(parsed, nproc, text)
+
+
+def check_kill_worker(value: object, nproc: int, text: object = None) -> tuple[int, int]:
+    """``value`` as a ``(worker, step)`` pair within ``nproc`` workers.
+
+    Raises:
+        ConfigError: naming ``kill_worker`` and the allowed values.
+    """
+    shown = value if text is None else text
+    if (not isinstance(value, tuple | list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ConfigError("kill_worker", shown, KILL_WORKER_ALLOWED)
+    worker, step = value
+    if not 0 <= worker < nproc or step < 1:
+        raise ConfigError("kill_worker", shown, f"a worker index 0..{nproc - 1} and a global step >= 1")
+    return (worker, step)
+
+
+def distributed_run_id(task: str, recipe: Recipe, seed: int, mode: str, nproc: int,
+                       kill_worker: tuple[int, int] | None = None) -> str:
     """Content hash of a distributed run: sha256 of canonical JSON of (task, recipe, seed, mode,
-    nproc), 16 hex chars; never equal to :func:`optbench.core.spec.run_id` of a single-process run."""
-    payload = json.dumps({"task": task, "recipe": recipe.identity(), "seed": seed, "mode": parse_mode(mode).name,
-                          "nproc": nproc, "kind": "distributed"}, sort_keys=True, separators=(",", ":"))
+    nproc, and the injected failure when there is one), 16 hex chars; never equal to
+    :func:`optbench.core.spec.run_id` of a single-process run."""
+    identity = {"task": task, "recipe": recipe.identity(), "seed": seed, "mode": parse_mode(mode).name,
+                "nproc": nproc, "kind": "distributed"}
+    if kill_worker is not None:
+        identity["kill_worker"] = list(kill_worker)
+    payload = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -248,5 +300,6 @@ def validate(config: DistributedConfig) -> None:
         raise ConfigError("train_size", size, f"an integer >= nproc * batch_size = {config.global_batch}")
 
 
-__all__ = ["FSDP_TECHNIQUES", "MODES_ALLOWED", "MODE_KINDS", "DistributedConfig", "Mode", "distributed_run_id",
-           "parse_counts", "parse_mode", "parse_modes", "validate"]
+__all__ = ["FSDP_TECHNIQUES", "KILL_WORKER_ALLOWED", "MODES_ALLOWED", "MODE_KINDS", "DistributedConfig", "Mode",
+           "check_kill_worker", "distributed_run_id", "parse_counts", "parse_kill_worker", "parse_mode", "parse_modes",
+           "validate"]

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from optbench.engine.distributed.common import RankContext, UpdateSide, build_rank_run, now, sync, train_metrics
 from optbench.engine.distributed.compression import Communicator
+from optbench.engine.distributed.failures import crash_if_planned
 from optbench.engine.distributed.records import StepRecord
 
 
@@ -143,6 +144,7 @@ class DdpTrainer(UpdateSide):
         self.ddp.train()
         self.metrics.reset()
         for c in range(ctx.steps_per_epoch):
+            crash_if_planned(ctx, self.clock)
             sync(device)
             t0 = now()
             index = ctx.shard(perm, c)

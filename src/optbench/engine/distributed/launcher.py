@@ -175,13 +175,29 @@ def _context() -> Any:
     return torch.multiprocessing.get_context("spawn")
 
 
+def _lost_exit(rank: int, process: Any, out_dir: Path) -> dict[str, Any] | None:
+    """How a tolerated rank ended (``{"rank", "exit", "exited"}``, ``exited`` = ``time.time()`` when the
+    launcher saw it), or None when it raised a :class:`ConfigError`, which always ends the job."""
+    info: dict[str, Any] = {}
+    path = out_dir / f"error-{rank}.json"
+    if path.exists():
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if "config" in info:
+            return None
+    what = f"raised {info['type']}: {info['message']}" if info else _describe_exit(process.exitcode)
+    return {"rank": rank, "exit": what, "exited": time.time()}
+
+
 def spawn_job(target: Callable[..., None], args: tuple, world_size: int, *, timeout: float, comm_timeout: float,
-              read: Callable[[Path], T], role: Callable[[int], str] = lambda r: f"rank {r}") -> T:
+              read: Callable[[Path], T], role: Callable[[int], str] = lambda r: f"rank {r}",
+              tolerate: Callable[[int], bool] = lambda r: False) -> T:
     """Run ``target(rank, world_size, store, out_dir, *args)`` in ``world_size`` spawned processes.
 
     ``target`` must be importable (a module-level function); it joins the process group through
-    ``store`` and writes its results under ``out_dir``. After every process exited with code 0,
-    ``read(out_dir)`` builds the return value; the directory is then removed.
+    ``store`` and writes its results under ``out_dir``. After every process exited, ``read(out_dir)``
+    builds the return value; the directory is then removed. A rank for which ``tolerate(rank)`` is
+    true may end with an error (not a ConfigError) without ending the job (a worker of ``ps-async``):
+    such exits are listed in ``out_dir / "lost.json"`` for ``read``.
 
     Raises:
         DistributedError: a process failed (the first one is named) or ``timeout`` (s) passed.
@@ -200,6 +216,7 @@ def spawn_job(target: Callable[..., None], args: tuple, world_size: int, *, time
                 processes.append(p)
             deadline = time.monotonic() + timeout
             waiting = {p.sentinel: rank for rank, p in enumerate(processes)}
+            lost: list[dict[str, Any]] = []
             while waiting:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -210,8 +227,13 @@ def spawn_job(target: Callable[..., None], args: tuple, world_size: int, *, time
                     rank = waiting.pop(sentinel)  # type: ignore[index]
                     processes[rank].join()
                     if processes[rank].exitcode != 0:
+                        exit_info = _lost_exit(rank, processes[rank], Path(tmp)) if tolerate(rank) else None
+                        if exit_info is not None:
+                            lost.append(exit_info)
+                            continue
                         _stop(processes)
                         raise _failure(rank, processes, Path(tmp), role)
+            _write_json(Path(tmp) / "lost.json", lost)
             return read(Path(tmp))
         finally:
             _stop(processes)
@@ -234,7 +256,8 @@ def build_run(config: DistributedConfig, summary: dict[str, Any], state: dict[st
     """The :class:`DistributedRun` of rank 0's ``summary`` (see :func:`~.rank.run_rank`)."""
     epochs = [EpochRecord(**e) for e in summary["epochs"]]
     result = RunResult(
-        run_id=distributed_run_id(summary["task_name"], config.recipe, config.seed, config.mode, config.nproc),
+        run_id=distributed_run_id(summary["task_name"], config.recipe, config.seed, config.mode, config.nproc,
+                                  config.kill_worker),
         task=summary["task_name"], recipe=config.recipe, seed=config.seed, status=RunStatus(summary["status"]),
         epochs=epochs, error=summary["error"], train_seconds=sum(e.train_seconds for e in epochs),
         eval_seconds=sum(e.eval_seconds for e in epochs), total_seconds=total_seconds, steps=summary["steps"],
@@ -270,9 +293,30 @@ def run_distributed(config: DistributedConfig) -> DistributedRun:
         state = torch.load(out_dir / "state.pt", weights_only=True) if config.keep_state else None
         return summary, state
 
+    def read_with_exits(out_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+        summary, state = read(out_dir)
+        add_exits(summary, json.loads((out_dir / "lost.json").read_text(encoding="utf-8")))
+        return summary, state
+
+    tolerant = config.parsed_mode.survives_worker_loss
     summary, state = spawn_job(_train_target, (config,), config.world_size, timeout=config.timeout,
-                               comm_timeout=config.comm_timeout, read=read, role=_role(config))
+                               comm_timeout=config.comm_timeout, read=read_with_exits, role=_role(config),
+                               tolerate=lambda rank: tolerant and rank > 0)
     return build_run(config, summary, state, time.perf_counter() - started)
+
+
+def add_exits(summary: dict[str, Any], exits: list[dict[str, Any]]) -> None:
+    """Join the launcher's view of lost workers (``exits``: how and when each process ended) to the
+    server's (``summary["server"]["lost_workers"]``: when it noticed): adds ``exit``, ``exited`` and
+    ``detect_seconds`` (from the exit the launcher saw to the server's notice, s, >= 0)."""
+    server = summary.get("server") or {}
+    by_rank = {e["rank"]: e for e in exits}
+    for lost in server.get("lost_workers", []):
+        exit_info = by_rank.get(lost["rank"])
+        if exit_info is not None:
+            lost["exit"] = exit_info["exit"]
+            lost["exited"] = exit_info["exited"]
+            lost["detect_seconds"] = max(0.0, lost["detected"] - exit_info["exited"])
 
 
 def under_torchrun() -> bool:
@@ -315,5 +359,5 @@ def run_under_torchrun(config: DistributedConfig) -> DistributedRun | None:
     return build_run(config, output[0], output[1], time.perf_counter() - started)
 
 
-__all__ = ["DistributedError", "build_run", "run_distributed", "run_under_torchrun", "spawn_job", "torchrun_nproc",
-           "under_torchrun"]
+__all__ = ["DistributedError", "add_exits", "build_run", "run_distributed", "run_under_torchrun", "spawn_job",
+           "torchrun_nproc", "under_torchrun"]

@@ -46,6 +46,7 @@ from optbench.engine.distributed.common import (
     sync,
     train_metrics,
 )
+from optbench.engine.distributed.failures import Membership, PeerToPeer, WorkerLost, crash_if_planned
 from optbench.engine.distributed.records import StepRecord
 from optbench.engine.metrics import TrainMetrics
 
@@ -90,22 +91,57 @@ class PsServer(UpdateSide):
         self.updates = 0
         self.update_seconds = 0.0
         self.steps: list[StepRecord] = []  # the server is not a worker
+        self.members = Membership(ctx, tolerant=ctx.mode.survives_worker_loss)
+        self.coordination = PeerToPeer(self.members)
+        self.epoch_pushes = 0
+        self.epochs = 0
 
     # ------------------------------------------------------------------ messages
-    def _receive(self) -> _Request:
-        src = dist.recv(self.header, tag=TAG_REQ)
+    def _receive(self, candidates: list[int]) -> _Request | None:
+        """The next request from one of ``candidates`` (the ranks that may send now): from any source
+        when several may, from the named rank when only it can, so that a dead worker's closed
+        connection is noticed instead of waited for (:mod:`.failures`). None when the sender was lost
+        on the way (recorded in :attr:`members`).
+
+        Raises:
+            WorkerLost: a loss the mode cannot continue without, or no candidate at all.
+        """
+        if not candidates:
+            raise WorkerLost(f"the server can hear from no remaining worker (workers {self.members.live}) "
+                             "although the epoch is not complete")
+        src = candidates[0] if len(candidates) == 1 else None
+        try:
+            if src is None:
+                src = dist.recv(self.header, tag=TAG_REQ)
+            else:
+                dist.recv(self.header, src=src, tag=TAG_REQ)
+        except RuntimeError as exc:
+            if src is None:
+                raise
+            self.members.lose(src, exc)
+            return None
         kind, push_clock, version_read, want_clock = (int(v) for v in self.header[:_FIXED].tolist())
         grad = None
         if kind & PUSH:
             grad = self.flat.empty_message()
-            dist.recv(grad, src=src, tag=TAG_GRAD)
+            try:
+                dist.recv(grad, src=src, tag=TAG_GRAD)
+            except RuntimeError as exc:
+                self.members.lose(src, exc)
+                return None
             self.sums += self.header[_FIXED:]
+            self.members.pushes[src] += 1
+            self.epoch_pushes += 1
         # the worker waits from here on: the transfers before count as its communication
         return _Request(src, kind, push_clock, version_read, want_clock, now(), grad)
 
     def _reply(self, rank: int, wait: float) -> None:
-        dist.send(torch.tensor([float(self.version), wait], dtype=torch.float64), dst=rank, tag=TAG_REPLY)
-        dist.send(self.weights, dst=rank, tag=TAG_PARAMS)
+        """Send the current weights to ``rank``; a failed send loses the worker."""
+        try:
+            dist.send(torch.tensor([float(self.version), wait], dtype=torch.float64), dst=rank, tag=TAG_REPLY)
+            dist.send(self.weights, dst=rank, tag=TAG_PARAMS)
+        except RuntimeError as exc:
+            self.members.lose(rank, exc)
 
     def _apply(self, grad: Tensor) -> None:
         """One optimizer step with the flat gradient ``grad``; refreshes the weights buffer."""
@@ -124,58 +160,73 @@ class PsServer(UpdateSide):
     def train_epoch(self, epoch: int, perm: Tensor) -> None:
         """Serve one epoch of the mode's protocol (``perm`` is the workers' business)."""
         self.sums.zero_()
+        self.members.epoch = epoch
+        self.epoch_pushes = 0
+        self.epochs += 1
         if self.ctx.mode.kind == "ps-sync":
             self._epoch_sync()
         else:
             self._epoch_bounded(None if self.ctx.mode.kind == "ps-async" else self.ctx.mode.staleness)
 
+    @property
+    def epoch_samples(self) -> int:
+        """Examples whose gradients the server received in the last epoch."""
+        return self.epoch_pushes * self.ctx.batch_size
+
     def _epoch_sync(self) -> None:
-        n = self.ctx.n_workers
         pushed_at: dict[int, float] = {}
-        grads: list[Tensor | None] = [None] * n
         for _ in range(self.ctx.steps_per_epoch):
             sent = now()
-            headers = [torch.tensor([float(self.version), sent - pushed_at[w + 1] if w + 1 in pushed_at else 0.0],
-                                    dtype=torch.float64) for w in range(n)]
             works = []
-            for w in range(n):
-                works.append(dist.isend(headers[w], dst=w + 1, tag=TAG_REPLY))
-                works.append(dist.isend(self.weights, dst=w + 1, tag=TAG_PARAMS))
-            for work in works:
-                work.wait()
-            for _ in range(n):
-                request = self._receive()
-                grads[request.src - 1] = request.grad
+            for rank in self.members.live:
+                header = torch.tensor([float(self.version), sent - pushed_at[rank] if rank in pushed_at else 0.0],
+                                      dtype=torch.float64)
+                works.append((rank, header, dist.isend(header, dst=rank, tag=TAG_REPLY)))
+                works.append((rank, None, dist.isend(self.weights, dst=rank, tag=TAG_PARAMS)))
+            for rank, _, work in works:
+                try:
+                    work.wait()
+                except RuntimeError as exc:
+                    self.members.lose(rank, exc)  # raises: ps-sync needs every worker
+            grads: dict[int, Tensor] = {}
+            while len(grads) < len(self.members.live):
+                request = self._receive([r for r in self.members.live if r not in grads])
+                if request is None:
+                    continue
+                grads[request.src] = request.grad  # type: ignore[assignment]
                 pushed_at[request.src] = request.received
                 self.staleness.append(self.version - request.version_read)
-            self._apply(average_into(grads, self.average))  # type: ignore[arg-type]
+            self._apply(average_into([grads[r] for r in sorted(grads)], self.average))
 
     def _epoch_bounded(self, bound: int | None) -> None:
-        """``ps-async`` (``bound`` None) or ``ps-ssp`` with staleness bound ``bound``."""
-        n = self.ctx.n_workers
-        expected = n * self.ctx.steps_per_epoch
-        pushes = 0
+        """``ps-async`` (``bound`` None) or ``ps-ssp`` with staleness bound ``bound``; continues without a
+        lost worker (a clock is complete once every remaining worker's gradient is in)."""
+        quota = self.ctx.steps_per_epoch
+        pushed = dict.fromkeys(self.members.live, 0)
         pending: list[tuple[int, int, float]] = []  # (rank, version required, time requested)
-        clocks: dict[int, list[tuple[Tensor, int] | None]] = {}
-        while pushes < expected:
-            request = self._receive()
-            if request.grad is not None:
-                pushes += 1
-                if bound is None:
-                    self.staleness.append(self.version - request.version_read)
-                    self._apply(request.grad)
-                else:
-                    slot = clocks.setdefault(request.push_clock, [None] * n)
-                    slot[request.src - 1] = (request.grad, request.version_read)
-                    while self.version in clocks and all(item is not None for item in clocks[self.version]):
-                        complete = clocks.pop(self.version)
-                        self.staleness.extend(self.version - read for _, read in complete)  # type: ignore[misc]
-                        self._apply(average_into([g for g, _ in complete], self.average))  # type: ignore[misc]
-            if request.kind & PULL:
-                required = 0 if bound is None else request.want_clock - bound
-                pending.append((request.src, required, request.received))
+        clocks: dict[int, dict[int, tuple[Tensor, int]]] = {}
+        while any(pushed[r] < quota for r in self.members.live):
+            asked = {rank for rank, _, _ in pending}
+            request = self._receive([r for r in self.members.live if pushed[r] < quota and r not in asked])
+            if request is not None:
+                if request.grad is not None:
+                    pushed[request.src] += 1
+                    if bound is None:
+                        self.staleness.append(self.version - request.version_read)
+                        self._apply(request.grad)
+                    else:
+                        clocks.setdefault(request.push_clock, {})[request.src] = (request.grad, request.version_read)
+                if request.kind & PULL:
+                    required = 0 if bound is None else request.want_clock - bound
+                    pending.append((request.src, required, request.received))
+            while self.version in clocks and all(r in clocks[self.version] for r in self.members.live):
+                complete = [item for _, item in sorted(clocks.pop(self.version).items())]  # worker order
+                self.staleness.extend(self.version - read for _, read in complete)
+                self._apply(average_into([g for g, _ in complete], self.average))
             still = []
             for rank, required, requested in pending:
+                if rank not in self.members.live:
+                    continue
                 if self.version >= required:
                     self._reply(rank, now() - requested)
                 else:
@@ -188,8 +239,13 @@ class PsServer(UpdateSide):
         return self.metrics.averages(self.sums)
 
     def server_stats(self) -> tuple[list[int], dict]:
-        """Staleness of every applied gradient and ``{"updates", "update_seconds"}``."""
-        return self.staleness, {"updates": self.updates, "update_seconds": self.update_seconds}
+        """Staleness of every applied gradient and ``{"updates", "update_seconds", "gradients_received",
+        "gradients_planned", "lost_workers"}`` (planned: every worker's gradient of every epoch served;
+        lost workers: :class:`~.failures.LostWorker` records)."""
+        planned = self.ctx.n_workers * self.ctx.steps_per_epoch * self.epochs
+        return self.staleness, {"updates": self.updates, "update_seconds": self.update_seconds,
+                                "gradients_received": sum(self.members.pushes.values()),
+                                "gradients_planned": planned, "lost_workers": self.members.records()}
 
 
 class PsWorker:
@@ -208,6 +264,7 @@ class PsWorker:
                                           loss_is_task_loss=self.setup.step.loss_is_task_loss)
         self.steps: list[StepRecord] = []
         self.clock = 0
+        self.coordination = PeerToPeer(None)
 
     def _send(self, kind: int, push_clock: int, version_read: int, want_clock: int) -> None:
         self.header[:_FIXED] = torch.tensor([kind, push_clock, version_read, want_clock], dtype=torch.float64)
@@ -228,6 +285,7 @@ class PsWorker:
         for c in range(steps):
             dist.recv(self.reply, src=0, tag=TAG_REPLY)
             dist.recv(self.weights, src=0, tag=TAG_PARAMS)
+            crash_if_planned(ctx, self.clock)
             received = now()
             version, wait = int(self.reply[0].item()), float(self.reply[1].item())
             self.flat.load_params(self.weights)

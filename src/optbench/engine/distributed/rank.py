@@ -6,6 +6,9 @@ loss), which also lines the ranks up; every rank trains the epoch; rank 0 then m
 metrics (averaged over all workers' batches) and evaluates on the validation and test splits while
 the others wait in the next broadcast, so evaluation never counts as training time.
 
+The server modes run this protocol on point-to-point messages with the remaining workers instead of
+collectives, so that ``ps-async``/``ps-ssp`` survive a lost worker (:mod:`.failures`).
+
 Shutdown: a barrier before ``destroy_process_group`` on the success path, so that no rank tears down
 its connections while a peer still uses them (without one, about one two-process run
 in five crashed). Measured here: 24 consecutive two-worker jobs (all four modes) ended
@@ -26,16 +29,15 @@ import torch.distributed as dist
 from optbench.core.spec import EpochRecord
 from optbench.engine.distributed.common import (
     RankContext,
-    agree,
     backend_for,
     broadcast_json,
-    gather_json,
     now,
     resolve_device,
     setup_rank,
     sync,
 )
 from optbench.engine.distributed.config import DistributedConfig
+from optbench.engine.distributed.failures import Collective
 from optbench.engine.distributed.records import staleness_histogram, steps_to_columns
 
 
@@ -54,6 +56,12 @@ def make_trainer(ctx: RankContext) -> Any:
     return PsServer(ctx) if ctx.is_server else PsWorker(ctx)
 
 
+def coordination_for(ctx: RankContext, trainer: Any) -> Any:
+    """The epoch protocol of the mode: point-to-point with the remaining workers in the server modes
+    (:class:`~.failures.PeerToPeer`, survives a lost worker), collectives otherwise."""
+    return trainer.coordination if ctx.mode.has_server else Collective()
+
+
 def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
     """The epoch loop; returns rank 0's epochs, status and error (empty lists elsewhere)."""
     from optbench.engine.data import ordered_batches
@@ -66,8 +74,9 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
     stop_reasons: dict[str, Any] = {}
     every_rank = ctx.mode.kind in ("ddp", "fsdp") and trainer.setup.needs_epoch_end
     n_train = len(ctx.data.train)
+    coordination = coordination_for(ctx, trainer)
     for epoch in range(1, config.recipe.epochs + 1):
-        if not agree(ctx, go_on):
+        if not coordination.agree(ctx, go_on):
             break
         perm = torch.randperm(n_train, generator=generator).to(ctx.device)
         trainer.before_train_epoch(epoch)
@@ -91,7 +100,7 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
             else:  # diverged epoch is not recorded
                 epochs.append(EpochRecord(epoch=epoch, step=global_steps, metrics=metrics, train_seconds=t1 - t0,
                                           eval_seconds=t2 - t1,
-                                          samples_per_second=ctx.steps_per_epoch * config.global_batch / (t1 - t0),
+                                          samples_per_second=_epoch_samples(ctx, trainer) / (t1 - t0),
                                           lr=trainer.lr()))
         if every_rank:  # every DDP rank steps its own optimizer and schedule: all see rank 0's metrics
             metrics = broadcast_json(ctx, metrics)
@@ -107,6 +116,13 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
                 go_on = False
     return {"epochs": [asdict(e) for e in epochs], "status": status, "error": error, "steps": global_steps,
             "stop_reasons": stop_reasons}
+
+
+def _epoch_samples(ctx: RankContext, trainer: Any) -> int:
+    """Examples trained on in the epoch: every worker's batches, or what the server received (a lost
+    worker's batches are missing)."""
+    received = getattr(trainer, "epoch_samples", None)
+    return ctx.steps_per_epoch * ctx.config.global_batch if received is None else received
 
 
 def _memory(trainer: Any) -> dict[str, Any]:
@@ -155,9 +171,10 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
         trainer = make_trainer(ctx)
         summary = _train(ctx, trainer)
         staleness, server = trainer.server_stats()
-        gathered = gather_json(ctx, {"rank": rank, "worker": ctx.worker,
-                                     "steps": steps_to_columns(trainer.steps)})
-        dist.barrier()
+        coordination = coordination_for(ctx, trainer)
+        gathered = coordination.gather(ctx, {"rank": rank, "worker": ctx.worker,
+                                             "steps": steps_to_columns(trainer.steps)})
+        coordination.finish(ctx)
         clean = True
         if rank != 0:
             return None
@@ -182,4 +199,4 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
             dist.destroy_process_group()
 
 
-__all__ = ["make_trainer", "run_rank"]
+__all__ = ["coordination_for", "make_trainer", "run_rank"]

@@ -189,6 +189,13 @@ class DistributedRun:
         if self.server:
             lines.append(f"server: {self.server['updates']} updates, {self.server['update_seconds']:.3f} s in "
                          "optimizer steps")
+            for lost in self.server.get("lost_workers", []):
+                noticed = f", noticed {lost['detect_seconds']:.2f} s after it ended" if "detect_seconds" in lost else ""
+                lines.append(f"lost worker {lost['worker']} in epoch {lost['epoch']} after {lost['pushes']} gradients "
+                             f"({lost.get('exit', lost['error'])}{noticed}); the others went on")
+            if self.server.get("lost_workers"):
+                lines.append(f"gradients received {self.server['gradients_received']} of "
+                             f"{self.server['gradients_planned']} planned")
         return lines
 
     def environment_record(self, include_steps: bool = True) -> dict[str, Any]:
@@ -209,6 +216,8 @@ class DistributedRun:
             "server": self.server,
             "comm_bytes_per_step": self.comm_bytes_per_step,
         }
+        if self.config.kill_worker is not None:  # the injected failure (a disturbed run)
+            record["kill_worker"] = list(self.config.kill_worker)
         if include_steps:
             record["steps"] = steps_to_columns(self.steps)
         return record

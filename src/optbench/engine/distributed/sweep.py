@@ -33,7 +33,8 @@ def run_sweep(configs: Sequence[DistributedConfig], store: Any, study: str, task
     """
     runs = []
     for config in configs:
-        run_id = distributed_run_id(task_name, config.recipe, config.seed, config.mode, config.nproc)
+        run_id = distributed_run_id(task_name, config.recipe, config.seed, config.mode, config.nproc,
+                                    config.kill_worker)
         store.add_runs_to_study(study, [run_id])
         if run_id in store.completed_run_ids([run_id]):
             emit(f"{config.mode} x{config.nproc}: already stored (run {run_id})")
