@@ -161,7 +161,7 @@ def test_grid_values_are_log_spaced_like_deepobs():
 
 
 def test_registries_hold_the_methods():
-    assert samplers.names() == ["cmaes", "gp", "grid", "qmc", "random", "tpe"]
+    assert samplers.names() == ["cmaes", "gp", "grid", "nsga2", "qmc", "random", "tpe"]
     assert pruners.names() == ["asha", "curve", "hyperband", "median", "none"]
     with pytest.raises(UnknownNameError, match="tpe"):
         make_sampler("bayes", SPACE, seed=0, n_trials=4)

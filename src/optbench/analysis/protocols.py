@@ -316,13 +316,15 @@ def algoperf_result(keys: Mapping[str, TaskKeys], entries: Sequence[AlgoperfEntr
 # ------------------------------------------------------------------------------------ search
 @dataclass(frozen=True)
 class TrialRow:
-    """One trial: its parameters, objective value (NaN when none) and run status."""
+    """One trial: its parameters, objective value (NaN when none) and run status; ``values``: every
+    objective's value in a multi-objective search (else empty)."""
 
     number: int
     params: Mapping[str, Any]
     value: float
     status: str
     run_id: str
+    values: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -338,7 +340,9 @@ class BaselineRow:
 @dataclass(frozen=True)
 class SearchTaskResult:
     """A search on one task: its trials, the best one, epochs spent, the best's re-runs and the baselines
-    compared with them."""
+    compared with them; with several objectives, the ``objectives`` (names), the trials of the Pareto
+    ``front`` retrained on every seed (:class:`~optbench.analysis.search_trials.Retrained`) and Kendall's
+    ``tau`` between their search-time and retrained validation scores."""
 
     task: str
     label: str
@@ -347,6 +351,9 @@ class SearchTaskResult:
     epochs_spent: int
     rerun_test: Summary | None
     baselines: tuple[BaselineRow, ...] = ()
+    objectives: tuple[str, ...] = ()
+    front: tuple[Any, ...] = ()
+    tau: Any = None
 
 
 @dataclass(frozen=True)
@@ -359,10 +366,12 @@ class SearchResult:
     protocol: str = "search"
 
 
-def trial_row(number: int, params: Mapping[str, Any], value: float | None, result: RunResult | None) -> TrialRow:
+def trial_row(number: int, params: Mapping[str, Any], value: float | None, result: RunResult | None,
+              values: tuple[float, ...] = ()) -> TrialRow:
     """A :class:`TrialRow` from a search trial (``result`` None when the trial has no run)."""
     return TrialRow(number, dict(params), math.nan if value is None else float(value),
-                    "none" if result is None else result.status.value, "" if result is None else result.run_id)
+                    "none" if result is None else result.status.value, "" if result is None else result.run_id,
+                    tuple(values))
 
 
 __all__ = ["BaselineRow", 

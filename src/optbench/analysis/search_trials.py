@@ -1,15 +1,18 @@
 """What an architecture search found and what it cost: every trial's validation metric against its
-trainable parameters with the Pareto front, and the best so far against trials and seconds
-(docs/architecture.md, "Architecture search"). Returns data only; the report draws it.
+trainable parameters with the Pareto front, the best so far against trials and seconds, and how well
+the search's low-fidelity scores ranked the architectures it retrained (Kendall's tau between a trial's
+validation score and the mean over seeds of its retrained validation score; docs/architecture.md,
+"Architecture search"). Returns data only; the report draws it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optbench.analysis.costs import pareto_front
+from optbench.analysis.stats import Summary, summarize
 from optbench.core.spec import Direction, RunResult, RunStatus
 
 
@@ -28,6 +31,51 @@ class TrialPoint:
 
 
 @dataclass(frozen=True)
+class Retrained:
+    """A trial retrained from scratch on every seed at the full budget (an architecture of the front, or the
+    best one) and tested.
+
+    Attributes:
+        number / task: the trial and its architecture.
+        search_value: the trial's validation metric after its last epoch (the search's low fidelity).
+        valid / test: the retrained runs' validation and test metric after their last epoch, over seeds.
+        parameters: trainable parameters (None when not recorded).
+    """
+
+    number: int
+    task: str
+    search_value: float
+    valid: Summary
+    test: Summary
+    parameters: int | None = None
+
+
+@dataclass(frozen=True)
+class FidelityTau:
+    """Kendall's tau-b (``scipy.stats.kendalltau``) between the search-time validation scores of the
+    retrained architectures and their retrained mean validation scores: 1 when the cheap search ranked
+    them as the full retraining does; ``tau`` and the two-sided ``p_value`` are nan below 2 architectures
+    (or when a side is constant); ``n`` architectures."""
+
+    tau: float
+    p_value: float
+    n: int
+
+
+def fidelity_tau(retrained: Sequence[Retrained]) -> FidelityTau:
+    """:class:`FidelityTau` of ``retrained`` (rows without a finite search value or retrained mean are left out)."""
+    from scipy.stats import kendalltau
+
+    pairs = [(r.search_value, r.valid.mean) for r in retrained
+             if math.isfinite(r.search_value) and math.isfinite(r.valid.mean)]
+    if len(pairs) < 2:
+        return FidelityTau(math.nan, math.nan, len(pairs))
+    low, full = zip(*pairs, strict=True)
+    result = kendalltau(low, full)
+    return FidelityTau(float(result.statistic), float(result.pvalue), len(pairs))
+
+
+@dataclass(frozen=True)
 class ArchitectureSearch:
     """The trials of one base task's architecture search, in trial order.
 
@@ -39,6 +87,8 @@ class ArchitectureSearch:
         front: per point, whether it is on the Pareto front of (parameters, value) among finished trials.
         best_so_far: per point, the best value among trials up to it (nan before the first finished one).
         cumulative_seconds: per point, the seconds of trials up to it.
+        retrained: the trials retrained on seeds (:func:`retrained_trials`), best search value first.
+        tau: Kendall's tau of the retrained trials' search-time and retrained scores.
     """
 
     base: str
@@ -48,6 +98,8 @@ class ArchitectureSearch:
     front: tuple[bool, ...]
     best_so_far: tuple[float, ...]
     cumulative_seconds: tuple[float, ...]
+    retrained: tuple[Retrained, ...] = ()
+    tau: FidelityTau = FidelityTau(math.nan, math.nan, 0)
 
     @property
     def failed(self) -> int:
@@ -85,9 +137,43 @@ def architecture_searches(results: Sequence[RunResult], metric: str, direction: 
             total += p.seconds
             best_so_far.append(best)
             seconds.append(total)
+        retrained = retrained_trials(runs, results, metric, direction)
         out.append(ArchitectureSearch(base, metric, direction, points, tuple(front), tuple(best_so_far),
-                                      tuple(seconds)))
+                                      tuple(seconds), retrained, fidelity_tau(retrained)))
     return out
+
+
+def _final(run: RunResult, key: str) -> float:
+    if run.status is not RunStatus.FINISHED or not run.epochs:
+        return math.nan
+    return float(run.epochs[-1].metrics.get(key, math.nan))
+
+
+def retrained_trials(trials: Sequence[RunResult], results: Sequence[RunResult], metric: str,
+                     direction: Direction) -> tuple[Retrained, ...]:
+    """The finished ``trials`` retrained among ``results``: a trial's retraining is the finished runs of its
+    architecture (task) and recipe, the epochs aside, at the most epochs found, when one of them is not a
+    search trial (the trial itself counts as its seed's run when it has those epochs, as the search protocol
+    plans it: the same run id). ``metric`` is a ``valid_<metric>`` key; the test key is ``test_<metric>``.
+    Best search value first (``direction``), then trial number."""
+    test_key = "test_" + metric.removeprefix("valid_")
+    out = []
+    for trial in trials:
+        if trial.status is not RunStatus.FINISHED or not math.isfinite(_final(trial, metric)):
+            continue
+        shape = replace(trial.recipe, epochs=1)
+        same = [r for r in results if r.task == trial.task and r.status is RunStatus.FINISHED
+                and replace(r.recipe, epochs=1) == shape]
+        most = max(r.recipe.epochs for r in same)
+        runs = [r for r in same if r.recipe.epochs == most]
+        if all("trial" in r.environment for r in runs):
+            continue  # trained by the search only
+        parameters = _point(trial, metric).parameters
+        out.append(Retrained(int(trial.environment["trial"]), trial.task, _final(trial, metric),
+                             summarize([v for r in runs if math.isfinite(v := _final(r, metric))]),
+                             summarize([v for r in runs if math.isfinite(v := _final(r, test_key))]), parameters))
+    sign = -1.0 if direction is Direction.MAXIMIZE else 1.0
+    return tuple(sorted(out, key=lambda r: (sign * r.search_value, r.number)))
 
 
 def _point(run: RunResult, metric: str) -> TrialPoint:
@@ -100,4 +186,5 @@ def _point(run: RunResult, metric: str) -> TrialPoint:
                       run.status.value)
 
 
-__all__ = ["ArchitectureSearch", "TrialPoint", "architecture_searches"]
+__all__ = ["ArchitectureSearch", "FidelityTau", "Retrained", "TrialPoint", "architecture_searches", "fidelity_tau",
+           "retrained_trials"]

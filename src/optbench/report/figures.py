@@ -175,8 +175,11 @@ def plot_communication(curves: Sequence[CommunicationCurve], metric: str) -> Fig
 def plot_architecture_search(search: ArchitectureSearch) -> Figure:
     """Three panels: every finished trial's metric against its trainable parameters (log x; the Pareto
     front ringed and joined), and the best so far against the trial number and against cumulative
-    seconds; ``search`` from :func:`optbench.analysis.search_trials.architecture_searches`."""
-    fig, (plane, by_trial, by_time) = _figure(13.0, 3.8, ncols=3)
+    seconds; with retrained trials, a fourth: each one's retrained mean validation metric (over seeds,
+    with its standard deviation) against its search-time value, Kendall's tau in the title; ``search``
+    from :func:`optbench.analysis.search_trials.architecture_searches`."""
+    fig, axes = _figure(17.0 if search.retrained else 13.0, 3.8, ncols=4 if search.retrained else 3)
+    plane, by_trial, by_time = axes[:3]
     done = [(p, f) for p, f in zip(search.points, search.front, strict=True)
             if math.isfinite(p.value) and p.parameters is not None]
     plane.plot([p.parameters for p, _ in done], [p.value for p, _ in done], linestyle="none", marker="o",
@@ -195,8 +198,20 @@ def plot_architecture_search(search: ArchitectureSearch) -> Figure:
     by_time.plot(search.cumulative_seconds, search.best_so_far, drawstyle="steps-post", label="best so far")
     by_time.set_xlabel("seconds (sum of trials)")
     by_time.set_title("search cost")
-    for ax in (plane, by_trial, by_time):
-        ax.set_ylabel(search.metric)
+    if search.retrained:
+        fidelity = axes[3]
+        rows = search.retrained
+        fidelity.errorbar([r.search_value for r in rows], [r.valid.mean for r in rows],
+                          yerr=[0.0 if math.isnan(r.valid.std) else r.valid.std for r in rows], linestyle="none",
+                          marker="o", capsize=3, label="retrained trials")
+        for r in rows:
+            fidelity.annotate(str(r.number), (r.search_value, r.valid.mean), textcoords="offset points",
+                              xytext=(4, 4), fontsize="small")
+        fidelity.set_xlabel(f"{search.metric} in the search")
+        tau = search.tau
+        fidelity.set_title("retrained vs search" + ("" if math.isnan(tau.tau) else f" (Kendall tau {tau.tau:.2f})"))
+    for ax in axes:
+        ax.set_ylabel(search.metric if ax is not axes[-1] or not search.retrained else f"retrained {search.metric}")
         ax.grid(True, alpha=0.3)
         ax.legend(frameon=False, fontsize="small")
     return fig

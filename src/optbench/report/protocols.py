@@ -58,6 +58,13 @@ def _ci(s: Summary, key: str) -> str:
     return "n/a" if math.isnan(s.ci_low) else f"[{_num(s.ci_low, key)}, {_num(s.ci_high, key)}]"
 
 
+def _cost(value: float, name: str) -> str:
+    """A search cost objective (:mod:`optbench.search.objectives`): counts with separators, latency in ms."""
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.3g} ms" if name == "latency" else f"{value:,.0f}"
+
+
 def _params(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
 
@@ -137,17 +144,29 @@ def _search(result: SearchResult) -> list[ProtocolTable]:
     for t in result.tasks:
         keys = result.keys.get(t.task)
         key = keys.valid_key if keys else result.objective
-        rows = tuple((str(r.number), _params(r.params), _num(r.value, key), r.status,
-                      "best" if t.best is not None and r.number == t.best.number else "") for r in t.trials)
+        costs = t.objectives[1:]
+        front = {r.number for r in t.front}
+        rows = tuple((str(r.number), _params(r.params), _num(r.value, key),
+                      *(_cost(v, c) for v, c in zip(r.values[1:], costs, strict=False)), r.status,
+                      "best" if t.best is not None and r.number == t.best.number else
+                      "front, retrained" if r.number in front else "") for r in t.trials)
         notes = [f"{t.epochs_spent} epochs spent"]
+        for f in t.front:
+            notes.append(f"trial {f.number} {f.task} retrained on {f.valid.n} seeds: {key} "
+                         f"{_mean_std(f.valid, key)} (search {_num(f.search_value, key)}), test "
+                         f"{_mean_std(f.test, key)}")
+        if t.tau is not None:
+            notes.append(f"Kendall's tau, search-time vs retrained {key}: "
+                         + ("n/a" if math.isnan(t.tau.tau) else f"{t.tau.tau:.3f} (p = {t.tau.p_value:.3g})")
+                         + f" over {t.tau.n} architectures")
         if t.rerun_test is not None and keys is not None:
             notes.append(f"best re-run on {t.rerun_test.n} seeds: final {keys.test_key} "
                          f"{_mean_std(t.rerun_test, keys.test_key)} {_ci(t.rerun_test, keys.test_key)}")
             for b in t.baselines:
                 notes.append(f"baseline {b.task}, same recipe and seeds: {_mean_std(b.test, keys.test_key)} "
                              f"{_ci(b.test, keys.test_key)}, Welch p = {b.p_value:.3g} against the best")
-        out.append(ProtocolTable(f"{t.task}: search of {t.label} on {key}",
-                                 ("trial", "parameters", key, "status", ""), rows, tuple(notes)))
+        out.append(ProtocolTable(f"{t.task}: search of {t.label} on {', '.join(t.objectives) or key}",
+                                 ("trial", "parameters", key, *costs, "status", ""), rows, tuple(notes)))
     return out
 
 
@@ -197,15 +216,16 @@ def protocol_markdown(result: Any, *, context: Mapping[str, str] | None = None) 
 
 def protocol_rich_tables(result: Any) -> Sequence[Any]:
     """The tables of ``result`` as :class:`rich.table.Table` objects for the terminal."""
+    from rich.markup import escape
     from rich.table import Table
 
     out = []
-    for t in protocol_tables(result):
-        table = Table(title=t.title, caption=" ".join(t.notes) or None)
+    for t in protocol_tables(result):  # escaped: task names such as nas_cnn[block=plain] are not markup
+        table = Table(title=escape(t.title), caption=escape(" ".join(t.notes)) or None)
         for i, header in enumerate(t.headers):
-            table.add_column(header, justify="left" if i < 2 else "right")
+            table.add_column(escape(header), justify="left" if i < 2 else "right")
         for row in t.rows:
-            table.add_row(*row)
+            table.add_row(*map(escape, row))
         out.append(table)
     return out
 

@@ -310,3 +310,21 @@ def architecture_search_section(page: ReportPage, search: ArchitectureSearch) ->
     page.table(make_table(f"nas_front_{slug(search.base)}", "the Pareto front (fewer parameters or a better "
                           f"{search.metric})", ["trial", "architecture", "parameters", search.metric],
                           sorted(rows, key=lambda r: int(r[2].replace(",", "")))))
+    if not search.retrained:
+        return
+    test = "test_" + search.metric.removeprefix("valid_")
+
+    def cell(s: Any) -> str:
+        return "—" if s.n == 0 else f"{s.mean:.4f}" + ("" if math.isnan(s.std) else f" ± {s.std:.4f}")
+
+    tau = search.tau
+    said = (f"Kendall's tau between the search-time and the retrained {search.metric}: {tau.tau:.3f} "
+            f"(p = {tau.p_value:.3g}, {tau.n} architectures)" if not math.isnan(tau.tau)
+            else f"Kendall's tau needs 2 or more retrained architectures with distinct scores ({tau.n} here)")
+    page.table(make_table(f"nas_retrained_{slug(search.base)}", "trials retrained from scratch on every seed at the "
+                          f"full budget and tested (the search saw the validation split only). {said}.",
+                          ["trial", "architecture", "parameters", f"search {search.metric}",
+                           f"retrained {search.metric}", test, "seeds"],
+                          [(str(r.number), r.task, "—" if r.parameters is None else f"{r.parameters:,}",
+                            f"{r.search_value:.4f}", cell(r.valid), cell(r.test), str(r.valid.n))
+                           for r in search.retrained]))

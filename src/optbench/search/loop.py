@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from optbench.core.errors import ConfigError, OptbenchError
 from optbench.core.spec import Direction, EpochRecord, Recipe, RunResult, RunStatus
 from optbench.runs.plan import RunSpec
+from optbench.search.objectives import ALLOWED, check_multi_objective, check_recorded, costs, non_dominated
 from optbench.search.samplers import grid_size, pruners, samplers
 from optbench.search.space import (
     SearchSpace,
@@ -55,7 +56,7 @@ from optbench.search.space import (
     trial_values,
 )
 from optbench.search.storage import check_storage
-from optbench.search.study import build_study, objective
+from optbench.search.study import build_study, objective_values
 
 if TYPE_CHECKING:
     import torch
@@ -97,10 +98,14 @@ class SearchConfig:
         optuna_storage: also write the trials, live, into this Optuna RDB storage (an SQLAlchemy
             URL, or ``"store"`` for the results database) for ``optuna-dashboard``; None (default):
             not. It never changes a trial (see :mod:`optbench.search.storage`).
+        costs: further objectives, minimized (``optbench.search.objectives.costs`` names: ``params``,
+            ``flops``, ``latency``); non-empty makes a multi-objective search whose answer is the Pareto
+            front (:attr:`SearchOutcome.front`).
 
     Raises:
         ConfigError: for an empty space, unknown names, a test/train objective, ``n_trials < 1``,
-            a bad ``use``, or a grid whose size differs from an explicit ``n_trials``.
+            a bad ``use``, a grid whose size differs from an explicit ``n_trials``, or costs with a
+            pruner, ``cmaes`` or an Optuna mirror.
     """
 
     space: SearchSpace
@@ -113,6 +118,7 @@ class SearchConfig:
     use: str = "best"
     grid_points: int | None = None
     optuna_storage: str | None = field(default=None, repr=False)  # a URL may hold a password
+    costs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.space:
@@ -134,6 +140,11 @@ class SearchConfig:
         if self.use not in USES:
             raise ConfigError("search.use", self.use, USES)
         object.__setattr__(self, "optuna_storage", check_storage(self.optuna_storage))
+        object.__setattr__(self, "costs", tuple(self.costs))
+        if len(set(self.costs)) != len(self.costs) or any(c not in costs for c in self.costs):
+            raise ConfigError("search.objectives", list(self.costs), ALLOWED)
+        check_multi_objective(self.costs, sampler=self.sampler, pruner=self.pruner,
+                              optuna_storage=self.optuna_storage)
         if any(p.when for p in self.space) and self.sampler == "grid":
             raise ConfigError("search.sampler", "grid", "a sampler other than grid for a space with 'when' "
                               "conditions (a grid needs every parameter in every trial)")
@@ -146,6 +157,16 @@ class SearchConfig:
                 raise ConfigError("search.n_trials", self.n_trials, f"the grid's size {size} (grid_points "
                                   f"{self.grid_points} per range axis)")
 
+    @property
+    def directions(self) -> tuple[Direction, ...]:
+        """The direction of each objective: the metric's, then minimize per cost."""
+        return (self.direction, *(Direction.MINIMIZE for _ in self.costs))
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the search has several objectives (an Optuna study with ``directions``)."""
+        return bool(self.costs)
+
     def target_trials(self) -> int:
         """Trials the search stores: ``n_trials``, or the grid's size if that is smaller."""
         if self.sampler == "grid":
@@ -156,12 +177,14 @@ class SearchConfig:
 @dataclass
 class Trial:
     """One stored trial: its number in the search, sampled values, run and value (the run's
-    objective; NaN for a failed run or one without epochs; partial for a pruned run)."""
+    objective; NaN for a failed run or one without epochs; partial for a pruned run); ``values``: every
+    objective's value (the metric's, then each cost's, NaN when not recorded)."""
 
     number: int
     params: dict[str, Any]
     result: RunResult
     value: float
+    values: tuple[float, ...] = ()
 
 
 @dataclass
@@ -170,13 +193,18 @@ class SearchOutcome:
 
     Attributes:
         trials: in trial order.
-        best: the best trial among finished runs with a finite value (None if there is none).
+        best: the best trial among finished runs with a finite value (None if there is none); with
+            several objectives, the best by the first (the metric).
         epochs_spent: epochs run, summed over trials (pruned trials count their epochs).
+        front: the Pareto front of the finished trials with every objective finite (no other such trial
+            is as good in every objective and better in one; :func:`~optbench.search.objectives.non_dominated`),
+            best first by the first objective, then by trial number. One objective: the trials tied best.
     """
 
     trials: list[Trial]
     best: Trial | None
     epochs_spent: int
+    front: list[Trial] = field(default_factory=list)
 
 
 def search_runs(runs: list[RunResult], task_name: str, base: Recipe, space: SearchSpace,
@@ -211,14 +239,21 @@ def outcome_of(runs: list[RunResult], config: SearchConfig, task_name: str | Non
     """The :class:`SearchOutcome` of a search's runs (already in trial order); ``task_name`` (the
     study task's name; default: each run's task without the searched task parameters) reads task
     parameters back from run task names."""
-    trials = [Trial(k, trial_values(r.task, r.recipe, config.space, task_name or _study_task(r.task, config.space)),
-                    r, objective(r, config)) for k, r in enumerate(runs)]
+    trials = []
+    for k, r in enumerate(runs):
+        values = objective_values(r, config)
+        trials.append(Trial(k, trial_values(r.task, r.recipe, config.space,
+                                            task_name or _study_task(r.task, config.space)), r, values[0], values))
     best = None
     for t in trials:
         if t.result.status is RunStatus.FINISHED and math.isfinite(t.value) and (
                 best is None or config.direction.better(t.value, best.value)):
             best = t
-    return SearchOutcome(trials, best, sum(len(t.result.epochs) for t in trials))
+    done = [t for t in trials if t.result.status is RunStatus.FINISHED and all(map(math.isfinite, t.values))]
+    front = [t for t, on in zip(done, non_dominated([t.values for t in done], config.directions), strict=True) if on]
+    sign = 1.0 if config.direction is Direction.MINIMIZE else -1.0
+    front.sort(key=lambda t: (sign * t.value, t.number))
+    return SearchOutcome(trials, best, sum(len(t.result.epochs) for t in trials), front)
 
 
 def _study_task(task: str, space: SearchSpace) -> str:
@@ -272,13 +307,14 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
             where ``load_runs`` will find it.
 
     Raises:
-        ConfigError: when the objective key is not among a run's epoch metrics, or a sampled
-            value is not valid for the recipe.
+        ConfigError: when the objective key is not among a run's epoch metrics, a sampled value is
+            not valid for the recipe, or ``base`` does not record a cost objective (before any trial).
         OptbenchError: when the sampler keeps proposing stored points (:data:`MAX_RETRIES` asks
             since the last run), e.g. a space with fewer points than ``n_trials``. Points claimed
             by other workers are asked again after a growing wait (never an error).
     """
     config = replace(config, space=for_optimizer(config.space, base.optimizer))  # lr-free: the multiplier
+    check_recorded(config.costs, base)
     target = config.target_trials()
     max_epochs = max([base.epochs, *(int(v) for p in config.space if p.path == "epochs"
                                      for v in (p.choices or (p.high,)))])

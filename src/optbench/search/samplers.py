@@ -7,10 +7,19 @@ Samplers (``samplers`` registry):
 * ``random`` — independent uniform / log-uniform draws (Bergstra & Bengio 2012).
 * ``qmc`` — a scrambled Sobol sequence (Optuna ``QMCSampler``; Bergstra & Bengio 2012 sec. 5).
 * ``tpe`` — the Tree-structured Parzen Estimator (Bergstra et al. 2011), multivariate
-  (Falkner et al. 2018), ``max(2, min(10, n_trials // 4))`` random startup trials.
+  (Falkner et al. 2018), ``max(2, min(10, n_trials // 4))`` random startup trials; for a space with
+  ``when`` conditions, grouped (Optuna's ``group=True``: the parameters sampled together in a trial are
+  modelled jointly per group of trials that share them, so conditional parameters are modelled with
+  the choices they depend on instead of independently); with several objectives, MOTPE (Ozaki et
+  al. 2020, Optuna's TPESampler on a multi-objective study).
 * ``gp`` — Gaussian-process Bayesian optimization with log-EI (Optuna ``GPSampler``;
   Snoek et al. 2012), same startup trials.
 * ``cmaes`` — CMA-ES (Hansen 2016; Optuna ``CmaEsSampler``, needs the ``cmaes`` package).
+* ``nsga2`` — NSGA-II (Deb et al. 2002, "A fast and elitist multiobjective genetic algorithm";
+  Optuna ``NSGAIISampler``, seeded): generations of ``max(4, min(50, n_trials // 4))`` trials, the
+  first random, each next one bred (uniform crossover, mutation) from the elite of non-dominated
+  sorting and crowding distance; parameters absent from some trials (``when``) are drawn at random.
+  For multi-objective searches (``[search] objectives``), also runs with one objective.
 
 Pruners (``pruners`` registry), fed the per-epoch validation objective (step = epoch, 1-based):
 
@@ -28,14 +37,15 @@ Pruners (``pruners`` registry), fed the per-epoch validation objective (step = e
   (:class:`~optbench.search.curve_pruner.LearningCurvePruner`, ``k = 0``).
 
 How a search rebuilds a sampler before each ask (see :mod:`optbench.search.loop`): a fresh
-sampler is built over a copy of the stored trials. ``random``, ``tpe``, ``gp`` and ``cmaes``
+sampler is built over a copy of the stored trials. ``random``, ``tpe``, ``gp``, ``cmaes`` and ``nsga2``
 get a seed derived from (search seed, trial number, retry), so that every ask draws fresh,
 reproducible numbers; ``grid`` and ``qmc`` keep the search seed, as their order is a function
 of it, and take the point of index = trial number (``qmc``: Sobol point ``number - 1``, trial
 0 being a random draw as in Optuna). ``cmaes`` is rebuilt each ask from the finished trials
 by warm starting (WS-CMA-ES, Nomura et al. 2021: the initial Gaussian is fitted to the best
 10% of them; random draws until 10 trials finished), since Optuna keeps a CMA-ES state only as a
-pickle in trial attributes, which optbench never stores or loads.
+pickle in trial attributes, which optbench never stores or loads. ``nsga2`` gets each stored trial's
+generation back (:func:`optbench.search.study.ga_generations`).
 """
 
 from __future__ import annotations
@@ -156,7 +166,17 @@ def _qmc(space: SearchSpace, seed: int, n_trials: int, grid_points: int | None,
 
 def _tpe(space: SearchSpace, seed: int, n_trials: int, grid_points: int | None,
          history: Sequence[FrozenTrial]) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=_startup(n_trials), multivariate=True)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=_startup(n_trials), multivariate=True,
+                                      group=any(p.when for p in space))
+
+
+def _population(n_trials: int) -> int:
+    return max(4, min(50, n_trials // 4))
+
+
+def _nsga2(space: SearchSpace, seed: int, n_trials: int, grid_points: int | None,
+           history: Sequence[FrozenTrial]) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=_population(n_trials))
 
 
 def _gp(space: SearchSpace, seed: int, n_trials: int, grid_points: int | None,
@@ -184,6 +204,7 @@ samplers.register("tpe", SamplerEntry(_tpe, "multivariate TPE (Bergstra et al. 2
 samplers.register("gp", SamplerEntry(_gp, "Gaussian-process BO with log-EI (Snoek et al. 2012)"))
 samplers.register("cmaes", SamplerEntry(_cmaes, "warm-started CMA-ES (Hansen 2016; Nomura et al. 2021; "
                                         "needs the cmaes package)"))
+samplers.register("nsga2", SamplerEntry(_nsga2, "NSGA-II, multi-objective genetic search (Deb et al. 2002)"))
 
 pruners.register("none", PrunerEntry(lambda lo, hi: optuna.pruners.NopPruner(), "never prune"))
 pruners.register("median", PrunerEntry(

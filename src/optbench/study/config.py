@@ -27,6 +27,8 @@ File layout (every section but ``[study]`` and ``[[recipes]]`` is optional)::
     seed = 0
     optuna_storage = "sqlite:///optuna.db"   # optional: also write the trials there, live, for
                                              # optuna-dashboard ("store": the results database)
+    objectives = ["valid_accuracy:max", "params:min"]  # search only, optional: several objectives
+                                             # (metric first, then params, flops, latency; no pruner)
     [search.space]
     "hyperparams.lr" = { low = 1e-5, high = 1e-1, log = true }
     [protocol]                   # protocol options, validated per protocol
@@ -71,7 +73,7 @@ from optbench.study.protocols import Reporter, protocols
 TOP_KEYS = ("study", "budget", "defaults", "recipes", "search", "protocol", "execution")
 STUDY_KEYS = ("name", "protocol", "tasks", "seeds", "target", "description")
 BUDGET_KEYS = ("epochs", "train_size", "seconds", "trials")
-SEARCH_KEYS = ("sampler", "pruner", "seed", "grid_points", "space", "optuna_storage")
+SEARCH_KEYS = ("sampler", "pruner", "seed", "grid_points", "space", "optuna_storage", "objectives")
 EXECUTION_KEYS = ("checkpoints", "checkpoint_dir", "save_weights", "weights_dir")
 #: Recipe fields owned by [budget] (the same for every recipe of a study: the fairness rule).
 BUDGET_FIELDS = ("epochs", "train_size", "max_train_seconds")
@@ -355,6 +357,14 @@ def _parse_search(data: Mapping[str, Any], p: _Collector) -> tuple[SearchSetting
             settings = replace(settings, optuna_storage=check_storage(table["optuna_storage"]))
         except ConfigError:
             p.add("search.optuna_storage", f"{ALLOWED}, got {table['optuna_storage']!r}")
+    if "objectives" in table:
+        from optbench.search.objectives import ALLOWED, parse_objectives
+
+        try:
+            parse_objectives(table["objectives"])
+            settings = replace(settings, objectives=tuple(table["objectives"]))
+        except ConfigError:
+            p.add("search.objectives", f"{ALLOWED}, got {table['objectives']!r}")
     space = table.get("space", {})
     if not isinstance(space, Mapping):
         p.add("search.space", f"a table of parameter ranges, got {space!r}")
@@ -511,6 +521,8 @@ def study_from_dict(data: Mapping[str, Any], source: str = "<api>") -> StudyConf
             p.add("search.space", f"protocol {spec.name} tunes over [search.space]; add it")
         elif not spec.needs_space and search is not None:
             p.add("search", f"protocol {spec.name} does not use [search]; remove it")
+        elif search is not None and search.objectives and spec.name != "search":
+            p.add("search.objectives", f"protocol {spec.name} tunes one objective; remove it (protocol search)")
     search = _check_names(tasks, recipes, search, space, p)
     if p.problems:
         raise ConfigProblems(p.problems)

@@ -103,6 +103,8 @@ class SearchSettings:
             SQLAlchemy URL, or ``"store"`` for the results database) for ``optuna-dashboard``;
             None: not (:mod:`optbench.search.storage`). How runs are recorded, never what they
             compute: not stored with the study.
+        objectives: ``[search] objectives`` as written (empty: the task's validation metric alone;
+            :func:`optbench.search.objectives.parse_objectives`); protocol ``search`` only.
     """
 
     sampler: str = "tpe"
@@ -112,13 +114,19 @@ class SearchSettings:
     space: Any = None
     space_table: Mapping[str, Any] = field(default_factory=dict)
     optuna_storage: str | None = field(default=None, repr=False)  # a URL may hold a password
+    objectives: tuple[str, ...] = ()
 
     def search_config(self, *, n_trials: int, objective: str, direction: Any, sampler: str | None = None,
                       pruner: str | None = None, seed: int | None = None) -> Any:
-        """The ``optbench.search.SearchConfig`` of one search (``objective`` is a validation metric key)."""
+        """The ``optbench.search.SearchConfig`` of one search (``objective`` is a validation metric key; the
+        costs of :attr:`objectives` are its further objectives)."""
         from optbench.search import SearchConfig
+        from optbench.search.objectives import parse_objectives
 
         extra: dict[str, Any] = {} if self.grid_points is None else {"grid_points": self.grid_points}
+        costs = parse_objectives(list(self.objectives)).costs
+        if costs:
+            extra["costs"] = costs
         if self.optuna_storage is not None:
             extra["optuna_storage"] = self.optuna_storage
         return SearchConfig(space=self.space, sampler=sampler or self.sampler, pruner=pruner or self.pruner,
@@ -186,6 +194,8 @@ class StudyConfig:
         search = None if self.search is None else {
             "sampler": self.search.sampler, "pruner": self.search.pruner, "seed": self.search.seed,
             "grid_points": self.search.grid_points, "space": _jsonable(self.search.space_table)}
+        if self.search is not None and self.search.objectives:
+            search["objectives"] = list(self.search.objectives)
         return {"name": self.name, "protocol": self.protocol, "tasks": list(self.tasks), "seeds": list(self.seeds),
                 "target": self.target, "budget": vars(self.budget).copy(),
                 "recipes": [r.to_dict() for r in self.recipes],
