@@ -1,14 +1,20 @@
 """A worker killed in the middle of a distributed job (SIGKILL, injected with ``kill_worker``):
 ``ps-async``/``ps-ssp`` finish with the remaining workers and record the loss; ``ps-sync`` and ``ddp``
-fail cleanly and quickly; bad input is refused before any process starts."""
+fail cleanly and quickly, or restart from their last checkpoint (local launcher and ``torchrun``)
+and end exactly as an undisturbed run; bad input is refused before any process starts."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
@@ -138,3 +144,48 @@ def test_bad_kill_worker_is_one_line_exit_2(cli, tmp_path, value):
     line = result.output.strip()
     assert line.startswith("optbench: error: invalid") and "kill" in line and "\n" not in line
     assert not (tmp_path / "x.db").exists()
+
+
+# ---------------------------------------------------------------- elastic restart of the synchronous modes
+@pytest.mark.parametrize("mode", ["ddp", "ps-sync"])
+def test_synchronous_job_restarts_from_its_checkpoint_and_ends_as_if_undisturbed(mode):
+    calm = run_distributed(dataclasses.replace(_config(mode, None), keep_state=True))
+    restarted = run_distributed(dataclasses.replace(_config(mode), keep_state=True, max_restarts=1))
+    assert restarted.result.status is RunStatus.FINISHED and len(restarted.result.epochs) == 3
+    elastic = restarted.result.environment["elastic"]
+    assert (elastic["attempt"], elastic["restarts"], elastic["resumed_epoch"]) == (1, 1, 1)
+    assert "(worker 1) was killed by signal SIGKILL" in elastic["failures"][0]["error"]
+    assert elastic["steps_redone"] == 20 - 16 and 0 < elastic["recover_seconds"] < 60
+    # the restored run computes exactly what the undisturbed one computes (CPU, same seeds)
+    for key, value in calm.final_state.items():
+        assert torch.equal(value, restarted.final_state[key]), key
+    assert [e.metrics["valid_loss"] for e in calm.result.epochs] == \
+        [e.metrics["valid_loss"] for e in restarted.result.epochs]
+    assert multiprocessing.active_children() == []
+
+
+def test_torchrun_restarts_a_killed_ddp_job_from_its_checkpoint(tmp_path):
+    db, checkpoints = tmp_path / "runs.db", tmp_path / "ck"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "--max-restarts", "1", "-m", "optbench", "run", "--mode", "ddp", "--task", "digits_mlp",
+                           "--optimizer", "sgd", "--lr", "0.1", "--batch-size", "16", "--epochs", "3",
+                           "--train-size", "512", "--kill-worker", "1@20", "--checkpoint-dir", str(checkpoints),
+                           "--store", str(db), "--quiet"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "attempt 1 of the job (restarted): resumed after epoch 1" in done.stdout
+    with open_store(str(db)) as store:
+        (run,) = store.load_runs()
+    assert run.status is RunStatus.FINISHED and len(run.epochs) == 3
+    assert run.environment["elastic"]["resumed_epoch"] == 1
+    assert list(checkpoints.iterdir()) == []  # the finished job removed its checkpoints
+
+
+def test_restarts_are_refused_where_the_mode_cannot_use_them():
+    for mode, field in (("ps-async", "max_restarts"), ("fsdp", "max_restarts"), ("ddp+powersgd:2", "max_restarts")):
+        with pytest.raises(ConfigError, match=field):
+            DistributedConfig("digits_mlp", RECIPE, mode=mode, nproc=2, max_restarts=1)
+    with pytest.raises(ConfigError, match="checkpoint_dir"):
+        DistributedConfig("digits_mlp", RECIPE, mode="ps-ssp:1", nproc=2, checkpoint_dir="/tmp/x")
+    with pytest.raises(ConfigError, match="max_restarts"):
+        DistributedConfig("digits_mlp", RECIPE, mode="ddp", nproc=2, max_restarts=-1)

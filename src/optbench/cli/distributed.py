@@ -41,7 +41,8 @@ STORE_HELP = f"Results database: SQLite file or SQLAlchemy URL (default: $OPTBEN
 def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr: float | None,
                  batch_size: int | None, epochs: int | None, train_size: str, seed: int, threads: int,
                  timeout: float, options: TechniqueOptions | None = None,
-                 kill_worker: str | None = None) -> tuple[Any, Any]:
+                 kill_worker: str | None = None, max_restarts: int = 0,
+                 checkpoint_dir: str | None = None) -> tuple[Any, Any]:
     """A validated :class:`DistributedConfig` and its Task; missing recipe values come from the task's
     working recipe, the schedule, precision and techniques from ``options``. Loads (and if needed
     fetches) the data once here, so that children never download and ``--train-size auto`` (10,000 or
@@ -76,7 +77,8 @@ def build_config(*, task: str, mode: str, nproc: int, optimizer: str | None, lr:
                     train_size=size, schedule=options.schedule, schedule_params=options.schedule_params,
                     precision=options.precision, techniques=options.techniques)
     config = DistributedConfig(task=task, recipe=recipe, mode=mode, nproc=nproc, seed=seed, threads=threads,
-                               timeout=timeout, kill_worker=kill)
+                               timeout=timeout, kill_worker=kill, max_restarts=max_restarts,
+                               checkpoint_dir=checkpoint_dir)
     validate(config)
     if (size or available) < config.global_batch:
         raise ConfigError("--batch-size", recipe.batch_size,
@@ -233,6 +235,12 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
             metavar="WORKER@STEP", help="Failure injection: worker WORKER (0..N-1) kills itself (SIGKILL) before its "
             "global step STEP; ps-async and ps-ssp go on without it and record the loss, the other modes fail "
             "cleanly.")] = None,
+        max_restarts: Annotated[int, typer.Option(help="ddp and ps-sync: start a failed job again from its last "
+                                                  "per-epoch checkpoint, up to this many times (under torchrun use "
+                                                  "its --max-restarts with --checkpoint-dir).")] = 0,
+        checkpoint_dir: Annotated[str | None, typer.Option(help="Where every process keeps its per-epoch "
+                                                           "checkpoint (ddp, ps-sync; default with "
+                                                           "--max-restarts: a temporary directory).")] = None,
         store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
         study: Annotated[str | None, typer.Option(help="Study name (default: distributed-<task>).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the summary only.")] = False,
@@ -255,7 +263,8 @@ def register(app: typer.Typer, errors: Callable = handle_errors) -> None:
         config, task_obj = build_config(task=task, mode=mode, nproc=workers, optimizer=optimizer, lr=lr,
                                         batch_size=batch_size, epochs=epochs, train_size=train_size, seed=seed,
                                         threads=threads, timeout=timeout, options=options,
-                                        kill_worker=kill_worker)
+                                        kill_worker=kill_worker, max_restarts=max_restarts,
+                                        checkpoint_dir=checkpoint_dir)
         weights = None
         if save_weights:  # checked before anything runs; the run returns its final weights
             from dataclasses import replace as _replace

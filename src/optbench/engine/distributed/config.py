@@ -170,6 +170,11 @@ class DistributedConfig:
             computing its global step ``step`` (its clock, >= 1), a crash in the middle of the job for
             measuring failures (:mod:`optbench.engine.distributed.failures`); None: no failure. Part of the
             run's identity, so a disturbed run is never mistaken for an undisturbed one.
+        max_restarts: how often the local launcher starts a failed ``ddp``/``ps-sync`` job again from its
+            last per-epoch checkpoint (:mod:`optbench.engine.distributed.elastic`; under ``torchrun`` use its
+            ``--max-restarts``); 0: a failure ends the job.
+        checkpoint_dir: where every rank keeps its per-epoch checkpoint (needed under ``torchrun``; the local
+            launcher uses a temporary directory when restarts are asked for and this is None).
 
     Raises:
         ConfigError: for a bad mode, a non-positive count or timeout, a ``kill_worker`` outside the workers.
@@ -187,6 +192,8 @@ class DistributedConfig:
     device: str | None = None
     keep_state: bool = False
     kill_worker: tuple[int, int] | None = None
+    max_restarts: int = 0
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_mode(self.mode).name)
@@ -202,6 +209,7 @@ class DistributedConfig:
             raise ConfigError("device", self.device, "cpu, cuda")
         if self.kill_worker is not None:
             object.__setattr__(self, "kill_worker", check_kill_worker(self.kill_worker, self.nproc))
+        check_elastic(self.parsed_mode, self.max_restarts, self.checkpoint_dir)
 
     @property
     def parsed_mode(self) -> Mode:
@@ -217,6 +225,26 @@ class DistributedConfig:
     def global_batch(self) -> int:
         """Examples per step over all workers: ``nproc * recipe.batch_size``."""
         return self.nproc * self.recipe.batch_size
+
+
+#: Modes that restart from a checkpoint (the others go on without a lost worker, or are not checkpointed).
+ELASTIC_KINDS = ("ddp", "ps-sync")
+
+
+def check_elastic(mode: Mode, max_restarts: object, checkpoint_dir: str | None) -> None:
+    """Refuse restarts or checkpoints the mode cannot use.
+
+    Raises:
+        ConfigError: ``max_restarts`` not an integer >= 0; restarts or a checkpoint directory with a
+            mode other than plain ``ddp`` and ``ps-sync``.
+    """
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ConfigError("max_restarts", max_restarts, "an integer >= 0")
+    if (max_restarts or checkpoint_dir) and (mode.kind not in ELASTIC_KINDS or mode.compression is not None):
+        field, value = ("max_restarts", max_restarts) if max_restarts else ("checkpoint_dir", checkpoint_dir)
+        raise ConfigError(f"{field} with mode {mode.name}", value,
+                          "restarts for ddp and ps-sync only (ps-async and ps-ssp go on without a lost worker; "
+                          "fsdp and ddp+METHOD are not checkpointed)")
 
 
 KILL_WORKER_ALLOWED = "WORKER@STEP: a worker index 0..nproc-1 and a global step >= 1, e.g. 1@40"
@@ -300,6 +328,6 @@ def validate(config: DistributedConfig) -> None:
         raise ConfigError("train_size", size, f"an integer >= nproc * batch_size = {config.global_batch}")
 
 
-__all__ = ["FSDP_TECHNIQUES", "KILL_WORKER_ALLOWED", "MODES_ALLOWED", "MODE_KINDS", "DistributedConfig", "Mode",
-           "check_kill_worker", "distributed_run_id", "parse_counts", "parse_kill_worker", "parse_mode", "parse_modes",
-           "validate"]
+__all__ = ["ELASTIC_KINDS", "FSDP_TECHNIQUES", "KILL_WORKER_ALLOWED", "MODES_ALLOWED", "MODE_KINDS",
+           "DistributedConfig", "Mode", "check_elastic", "check_kill_worker", "distributed_run_id", "parse_counts",
+           "parse_kill_worker", "parse_mode", "parse_modes", "validate"]

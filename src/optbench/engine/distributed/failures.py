@@ -48,11 +48,21 @@ class WorkerLost(RuntimeError):
     """A worker's connection failed in a mode that cannot continue without it, or no worker is left."""
 
 
+def restart_count() -> int:
+    """Which attempt of a job this process belongs to: ``TORCHELASTIC_RESTART_COUNT`` (set by ``torchrun``
+    and by the local launcher's restarts; 0 for the first attempt)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
 def crash_if_planned(ctx: RankContext, clock: int) -> None:
-    """SIGKILL this process when ``ctx.config.kill_worker`` is ``(ctx.worker, clock)`` (the failure
-    injection of :mod:`.failures`); nothing otherwise."""
+    """SIGKILL this process when ``ctx.config.kill_worker`` is ``(ctx.worker, clock)`` in the first attempt
+    of the job (the failure injection of :mod:`.failures`; a restarted job is not killed again); nothing
+    otherwise."""
     plan = ctx.config.kill_worker
-    if plan is not None and not ctx.is_server and plan == (ctx.worker, clock):
+    if plan is not None and not ctx.is_server and plan == (ctx.worker, clock) and restart_count() == 0:
         sys.stdout.flush()
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
@@ -194,4 +204,5 @@ class PeerToPeer:
             dist.recv(message, src=0, tag=TAG_BYE)
 
 
-__all__ = ["Collective", "LostWorker", "Membership", "PeerToPeer", "WorkerLost", "crash_if_planned", "transport_error"]
+__all__ = ["Collective", "LostWorker", "Membership", "PeerToPeer", "WorkerLost", "crash_if_planned", "restart_count",
+           "transport_error"]

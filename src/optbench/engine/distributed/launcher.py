@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import multiprocessing.connection
 import os
@@ -190,14 +191,15 @@ def _lost_exit(rank: int, process: Any, out_dir: Path) -> dict[str, Any] | None:
 
 def spawn_job(target: Callable[..., None], args: tuple, world_size: int, *, timeout: float, comm_timeout: float,
               read: Callable[[Path], T], role: Callable[[int], str] = lambda r: f"rank {r}",
-              tolerate: Callable[[int], bool] = lambda r: False) -> T:
+              tolerate: Callable[[int], bool] = lambda r: False, env: dict[str, str] | None = None) -> T:
     """Run ``target(rank, world_size, store, out_dir, *args)`` in ``world_size`` spawned processes.
 
     ``target`` must be importable (a module-level function); it joins the process group through
     ``store`` and writes its results under ``out_dir``. After every process exited, ``read(out_dir)``
     builds the return value; the directory is then removed. A rank for which ``tolerate(rank)`` is
     true may end with an error (not a ConfigError) without ending the job (a worker of ``ps-async``):
-    such exits are listed in ``out_dir / "lost.json"`` for ``read``.
+    such exits are listed in ``out_dir / "lost.json"`` for ``read``. ``env``: variables set in the
+    children besides the launcher's environment.
 
     Raises:
         DistributedError: a process failed (the first one is named) or ``timeout`` (s) passed.
@@ -210,7 +212,8 @@ def spawn_job(target: Callable[..., None], args: tuple, world_size: int, *, time
         try:
             for rank in range(world_size):
                 p = context.Process(target=_child, name=f"optbench-rank-{rank}", daemon=True,
-                                    args=(rank, world_size, store.port, tmp, comm_timeout, dict(os.environ),
+                                    args=(rank, world_size, store.port, tmp, comm_timeout,
+                                          dict(os.environ) | (env or {}),
                                           target, args))
                 p.start()
                 processes.append(p)
@@ -299,10 +302,40 @@ def run_distributed(config: DistributedConfig) -> DistributedRun:
         return summary, state
 
     tolerant = config.parsed_mode.survives_worker_loss
-    summary, state = spawn_job(_train_target, (config,), config.world_size, timeout=config.timeout,
-                               comm_timeout=config.comm_timeout, read=read_with_exits, role=_role(config),
-                               tolerate=lambda rank: tolerant and rank > 0)
+    with contextlib.ExitStack() as stack:
+        if config.max_restarts and config.checkpoint_dir is None:
+            config = dataclasses.replace(config, checkpoint_dir=stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="optbench-ckpt-")))
+        failures: list[dict[str, Any]] = []
+        for attempt in range(config.max_restarts + 1):
+            try:
+                summary, state = spawn_job(_train_target, (config,), config.world_size, timeout=config.timeout,
+                                           comm_timeout=config.comm_timeout, read=read_with_exits,
+                                           role=_role(config), tolerate=lambda rank: tolerant and rank > 0,
+                                           env={"TORCHELASTIC_RESTART_COUNT": str(attempt)})
+                break
+            except DistributedError as exc:
+                if attempt == config.max_restarts:
+                    raise
+                failures.append({"error": str(exc), "failed": time.time()})
+    if failures:
+        add_restarts(summary, failures, config.kill_worker)
     return build_run(config, summary, state, time.perf_counter() - started)
+
+
+def add_restarts(summary: dict[str, Any], failures: list[dict[str, Any]], kill: tuple[int, int] | None) -> None:
+    """Record the restarts of a job in ``summary["environment"]["elastic"]`` (rank 0's ``attempt``,
+    ``resumed_epoch``, ``steps_per_epoch``, ``resumed_at``): the ``failures`` (error, time), ``restarts``,
+    ``recover_seconds`` (from the last failure the launcher saw to training going on again, s: stopping
+    the job, starting the processes, loading the data and the checkpoint) and, for an injected crash,
+    ``steps_redone`` (the steps between the last checkpoint and the crash, computed again)."""
+    elastic = summary["environment"].setdefault("elastic", {})
+    elastic["restarts"] = len(failures)
+    elastic["failures"] = failures
+    if "resumed_at" in elastic:
+        elastic["recover_seconds"] = max(0.0, elastic["resumed_at"] - failures[-1]["failed"])
+    if kill is not None and "resumed_epoch" in elastic:
+        elastic["steps_redone"] = max(0, kill[1] - elastic["resumed_epoch"] * elastic["steps_per_epoch"])
 
 
 def add_exits(summary: dict[str, Any], exits: list[dict[str, Any]]) -> None:
@@ -359,5 +392,5 @@ def run_under_torchrun(config: DistributedConfig) -> DistributedRun | None:
     return build_run(config, output[0], output[1], time.perf_counter() - started)
 
 
-__all__ = ["DistributedError", "add_exits", "build_run", "run_distributed", "run_under_torchrun", "spawn_job",
-           "torchrun_nproc", "under_torchrun"]
+__all__ = ["DistributedError", "add_exits", "add_restarts", "build_run", "run_distributed", "run_under_torchrun",
+           "spawn_job", "torchrun_nproc", "under_torchrun"]

@@ -18,6 +18,7 @@ cleanly. On an error the process exits without the barrier and the launcher stop
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict
 from datetime import timedelta
@@ -36,8 +37,9 @@ from optbench.engine.distributed.common import (
     setup_rank,
     sync,
 )
-from optbench.engine.distributed.config import DistributedConfig
-from optbench.engine.distributed.failures import Collective
+from optbench.engine.distributed.config import DistributedConfig, distributed_run_id
+from optbench.engine.distributed.elastic import RankCheckpoint
+from optbench.engine.distributed.failures import Collective, restart_count
 from optbench.engine.distributed.records import staleness_histogram, steps_to_columns
 
 
@@ -62,23 +64,28 @@ def coordination_for(ctx: RankContext, trainer: Any) -> Any:
     return trainer.coordination if ctx.mode.has_server else Collective()
 
 
-def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
-    """The epoch loop; returns rank 0's epochs, status and error (empty lists elsewhere)."""
+def _train(ctx: RankContext, trainer: Any, run_id: str) -> dict[str, Any]:
+    """The epoch loop; returns rank 0's epochs, status and error (empty lists elsewhere). With a
+    checkpoint directory, every rank resumes from and saves its per-epoch checkpoint (:mod:`.elastic`)."""
     from optbench.engine.data import ordered_batches
+    from optbench.engine.distributed.elastic import LoopState, elastic_record
     from optbench.engine.loop import EVAL_BATCH_SIZE, evaluate
 
     config = ctx.config
-    generator = torch.Generator().manual_seed(config.seed)
-    epochs: list[EpochRecord] = []
-    status, error, go_on, global_steps, train_seconds = "finished", None, True, 0, 0.0
-    stop_reasons: dict[str, Any] = {}
+    loop = LoopState([], 0, 0.0, {}, torch.Generator().manual_seed(config.seed))
+    status, error, go_on = "finished", None, True
     every_rank = ctx.mode.kind in ("ddp", "fsdp") and trainer.setup.needs_epoch_end
     n_train = len(ctx.data.train)
     coordination = coordination_for(ctx, trainer)
-    for epoch in range(1, config.recipe.epochs + 1):
+    checkpoint = RankCheckpoint(ctx, run_id) if config.checkpoint_dir is not None else None
+    first = 1 + (checkpoint.resume(trainer, loop) if checkpoint is not None else 0)
+    elastic = elastic_record(first - 1, ctx.steps_per_epoch) if checkpoint is not None else None
+    for epoch in range(first, config.recipe.epochs + 1):
+        if checkpoint is not None and epoch > first:  # the state after the previous epoch
+            checkpoint.save(epoch - 1, trainer, loop)
         if not coordination.agree(ctx, go_on):
             break
-        perm = torch.randperm(n_train, generator=generator).to(ctx.device)
+        perm = torch.randperm(n_train, generator=loop.generator).to(ctx.device)
         trainer.before_train_epoch(epoch)
         t0 = now()
         trainer.train_epoch(epoch, perm)
@@ -93,15 +100,15 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
                 | evaluate(model, ctx.task, ctx.data.test, "test") | trainer.setup.extra_metrics()
             sync(ctx.device)
             t2 = now()
-            train_seconds += t1 - t0
-            global_steps += ctx.steps_per_epoch
+            loop.train_seconds += t1 - t0
+            loop.global_steps += ctx.steps_per_epoch
             if not math.isfinite(metrics.get("train_loss", math.nan)):  # as the single-process loop: a
                 status, error, go_on = "diverged", f"non-finite training loss in epoch {epoch}", False
             else:  # diverged epoch is not recorded
-                epochs.append(EpochRecord(epoch=epoch, step=global_steps, metrics=metrics, train_seconds=t1 - t0,
-                                          eval_seconds=t2 - t1,
-                                          samples_per_second=_epoch_samples(ctx, trainer) / (t1 - t0),
-                                          lr=trainer.lr()))
+                loop.epochs.append(EpochRecord(epoch=epoch, step=loop.global_steps, metrics=metrics,
+                                               train_seconds=t1 - t0, eval_seconds=t2 - t1,
+                                               samples_per_second=_epoch_samples(ctx, trainer) / (t1 - t0),
+                                               lr=trainer.lr()))
         if every_rank:  # every DDP rank steps its own optimizer and schedule: all see rank 0's metrics
             metrics = broadcast_json(ctx, metrics)
         if metrics is None or not math.isfinite(metrics.get("train_loss", math.nan)):
@@ -109,13 +116,14 @@ def _train(ctx: RankContext, trainer: Any) -> dict[str, Any]:
         reasons = trainer.on_epoch_end(epoch, metrics)  # schedule and components; never test metrics
         if ctx.rank == 0:
             budget = config.recipe.max_train_seconds
-            if budget is not None and train_seconds >= budget:
-                reasons = {"time_budget": {"stopped_epoch": epoch, "seconds": train_seconds}}
+            if budget is not None and loop.train_seconds >= budget:
+                reasons = {"time_budget": {"stopped_epoch": epoch, "seconds": loop.train_seconds}}
             if reasons:
-                stop_reasons.update(reasons)
+                loop.stop_reasons.update(reasons)
                 go_on = False
-    return {"epochs": [asdict(e) for e in epochs], "status": status, "error": error, "steps": global_steps,
-            "stop_reasons": stop_reasons}
+    out = {"epochs": [asdict(e) for e in loop.epochs], "status": status, "error": error, "steps": loop.global_steps,
+           "stop_reasons": loop.stop_reasons}
+    return out | ({"elastic": elastic} if elastic is not None else {})
 
 
 def _epoch_samples(ctx: RankContext, trainer: Any) -> int:
@@ -129,6 +137,19 @@ def _memory(trainer: Any) -> dict[str, Any]:
     """``{"memory_per_worker": {parameters, gradients, optimizer_state bytes}}`` of rank 0 (``ddp``/``fsdp``)."""
     memory = getattr(trainer, "memory", None)
     return {"memory_per_worker": memory} if memory is not None else {}
+
+
+def attempt_store(rank: int, world_size: int, comm_timeout: float) -> dist.Store:
+    """The rendezvous store of a ``torchrun`` (or other ``env://``) launch, as ``init_method="env://"``
+    builds it (``MASTER_ADDR``/``MASTER_PORT``; a client of the elastic agent's store, or hosted by rank 0
+    without one), with the keys of this attempt apart (``TORCHELASTIC_RESTART_COUNT``): the agent keeps
+    its store across restarts, and a restarted rank could otherwise read a dead peer's address of the
+    previous attempt (measured here: the restarted process group failed to connect in 2 of 3 runs)."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=rank == 0 and not agent, timeout=timedelta(seconds=comm_timeout),
+                          multi_tenant=not agent)
+    return dist.PrefixStore(f"optbench/attempt-{restart_count()}/", store)
 
 
 def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_rank: int = 0,
@@ -160,22 +181,23 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
     started = time.perf_counter()
     options: dict[str, Any] = {"backend": backend_for(config.parsed_mode, device), "rank": rank,
                                "world_size": world_size, "timeout": timedelta(seconds=config.comm_timeout)}
-    if store is not None:
-        options["store"] = store
-    else:
-        options["init_method"] = "env://"
+    options["store"] = store if store is not None else attempt_store(rank, world_size, config.comm_timeout)
     dist.init_process_group(**options)
     clean = False
     try:
         ctx = setup_rank(rank, world_size, config, local_rank)
         trainer = make_trainer(ctx)
-        summary = _train(ctx, trainer)
+        run_id = distributed_run_id(ctx.task.name, config.recipe, config.seed, config.mode, config.nproc,
+                                    config.kill_worker)
+        summary = _train(ctx, trainer, run_id)
         staleness, server = trainer.server_stats()
         coordination = coordination_for(ctx, trainer)
         gathered = coordination.gather(ctx, {"rank": rank, "worker": ctx.worker,
                                              "steps": steps_to_columns(trainer.steps)})
         coordination.finish(ctx)
         clean = True
+        if config.checkpoint_dir is not None:  # the job is done: its checkpoints are not needed any more
+            RankCheckpoint(ctx, run_id).delete()
         if rank != 0:
             return None
         columns: dict[str, list] = {}
@@ -187,7 +209,8 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
                     "server": server, "hyperparams": resolved_hyperparams(config.recipe.optimizer,
                                                                           **trainer.setup.hyperparams),
                     # records(): optimizer cost, parameter partition, model cost (as the single engine)
-                    "environment": environment(device) | trainer.setup.records() | _memory(trainer),
+                    "environment": environment(device) | trainer.setup.records() | _memory(trainer)
+                    | ({"elastic": summary.pop("elastic")} if "elastic" in summary else {}),
                     "task_name": ctx.task.name,
                     "train_size": len(ctx.data.train), "rank0_seconds": time.perf_counter() - started}
         state = None

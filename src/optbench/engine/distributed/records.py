@@ -196,6 +196,15 @@ class DistributedRun:
             if self.server.get("lost_workers"):
                 lines.append(f"gradients received {self.server['gradients_received']} of "
                              f"{self.server['gradients_planned']} planned")
+        elastic = self.result.environment.get("elastic", {})
+        if elastic.get("attempt") and not elastic.get("restarts"):  # restarted by torchrun
+            lines.append(f"attempt {elastic['attempt']} of the job (restarted): resumed after epoch "
+                         f"{elastic['resumed_epoch']}")
+        if elastic.get("restarts"):
+            lines.append(f"restarted {elastic['restarts']} time(s) after: {elastic['failures'][-1]['error']}; resumed "
+                         f"after epoch {elastic['resumed_epoch']}, {elastic.get('recover_seconds', math.nan):.2f} s "
+                         f"to recover" + (f", {elastic['steps_redone']} steps computed again"
+                                          if "steps_redone" in elastic else ""))
         return lines
 
     def environment_record(self, include_steps: bool = True) -> dict[str, Any]:
