@@ -8,10 +8,11 @@ Samplers (``samplers`` registry):
 * ``qmc`` — a scrambled Sobol sequence (Optuna ``QMCSampler``; Bergstra & Bengio 2012 sec. 5).
 * ``tpe`` — the Tree-structured Parzen Estimator (Bergstra et al. 2011), multivariate
   (Falkner et al. 2018), ``max(2, min(10, n_trials // 4))`` random startup trials; for a space with
-  ``when`` conditions, grouped (Optuna's ``group=True``: the parameters sampled together in a trial are
-  modelled jointly per group of trials that share them, so conditional parameters are modelled with
-  the choices they depend on instead of independently); with several objectives, MOTPE (Ozaki et
-  al. 2020, Optuna's TPESampler on a multi-objective study).
+  ``when`` conditions, grouped (Optuna's ``group=True``: the space is split into groups of parameters
+  that always occur together, each modelled jointly on the trials that have it, so a conditional
+  parameter and those sharing its condition get a joint model instead of independent draws; where no
+  trial with a conditional parameter was proposed yet, nothing differs); with several objectives,
+  MOTPE (Ozaki et al. 2020, Optuna's TPESampler on a multi-objective study).
 * ``gp`` — Gaussian-process Bayesian optimization with log-EI (Optuna ``GPSampler``;
   Snoek et al. 2012), same startup trials.
 * ``cmaes`` — CMA-ES (Hansen 2016; Optuna ``CmaEsSampler``, needs the ``cmaes`` package).

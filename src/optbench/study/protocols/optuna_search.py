@@ -79,7 +79,10 @@ def check(config: StudyConfig) -> list[tuple[str, str]]:
         return [("recipes", f"exactly one [[recipes]] table for protocol search, got {len(config.recipes)}")]
     out = []
     search = config.search
-    objectives = parse_objectives(list(search.objectives)) if search is not None else None
+    try:
+        objectives = parse_objectives(list(search.objectives)) if search is not None else None
+    except ConfigError as exc:  # a definition built in Python, not read from a file
+        return [(exc.field, str(exc))]
     if objectives is not None and search is not None:
         for ref in config.tasks:
             keys = TaskKeys.from_task(get_task(ref))
