@@ -182,3 +182,13 @@ def test_a_search_stores_points_over_the_latency_budget_as_failed_trials() -> No
         else:
             assert t.result.status is RunStatus.FINISHED
     assert {t.result.status for t in outcome.trials} == {RunStatus.FAILED, RunStatus.FINISHED}
+
+
+def test_the_image_space_also_runs_on_fashion_mnist_like_fmnist_cnn3() -> None:
+    task = get_task("nas_cnn[dataset=fmnist,channels=8-16]")
+    reference = get_task("fmnist_cnn3")
+    assert "Fashion-MNIST" in task.description and task.valid_size == reference.valid_size == 5000
+    assert task.recipe == reference.recipe  # one working recipe, one budget for both
+    assert task.make_model()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="dataset.*digits, fmnist"):
+        get_task("nas_cnn[dataset=cifar10]")
