@@ -26,6 +26,10 @@ be built (``get_task`` raises ConfigError: an unrealizable architecture, a param
 exceeded) is not trained: it is stored as a ``failed`` run whose error says why (through
 ``record``), so it counts as a trial and the sampler sees it as a failed trial.
 
+Multi-objective searches (``SearchConfig.costs``, :mod:`optbench.search.objectives`): every trial is
+told the metric and each cost its run recorded (an Optuna study with ``directions``); the outcome's
+``front`` is the Pareto front of the stored trials, so it is derived from the store like everything else.
+
 Tuning reads only the validation split: the objective must be a ``valid_*`` key.
 Two searches in one study over the same task, base recipe, space and run seed share their
 trials (same points are the same runs); give searches that must stay apart their own study.
