@@ -190,3 +190,20 @@ def test_unknown_baselines_are_refused_before_anything_runs():
     text = EXAMPLE.read_text().replace("rerun = true", "rerun = false")
     with pytest.raises(OptbenchError, match="needs rerun = true"):
         study_from_dict(tomllib.loads(text), str(EXAMPLE))
+
+
+def test_a_point_is_built_once_so_a_noisy_measured_budget_cannot_stop_the_search(monkeypatch) -> None:
+    import optbench.tasks.nas as nas
+
+    calls: list[tuple] = []
+
+    def reading(make_model, shape):  # within the 50 ms budget the first time, over it when measured again
+        calls.append(shape)
+        return 1.0 if len(calls) % 2 else 100.0
+
+    monkeypatch.setattr(nas, "measured_latency_ms", reading)
+    space = _space({"task.channels": {"choices": ["8-16"]}, "task.max_latency_ms": {"choices": [50.0]}})
+    outcome = run_search_local("nas_cnn", "nas_cnn", BASE, SearchConfig(space=space, sampler="random", n_trials=1,
+                                                                        seed=0))
+    assert [t.result.status for t in outcome.trials] == [RunStatus.FINISHED]  # judged once, then trained
+    assert len(calls) == 1

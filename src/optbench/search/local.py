@@ -36,6 +36,16 @@ class LocalRuns:
         """Store ``result`` as it is (an unrealizable search point: nothing to train)."""
         self.runs[result.run_id] = result
 
+    def task(self, ref: str) -> Task:
+        """The task ``ref``, built once and kept (with its loaded data)."""
+        from optbench.tasks import get_task
+
+        if ref not in self._tasks:
+            task = get_task(ref)
+            self._data[ref] = task.load_data()
+            self._tasks[ref] = task
+        return self._tasks[ref]
+
     def try_run(self, spec: RunSpec, *, on_epoch: Callable[[EpochRecord], None] | None = None,
                 accept_pruned: bool = False, annotate: Mapping[str, Any] | None = None) -> RunResult | None:
         """Train ``spec`` unless it is stored as finished/diverged (or pruned, when
@@ -46,12 +56,8 @@ class LocalRuns:
                                      or (accept_pruned and previous.status is RunStatus.PRUNED)):
             return None
         from optbench.engine import split_data, train
-        from optbench.tasks import get_task
 
-        if spec.task_ref not in self._tasks:
-            self._tasks[spec.task_ref] = get_task(spec.task_ref)
-            self._data[spec.task_ref] = self._tasks[spec.task_ref].load_data()
-        task = self._tasks[spec.task_ref]
+        task = self.task(spec.task_ref)
         data = split_data(self._data[spec.task_ref], task.valid_size, spec.seed, spec.recipe.train_size)
         result = train(task, data, spec.recipe, spec.seed, device=self.device, on_epoch=on_epoch)
         result.environment.update(dict(annotate or {}))
@@ -65,7 +71,7 @@ def run_search_local(task_ref: str, task_name: str, base: Recipe, config: Search
     :class:`LocalRuns` by default; pass one to resume or share history)."""
     runs = runs if runs is not None else LocalRuns()
     search_loop(runs.load_runs, runs.try_run, task_ref, task_name, base, config, run_seed=run_seed,
-                record=runs.record)
+                record=runs.record, build_task=runs.task)
     return outcome_of(search_runs(runs.load_runs(), task_name, base, config.space, run_seed), config)
 
 

@@ -297,7 +297,7 @@ def unrealizable(spec: RunSpec, error: ConfigError, annotate: Mapping[str, Any])
 
 def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_ref: str, task_name: str,
                 base: Recipe, config: SearchConfig, *, record: Callable[[RunResult], None],
-                run_seed: int = 0) -> None:
+                run_seed: int = 0, build_task: Callable[[str], Any] | None = None) -> None:
     """Ask, run and store trials until ``config.target_trials()`` are stored.
 
     Args:
@@ -309,6 +309,11 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
         run_seed: the seed of every trial's run.
         record: stores a ``failed`` run for a point whose task cannot be built (see the module doc)
             where ``load_runs`` will find it.
+        build_task: builds a task reference; pass the one ``try_run`` uses (the executor's cached
+            ``RunContext.task``) so that a point is built, and a measured budget such as
+            ``max_latency_ms`` judged, once: built twice, a latency measured within the budget the first
+            time and over it the second would stop the search instead of recording a failed trial.
+            None: ``optbench.tasks.get_task``.
 
     Raises:
         ConfigError: when the objective key is not among a run's epoch metrics, a sampled value is
@@ -348,7 +353,7 @@ def search_loop(load_runs: Callable[[], list[RunResult]], try_run: TryRun, task_
             from optbench.tasks import get_task
 
             try:
-                get_task(ref)
+                (build_task or get_task)(ref)
             except ConfigError as exc:  # an architecture that cannot be realized: a failed trial
                 record(unrealizable(spec, exc, annotate))
                 duplicates = refusals = 0
@@ -399,7 +404,7 @@ def _search_worker(worker: Worker, payload: _Payload) -> None:
     task = None if has_task_paths(payload.config.space) else payload.task_name
     search_loop(lambda: worker.store.load_runs(study=worker.study, task=task), worker.try_run,
                 payload.task_ref, payload.task_name, payload.base, payload.config, run_seed=payload.run_seed,
-                record=lambda result: _record(worker, result))
+                record=lambda result: _record(worker, result), build_task=worker.context.task)
 
 
 def _record(worker: Worker, result: RunResult) -> None:
