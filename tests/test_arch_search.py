@@ -3,6 +3,7 @@ define-by-run, trials on parameterised tasks, unrealizable points stored as fail
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 
@@ -207,3 +208,57 @@ def test_a_point_is_built_once_so_a_noisy_measured_budget_cannot_stop_the_search
                                                                         seed=0))
     assert [t.result.status for t in outcome.trials] == [RunStatus.FINISHED]  # judged once, then trained
     assert len(calls) == 1
+
+
+def test_the_search_never_reads_the_test_split(monkeypatch) -> None:
+    """Poison the test split (NaN images, labels all 0) and search again: every trial's validation score
+    and the chosen architecture are unchanged; only the test metrics, which nothing selects on, differ."""
+    import dataclasses
+
+    import torch
+
+    import optbench.tasks.nas as nas
+    from optbench.core.spec import Split
+
+    space = _space(SPACE_TABLE)
+    config = SearchConfig(space=space, sampler="tpe", n_trials=4, seed=1)
+    clean = run_search_local("nas_cnn", "nas_cnn", BASE, config)
+    original = nas.array_dataset_loader
+
+    def poisoned_loader(*args, **kwargs):
+        load = original(*args, **kwargs)
+
+        def poisoned():
+            data = load()
+            test = Split(torch.full_like(data.test.x, float("nan")), torch.zeros_like(data.test.y))
+            return dataclasses.replace(data, test=test)
+
+        return poisoned
+
+    monkeypatch.setattr(nas, "array_dataset_loader", poisoned_loader)
+    poisoned = run_search_local("nas_cnn", "nas_cnn", BASE, config)
+
+    def scores(outcome):
+        return [(t.params, [e.metrics["valid_accuracy"] for e in t.result.epochs]) for t in outcome.trials]
+
+    assert scores(poisoned) == scores(clean)
+    assert poisoned.best.params == clean.best.params
+    for t in poisoned.trials:  # the poison did arrive in every trial's test metrics
+        assert math.isnan(t.result.epochs[-1].metrics["test_loss"])
+
+
+def test_spaces_no_trial_could_run_are_refused_before_any_trial():
+    # a block type that does not exist: refused at every point, naming the key path
+    (line,) = _problems({"task.block": {"choices": ["plain", "dense"]}})
+    assert "search.space.task.block" in line and "'dense'" in line and "allowed: inverted, plain" in line
+    # a budget no architecture can meet
+    (line,) = _problems({"task.channels": {"choices": ["8-16", "16-32"]}, "task.max_params": {"choices": [10]}})
+    assert "search.space:" in line and "no point of the space can be realized" in line and "max_params" in line
+    # a budget value no point meets, beside one some points meet
+    lines = _problems({"task.channels": {"choices": ["8", "16-32"]}, "task.max_params": {"choices": [10, 5000]}})
+    assert len(lines) == 1 and "search.space.task.max_params" in lines[0] and "10 is refused" in lines[0]
+    # unrealizable only on this input (too many stages for 8 x 8 images) or only in some combinations:
+    # accepted, the search records such points as failed trials
+    study_from_dict(_study({"task.channels": {"choices": ["8-16", "4-4-4-4-4"]}}), "s.toml")
+    study_from_dict(_study({"task.channels": {"choices": ["8", "16-32-64"]},
+                            "task.max_params": {"choices": [1000, 50000]}}), "s.toml")
