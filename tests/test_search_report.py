@@ -66,3 +66,27 @@ def test_the_report_shows_the_search_and_only_the_retrained_architecture_as_a_ta
     assert [t.name for t in page.tables if t.name.startswith("nas_front")] == ["nas_front_nas_cnn"]
     sections = {name for name in page.figures if name.startswith("curves_")}
     assert sections and all("16-32-64" in name for name in sections)  # no section per searched trial
+
+
+def test_hand_designed_baselines_are_compared_with_the_best_retrained_architecture() -> None:
+    runs = _runs()
+    best = runs[-1]
+    retrained = [replace(best, run_id=f"re{s}", seed=s, environment={},
+                         epochs=[replace(best.epochs[0], metrics={**best.epochs[0].metrics, "test_accuracy": acc})])
+                 for s, acc in ((1, 0.97), (2, 0.98))]
+
+    def baseline(task: str, seed: int, acc: float, recipe: Recipe = best.recipe) -> RunResult:
+        metrics = {**best.epochs[0].metrics, "test_accuracy": acc}
+        return RunResult(run_id(task, recipe, seed), task, recipe, seed, RunStatus.FINISHED,
+                         [replace(best.epochs[0], metrics=metrics)], total_seconds=1.0)
+
+    others = [baseline("digits_mlp", 1, 0.90), baseline("digits_mlp", 2, 0.91),
+              baseline("digits_mlp", 3, 0.50),  # another seed: not compared
+              baseline("digits_mlp", 1, 0.10, Recipe("sgd", {"lr": 0.1}, epochs=1))]  # another recipe: not compared
+    (search,) = architecture_searches([*runs, *retrained, *others], "valid_accuracy", Direction.MAXIMIZE)
+    (b,) = search.baselines
+    assert b.task == "digits_mlp" and b.test.n == 2 and math.isclose(b.test.mean, 0.905)
+    assert 0 < b.p_value < 0.05  # 0.975 vs 0.905 with small spreads
+    page = render_report([*runs, *retrained, *others], study="nas")
+    (table,) = [t for t in page.tables if t.name == "nas_baselines_nas_cnn"]
+    assert "digits_mlp" in page.render() and "Welch" in page.render()

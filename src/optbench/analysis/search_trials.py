@@ -51,6 +51,17 @@ class Retrained:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """A hand-designed task trained with the best retrained architecture's recipe on its seeds: its
+    ``task``, ``test`` metric over seeds and Welch's p-value against the best's test values (``p_value``;
+    Welch 1947, :func:`optbench.analysis.stats.welch_p_value`)."""
+
+    task: str
+    test: Summary
+    p_value: float
+
+
+@dataclass(frozen=True)
 class FidelityTau:
     """Kendall's tau-b (``scipy.stats.kendalltau``) between the search-time validation scores of the
     retrained architectures and their retrained mean validation scores: 1 when the cheap search ranked
@@ -89,6 +100,7 @@ class ArchitectureSearch:
         cumulative_seconds: per point, the seconds of trials up to it.
         retrained: the trials retrained on seeds (:func:`retrained_trials`), best search value first.
         tau: Kendall's tau of the retrained trials' search-time and retrained scores.
+        baselines: hand-designed tasks trained like the best retrained one (:func:`baselines_of`).
     """
 
     base: str
@@ -100,6 +112,7 @@ class ArchitectureSearch:
     cumulative_seconds: tuple[float, ...]
     retrained: tuple[Retrained, ...] = ()
     tau: FidelityTau = FidelityTau(math.nan, math.nan, 0)
+    baselines: tuple[Baseline, ...] = ()
 
     @property
     def failed(self) -> int:
@@ -139,8 +152,35 @@ def architecture_searches(results: Sequence[RunResult], metric: str, direction: 
             seconds.append(total)
         retrained = retrained_trials(runs, results, metric, direction)
         out.append(ArchitectureSearch(base, metric, direction, points, tuple(front), tuple(best_so_far),
-                                      tuple(seconds), retrained, fidelity_tau(retrained)))
+                                      tuple(seconds), retrained, fidelity_tau(retrained),
+                                      baselines_of(retrained, results, base, metric)))
     return out
+
+
+def baselines_of(retrained: Sequence[Retrained], results: Sequence[RunResult], base: str,
+                 metric: str) -> tuple[Baseline, ...]:
+    """The hand-designed baselines among ``results``: finished runs of another task than the searched
+    ``base``, not search trials, with exactly the recipe (epochs included) and on the seeds of the best
+    retrained architecture's runs (``retrained[0]``), as the search protocol's ``baselines`` trains them;
+    grouped by task, in task order. Empty when nothing was retrained."""
+    from optbench.analysis.stats import welch_p_value
+    from optbench.tasks import parse_task_ref
+
+    if not retrained:
+        return ()
+    test_key = "test_" + metric.removeprefix("valid_")
+    best = retrained[0]
+    runs = [r for r in results if r.task == best.task and r.status is RunStatus.FINISHED]
+    most = max((r.recipe.epochs for r in runs), default=0)
+    recipes = [r.recipe for r in runs if r.recipe.epochs == most]
+    seeds = {r.seed for r in runs if r.recipe.epochs == most}
+    groups: dict[str, list[float]] = {}
+    for r in results:
+        if (r.status is RunStatus.FINISHED and "trial" not in r.environment and r.recipe in recipes
+                and r.seed in seeds and parse_task_ref(r.task)[0] != base and math.isfinite(_final(r, test_key))):
+            groups.setdefault(r.task, []).append(_final(r, test_key))
+    return tuple(Baseline(task, summary, welch_p_value(best.test, summary))
+                 for task, values in sorted(groups.items()) for summary in (summarize(values),))
 
 
 def _final(run: RunResult, key: str) -> float:
@@ -186,5 +226,5 @@ def _point(run: RunResult, metric: str) -> TrialPoint:
                       run.status.value)
 
 
-__all__ = ["ArchitectureSearch", "FidelityTau", "Retrained", "TrialPoint", "architecture_searches", "fidelity_tau",
-           "retrained_trials"]
+__all__ = ["ArchitectureSearch", "Baseline", "FidelityTau", "Retrained", "TrialPoint", "architecture_searches",
+           "baselines_of", "fidelity_tau", "retrained_trials"]

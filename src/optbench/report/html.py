@@ -126,8 +126,8 @@ def _architecture_searches(page: ReportPage, results: Sequence[RunResult], targe
     for base in sorted(bases):
         info = task_info(base, target if isinstance(target, int | float) else None)
         metric = info.target[0]
-        for search in architecture_searches([r for r in results if parse_task_ref(r.task)[0] == base], metric,
-                                            info.directions.get(metric, Direction.MAXIMIZE)):
+        searches = architecture_searches(results, metric, info.directions.get(metric, Direction.MAXIMIZE))
+        for search in (s for s in searches if s.base == base):  # all runs: the baselines are other tasks
             architecture_search_section(page, search)
             names |= {p.task for p in search.points}
     return names

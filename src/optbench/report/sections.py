@@ -328,3 +328,16 @@ def architecture_search_section(page: ReportPage, search: ArchitectureSearch) ->
                           [(str(r.number), r.task, "—" if r.parameters is None else f"{r.parameters:,}",
                             f"{r.search_value:.4f}", cell(r.valid), cell(r.test), str(r.valid.n))
                            for r in search.retrained]))
+    if not search.baselines:
+        return
+    best = search.retrained[0]
+
+    def interval(s: Any) -> str:
+        return "—" if s.n < 2 or math.isnan(s.ci_low) else f"[{s.ci_low:.4f}, {s.ci_high:.4f}]"
+
+    page.table(make_table(f"nas_baselines_{slug(search.base)}", "hand-designed baselines trained with the best "
+                          f"retrained architecture's recipe on its seeds, against it (trial {best.number}: "
+                          f"{test} {cell(best.test)} {interval(best.test)}); Welch's t-test.",
+                          ["task", test, "CI of the mean", "seeds", "Welch p vs best"],
+                          [(b.task, cell(b.test), interval(b.test), str(b.test.n),
+                            "—" if math.isnan(b.p_value) else f"{b.p_value:.3g}") for b in search.baselines]))
