@@ -25,7 +25,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -199,3 +199,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "results.db")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture()
+def distributed_cli() -> tuple[Any, Any]:
+    """The ``run`` and ``scale`` commands on their own Typer app, with the CLI's error handling, and a
+    runner for them."""
+    import typer
+    from typer.testing import CliRunner
+
+    from optbench.cli.distributed import register
+    from optbench.cli.main import handle_errors
+
+    app = typer.Typer()
+    register(app, handle_errors)
+    return app, CliRunner()

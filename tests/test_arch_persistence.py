@@ -10,9 +10,7 @@ through the CLI in this process (an interpreter start less each)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 from optbench.cli.main import app
 from optbench.core.spec import RunStatus
 from optbench.runs.store import open_store
+from store_rows import kill_group, stored_rows
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "studies" / "nas_digits.toml"
 TRIALS = 6
@@ -62,24 +60,6 @@ def _study_run(study: Path, url: str, out: Path, monkeypatch: pytest.MonkeyPatch
     return result.output
 
 
-def _kill(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-
-
-def _rows(url: str) -> dict[str, tuple[Any, ...]]:
-    """Every stored run row as the database holds it, by run id ({} before the store exists)."""
-    engine = create_engine(url if "://" in url else f"sqlite:///{url}")
-    try:
-        with engine.connect() as conn:
-            if "optbench_runs" not in inspect(conn).get_table_names():
-                return {}
-            return {r[0]: tuple(r) for r in conn.execute(text(
-                "SELECT run_id, status, steps, total_seconds, started_at, finished_at, attempts, environment "
-                "FROM optbench_runs"))}
-    finally:
-        engine.dispose()
 
 
 def _trials(url: str) -> list:
@@ -125,19 +105,19 @@ def test_killed_architecture_study_resumes_without_repeating_trials(tmp_path: Pa
     proc = _start(study, url, tmp_path / "out")
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and len(_rows(url)) < 2:
+        while time.monotonic() < deadline and proc.poll() is None and len(stored_rows(url)) < 2:
             time.sleep(0.02)
         assert proc.poll() is None, "the study ended before it could be interrupted"
     finally:
-        _kill(proc)
-    snapshot = _rows(url)
+        kill_group(proc)
+    snapshot = stored_rows(url)
     assert 2 <= len(snapshot) < TRIALS  # killed mid-way: some trials stored, not all
     done_before = {r.run_id: r for r in _trials(url)}
     assert set(done_before) == set(snapshot)  # only trials so far (the baseline comes after the search)
     assert any(r.status is RunStatus.FAILED for r in done_before.values())  # trial 0: unrealizable
 
     progress = _study_run(study, url, tmp_path / "out", monkeypatch)
-    final = _rows(url)
+    final = stored_rows(url)
     for run_id, row in snapshot.items():  # a trial stored before the kill is never rewritten
         assert final[run_id] == row
     trials = _check_complete(url)
@@ -158,7 +138,7 @@ def test_architecture_study_with_two_workers_on_one_sqlite_store(tmp_path: Path,
     trials = _check_complete(url, workers=2)
     workers = {r.environment["worker"]["pid"] for r in trials if r.status is RunStatus.FINISHED}
     assert workers and os.getpid() not in workers  # trained in the worker processes (one may start late)
-    rows = _rows(url)
+    rows = stored_rows(url)
     assert all(rows[r.run_id][6] == 1 for r in trials if r.status is RunStatus.FINISHED)
 
 

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
 from torch import nn
-from typer.testing import CliRunner
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Recipe, RunStatus, Task
@@ -210,18 +208,8 @@ def test_bad_input_is_rejected_before_any_process_starts():
 
 
 # ---------------------------------------------------------------- command line
-@pytest.fixture()
-def cli() -> tuple[typer.Typer, CliRunner]:
-    from optbench.cli.distributed import register
-    from optbench.cli.main import handle_errors
-
-    app = typer.Typer()
-    register(app, handle_errors)
-    return app, CliRunner()
-
-
-def test_run_and_scale_commands_store_and_resume(cli, tmp_path):
-    app, runner = cli
+def test_run_and_scale_commands_store_and_resume(distributed_cli, tmp_path):
+    app, runner = distributed_cli
     db = str(tmp_path / "dist.db")
     common = ["--task", "digits_mlp", "--optimizer", "sgd", "--lr", "0.1", "--batch-size", "16", "--epochs", "1",
               "--train-size", "512", "--store", db]
@@ -238,8 +226,8 @@ def test_run_and_scale_commands_store_and_resume(cli, tmp_path):
         assert all(r.status is RunStatus.FINISHED for r in runs)
 
 
-def test_scale_predict_prints_models_and_published_check(cli):
-    app, runner = cli
+def test_scale_predict_prints_models_and_published_check(distributed_cli):
+    app, runner = distributed_cli
     result = runner.invoke(app, ["scale", "--predict", "--models", "vgg16,resnet101", "--bandwidth", "25",
                                  "--nproc", "1,16,512"], terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -258,8 +246,8 @@ def test_scale_predict_prints_models_and_published_check(cli):
     (["scale", "--predict", "--bandwidth", "-5"], "--bandwidth"),
     (["scale", "--predict", "--overlap", "2"], "--overlap"),
 ])
-def test_bad_command_input_is_one_line_exit_2(cli, tmp_path, args, field):
-    app, runner = cli
+def test_bad_command_input_is_one_line_exit_2(distributed_cli, tmp_path, args, field):
+    app, runner = distributed_cli
     result = runner.invoke(app, [*args, "--store", str(tmp_path / "x.db")] if args[0] == "run" else args)
     assert result.exit_code == 2, result.output
     line = result.output.strip()

@@ -15,8 +15,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
 
 from optbench.core.errors import ConfigError
 from optbench.core.spec import Recipe, RunStatus
@@ -110,18 +108,8 @@ def test_kill_worker_input_is_checked_and_part_of_the_run_identity():
     assert calm != distributed_run_id("digits_mlp", RECIPE, 0, "ps-async", 2, (1, 20))
 
 
-@pytest.fixture()
-def cli() -> tuple[typer.Typer, CliRunner]:
-    from optbench.cli.distributed import register
-    from optbench.cli.main import handle_errors
-
-    app = typer.Typer()
-    register(app, handle_errors)
-    return app, CliRunner()
-
-
-def test_run_command_injects_the_failure_and_stores_the_loss(cli, tmp_path):
-    app, runner = cli
+def test_run_command_injects_the_failure_and_stores_the_loss(distributed_cli, tmp_path):
+    app, runner = distributed_cli
     db = str(tmp_path / "dist.db")
     result = runner.invoke(app, ["run", "--mode", "ps-async", "--nproc", "2", "--task", "digits_mlp", "--optimizer",
                                  "sgd", "--lr", "0.1", "--batch-size", "16", "--epochs", "2", "--train-size", "512",
@@ -136,8 +124,8 @@ def test_run_command_injects_the_failure_and_stores_the_loss(cli, tmp_path):
 
 
 @pytest.mark.parametrize("value", ["5@10", "x", "1@0"])
-def test_bad_kill_worker_is_one_line_exit_2(cli, tmp_path, value):
-    app, runner = cli
+def test_bad_kill_worker_is_one_line_exit_2(distributed_cli, tmp_path, value):
+    app, runner = distributed_cli
     result = runner.invoke(app, ["run", "--mode", "ps-async", "--task", "digits_mlp", "--kill-worker", value,
                                  "--store", str(tmp_path / "x.db")])
     assert result.exit_code == 2, result.output

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
 
 from optbench.core.spec import RunStatus
 from optbench.runs.store import open_store
 from optbench.runs.store.claims import pid_alive
+from store_rows import kill_group, stored_rows
 
 CHILD = Path(__file__).with_name("_study_child.py")
 CHILD_ARGS = ["--workers", "2", "--threads", "2", "--seeds", "2", "--epochs", "12"]
@@ -40,24 +40,6 @@ def _finish(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == 0, err[-2000:]
 
 
-def _kill(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-
-
-def _rows(url: str) -> dict[str, tuple[Any, ...]]:
-    """Every stored run row (as the database holds it), by run id."""
-    engine = create_engine(url if "://" in url else f"sqlite:///{url}")
-    try:
-        with engine.connect() as conn:
-            if "optbench_runs" not in inspect(conn).get_table_names():  # killed before the store existed
-                return {}
-            return {r[0]: tuple(r) for r in conn.execute(text(
-                "SELECT run_id, status, steps, total_seconds, started_at, finished_at, attempts, environment "
-                "FROM optbench_runs"))}
-    finally:
-        engine.dispose()
 
 
 def _curves(url: str) -> dict[str, list[dict[str, float]]]:
@@ -81,7 +63,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, list[
 
 def _check_resumed(url: str, log: Path, snapshots: list[dict[str, tuple[Any, ...]]],
                    reference: dict[str, list[dict[str, float]]]) -> None:
-    final = _rows(url)
+    final = stored_rows(url)
     for snapshot in snapshots:  # a run finished before a kill is never changed afterwards
         for run_id, row in snapshot.items():
             assert final[run_id] == row
@@ -104,8 +86,8 @@ def test_sigkill_at_random_moments_then_resume(store_url: str, tmp_path: Path, r
         proc = _start(url, log)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=rng.uniform(0.5, duration))
-        _kill(proc)
-        snapshots.append(_rows(url))
+        kill_group(proc)
+        snapshots.append(stored_rows(url))
         if snapshots[-1]:  # the store exists: a saved run is never still claimed (saved + released at once)
             with open_store(url) as store:
                 assert not {c.run_id for c in store.claims()} & set(snapshots[-1])
@@ -150,8 +132,8 @@ def test_sigkill_of_the_study_process_only_then_resume_postgresql(postgres_url: 
             time.sleep(0.1)
         assert not any(pid_alive(pid) for pid in workers)  # orphaned workers exit on their own
     finally:
-        _kill(proc)
-    snapshot = _rows(postgres_url)
+        kill_group(proc)
+    snapshot = stored_rows(postgres_url)
     assert 1 <= len(snapshot) < N_RUNS
     with open_store(postgres_url) as store:
         stale = store.claims(STUDY)  # runs in progress at the kill, held by dead processes
