@@ -129,6 +129,52 @@ class Checkpointer:
                       CheckpointWarning, stacklevel=3)
 
 
+def setup_state(setup: RunSetup, device: torch.device) -> dict[str, Any]:
+    """What a built run holds that its next epoch depends on: the model's and the optimizer's
+    ``state_dict`` (None for a run without an optimizer, e.g. a parameter-server worker), the gradient
+    scaler, the schedule, every component's state, the step generator, the global RNG and, on CUDA, the
+    device's RNG (tensors, dicts, lists, strings and numbers only)."""
+    step = setup.step
+    return {
+        "model": setup.model.state_dict(),
+        "optimizer": setup.optimizer.state_dict() if setup.optimizer is not None else None,
+        "scaler": step.scaler.state_dict() if step.scaler is not None else None,
+        "schedule": setup.controller.state_dict() if setup.controller is not None else None,
+        "components": {key: c.state_dict() for key, c in iter_state(setup.components)},
+        "step_generator": setup.generator.get_state(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def load_setup_state(setup: RunSetup, state: dict[str, Any], device: torch.device) -> None:
+    """Put a freshly built run back into ``state`` (from :func:`setup_state`).
+
+    Raises:
+        KeyError / RuntimeError / ValueError / TypeError: the state does not fit this run.
+    """
+    step = setup.step
+    setup.model.load_state_dict(state["model"])
+    if setup.optimizer is not None:
+        setup.optimizer.load_state_dict(state["optimizer"])
+    if step.scaler is not None and state["scaler"] is not None:
+        step.scaler.load_state_dict(state["scaler"])
+    if (setup.controller is None) != (state["schedule"] is None):
+        raise ValueError("schedule state " + ("missing" if state["schedule"] is None else "unexpected"))
+    if setup.controller is not None:
+        setup.controller.load_state_dict(state["schedule"])
+    saved = state["components"]
+    keys = [key for key, _ in iter_state(setup.components)]
+    if sorted(saved) != sorted(keys):
+        raise ValueError(f"component states {sorted(saved)} saved, the run has {keys}")
+    for key, c in iter_state(setup.components):
+        c.load_state_dict(saved[key])
+    setup.generator.set_state(state["step_generator"])
+    torch.set_rng_state(state["rng"])
+    if device.type == "cuda" and state["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
 def capture(setup: RunSetup, result: RunResult, data_generator: torch.Generator, device: torch.device, *,
             epoch: int, stopped: bool, elapsed: float) -> dict[str, Any]:
     """The state of a run after epoch ``epoch`` (1-based), ready for :meth:`Checkpointer.save`.
@@ -148,24 +194,14 @@ def capture(setup: RunSetup, result: RunResult, data_generator: torch.Generator,
     Returns:
         a dict of tensors, dicts, lists, strings and numbers only.
     """
-    step = setup.step
-    state: dict[str, Any] = {
+    return setup_state(setup, device) | {
         "epoch": epoch, "stopped": stopped, "elapsed": float(elapsed),
-        "model": setup.model.state_dict(),
-        "optimizer": setup.optimizer.state_dict(),
-        "scaler": step.scaler.state_dict() if step.scaler is not None else None,
-        "schedule": setup.controller.state_dict() if setup.controller is not None else None,
-        "components": {key: c.state_dict() for key, c in iter_state(setup.components)},
         "data_generator": data_generator.get_state(),
-        "step_generator": setup.generator.get_state(),
-        "rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "epochs": [dataclasses.asdict(record) for record in result.epochs],
         "steps": result.steps, "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
         "stop_reasons": {key: result.environment[key] for key in ("early_stopping", "time_budget")
                          if key in result.environment},
     }
-    return state
 
 
 def restore(state: dict[str, Any], setup: RunSetup, result: RunResult, data_generator: torch.Generator,
@@ -185,26 +221,8 @@ def restore(state: dict[str, Any], setup: RunSetup, result: RunResult, data_gene
         KeyError / RuntimeError / ValueError / TypeError: the state does not fit this run (the
             caller then builds the run again and starts over); ``result`` is changed only on success.
     """
-    step = setup.step
-    setup.model.load_state_dict(state["model"])
-    setup.optimizer.load_state_dict(state["optimizer"])
-    if step.scaler is not None and state["scaler"] is not None:
-        step.scaler.load_state_dict(state["scaler"])
-    if (setup.controller is None) != (state["schedule"] is None):
-        raise ValueError("schedule state " + ("missing" if state["schedule"] is None else "unexpected"))
-    if setup.controller is not None:
-        setup.controller.load_state_dict(state["schedule"])
-    saved = state["components"]
-    keys = [key for key, _ in iter_state(setup.components)]
-    if sorted(saved) != sorted(keys):
-        raise ValueError(f"component states {sorted(saved)} saved, the run has {keys}")
-    for key, c in iter_state(setup.components):
-        c.load_state_dict(saved[key])
+    load_setup_state(setup, state, device)
     data_generator.set_state(state["data_generator"])
-    setup.generator.set_state(state["step_generator"])
-    torch.set_rng_state(state["rng"])
-    if device.type == "cuda" and state["cuda_rng"] is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
     epochs = [EpochRecord(**record) for record in state["epochs"]]
     epoch, stopped, steps = int(state["epoch"]), bool(state["stopped"]), int(state["steps"])
     seconds = [float(state[key]) for key in ("train_seconds", "eval_seconds", "elapsed")]
@@ -218,4 +236,5 @@ def restore(state: dict[str, Any], setup: RunSetup, result: RunResult, data_gene
     return epoch, stopped
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointWarning", "Checkpointer", "capture", "restore"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointWarning", "Checkpointer", "capture", "load_setup_state", "restore",
+           "setup_state"]

@@ -294,10 +294,10 @@ def task_parameters(task: str) -> list[str] | None:
 def applies(param: Param, values: Mapping[str, Any]) -> bool:
     """True when ``param``'s condition holds for the values sampled so far (``values``: path ->
     value); a parameter without condition always applies."""
-    return all(path in values and _same(values[path], value) for path, value in param.when)
+    return all(path in values and same_value(values[path], value) for path, value in param.when)
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     """Equal values, a number and its string form read back from a task name included."""
     from optbench.core.options import format_literal
 
@@ -307,71 +307,6 @@ def _same(a: Any, b: Any) -> bool:
 def has_task_paths(space: SearchSpace) -> bool:
     """True when ``space`` varies task parameters (its trials run on parameterised tasks)."""
     return any(is_task_path(p.path) for p in space)
-
-
-#: At most this many combinations of task values are built by :func:`realizability_problems`.
-MAX_CHECKED_POINTS = 512
-
-
-def task_points(space: SearchSpace) -> list[dict[str, Any]] | None:
-    """Every combination of the task parameters' values (a categorical's choices, a range's ends),
-    honouring ``when`` conditions; None when a condition names a recipe path or there are more than
-    :data:`MAX_CHECKED_POINTS` combinations."""
-    points: list[dict[str, Any]] = [{}]
-    for param in space:
-        if not is_task_path(param.path):
-            continue
-        if any(not is_task_path(path) for path, _ in param.when):
-            return None
-        values = param.choices if param.kind == "categorical" else (
-            (int(param.low), int(param.high)) if param.kind == "int" else (param.low, param.high))  # type: ignore[arg-type]
-        points = [extended for point in points
-                  for extended in ([{**point, param.path: v} for v in values] if applies(param, point) else [point])]
-        if len(points) > MAX_CHECKED_POINTS:
-            return None
-    return points
-
-
-def realizability_problems(space: SearchSpace, task_ref: str, build: Any) -> list[tuple[str, str]]:
-    """``(key path, message)`` for what no trial of ``space`` on ``task_ref`` could ever run, found by
-    building (``build(ref)``, e.g. ``get_task``) every combination of the task values
-    (:func:`task_points`) before any trial: a space none of whose points can be realized (e.g. a
-    parameter budget no architecture meets), and a value outside its parameter's domain (the task
-    refuses the value itself, e.g. a block type that does not exist) or a budget value no point meets.
-    A value unrealizable only on this input (too many stages for the image) stays a point the search
-    records as a failed trial."""
-    from optbench.core.errors import ConfigError
-
-    points = task_points(space)
-    if not points or points == [{}]:
-        return []
-    failures: dict[int, ConfigError] = {}
-    for i, point in enumerate(points):
-        ref, _ = trial_task(task_ref, task_ref, split_values(point)[0])
-        try:
-            build(ref)
-        except ConfigError as exc:
-            failures[i] = exc
-    if not failures:
-        return []
-    if len(failures) == len(points):
-        return [("search.space", f"no point of the space can be realized for task {task_ref} ({len(points)} "
-                 f"combinations built), e.g.: {failures[0]}")]
-    problems = []
-    for param in space:
-        if not is_task_path(param.path) or param.kind != "categorical":
-            continue
-        name = param.path.partition(".")[2]
-        for value in param.choices or ():
-            with_value = [i for i, point in enumerate(points)
-                          if param.path in point and _same(point[param.path], value)]
-            if not with_value or not all(i in failures for i in with_value):
-                continue
-            exc = failures[with_value[0]]
-            if str(exc.field).split()[-1] == name and _same(exc.value, value):
-                problems.append((f"search.space.{param.path}", f"{value!r} is refused by task {task_ref} at every "
-                                 f"point of the space: {exc}"))
-    return problems
 
 
 def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -435,7 +370,7 @@ def trial_values(task: str, recipe: Recipe, space: SearchSpace, study_task: str)
                 raise KeyError(p.path)
             value = params[key]
             if p.kind == "categorical":
-                value = next((c for c in p.choices or () if _same(c, value)), value)
+                value = next((c for c in p.choices or () if same_value(c, value)), value)
             out[p.path] = value
             seen.add(key)
         else:
@@ -608,4 +543,4 @@ def _plain(value: Any) -> Any:
 
 __all__ = ["FIELD_PATHS", "LEGACY_PATHS", "MAPPING_PATHS", "SCALAR_PATHS", "TASK_PATH", "TECHNIQUE_PATH", "Param",
            "SearchSpace", "applies", "apply_params", "grid_values", "has_task_paths", "is_task_path", "parse_space",
-           "read_params", "split_values", "task_parameters", "trial_task", "trial_values", "valid_path"]
+           "read_params", "same_value", "split_values", "task_parameters", "trial_task", "trial_values", "valid_path"]

@@ -448,27 +448,12 @@ def _check_names(tasks: tuple[str, ...], recipes: list[_Parsed], search: SearchS
     p.problems.extend(problems)
     before = len(p.problems)
     _check_task_paths(tasks, parsed, p)
-    if not problems and len(p.problems) == before:
-        _check_realizable(tasks, parsed, p)
-    return replace(search, space=parsed)
+    if not problems and len(p.problems) == before:  # what no trial could run (every point built)
+        from optbench.search.realizable import study_realizability_problems
 
-
-def _check_realizable(tasks: tuple[str, ...], space: Any, p: _Collector) -> None:
-    """What no trial could run: a space none of whose points each study task realizes, a value its task
-    refuses at every point (:func:`optbench.search.space.realizability_problems`)."""
-    from optbench.core.errors import OptbenchError
-    from optbench.search.space import has_task_paths, realizability_problems
-    from optbench.tasks import get_task
-
-    if not has_task_paths(space):
-        return
-    for ref in tasks:
-        try:
-            found = realizability_problems(space, ref, get_task)
-        except OptbenchError:  # the task itself is bad: reported where tasks are checked
-            continue
-        for path, message in found:
+        for path, message in study_realizability_problems(tasks, parsed):
             p.add(path, message)
+    return replace(search, space=parsed)
 
 
 def _check_task_paths(tasks: tuple[str, ...], space: Any, p: _Collector) -> None:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from optbench.engine.distributed.common import RankContext, UpdateSide, build_rank_run, now, sync, train_metrics
 from optbench.engine.distributed.compression import Communicator
-from optbench.engine.distributed.failures import crash_if_planned
+from optbench.engine.distributed.failures import Collective, crash_if_planned
 from optbench.engine.distributed.records import StepRecord
 
 
@@ -134,6 +134,7 @@ class DdpTrainer(UpdateSide):
         self.steps: list[StepRecord] = []
         self.clock = 0
         self.memory: dict[str, int] | None = None  # measured after the first epoch
+        self.coordination = Collective()  # the epoch protocol: collectives over every rank
         self.communicator.start(self.model)
 
     def train_epoch(self, epoch: int, perm: Tensor) -> None:
@@ -172,6 +173,14 @@ class DdpTrainer(UpdateSide):
             self.clock += 1
         if self.memory is None:
             self.memory = memory_per_worker(self.model, self.setup.optimizer)
+
+    def progress_state(self) -> dict[str, int]:
+        """The step clock (for a checkpoint; :mod:`.elastic`)."""
+        return {"clock": self.clock}
+
+    def load_progress_state(self, state: dict[str, int]) -> None:
+        """Restore :meth:`progress_state`."""
+        self.clock = int(state["clock"])
 
     def epoch_metrics(self) -> dict[str, float]:
         """Train metrics of the epoch averaged over all workers' batches (an all-reduce: call on every

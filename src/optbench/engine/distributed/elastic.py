@@ -2,15 +2,16 @@
 
 A synchronous job cannot go on without a worker (:mod:`.failures`); it can start again. With
 ``DistributedConfig.checkpoint_dir`` every process saves, after each epoch, what its next epoch
-depends on (:func:`trainer_state`: model, optimizer, schedule, components, the step and data-order
-generators, the global RNG; on the server also its version and statistics; on rank 0 the epoch
-records) to ``<checkpoint_dir>/<run id>.rank<r>.pt`` through the single-process engine's atomic,
-``weights_only`` :class:`~optbench.engine.checkpoint.Checkpointer`. A restarted job (``torchrun
---max-restarts N``, which restarts every process and sets ``TORCHELASTIC_RESTART_COUNT``, or the local
-launcher's ``max_restarts``, which does the same) loads them, provided every rank holds the same
-epoch (an all-reduce of the epochs at start; otherwise it starts over with a warning), and continues
-with the next epoch: the epochs before the failure are kept, the steps after the last checkpoint are
-computed again. An injected crash (``kill_worker``) happens only in the first attempt.
+depends on (:func:`trainer_state`: the single engine's model, optimizer, schedule, components, step
+generator and RNG state; the step clock, on the server its version and statistics; the data-order
+generator; on rank 0 the epoch records) to ``<checkpoint_dir>/<run id>.rank<r>.pt`` through the
+single-process engine's atomic, ``weights_only`` :class:`~optbench.engine.checkpoint.Checkpointer`.
+A restarted job (``torchrun --max-restarts N``, which restarts every process and sets
+``TORCHELASTIC_RESTART_COUNT``, or the local launcher's ``max_restarts``, which does the same) loads
+them, provided every rank holds the same epoch (an all-reduce of the epochs at start; otherwise it
+starts over with a warning), and continues with the next epoch: the epochs before the failure are
+kept, the steps after the last checkpoint are computed again. An injected crash (``kill_worker``)
+happens only in the first attempt.
 """
 
 from __future__ import annotations
@@ -24,53 +25,22 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from optbench.core.component import iter_state
-from optbench.engine.checkpoint import Checkpointer, CheckpointWarning
+from optbench.engine.checkpoint import Checkpointer, CheckpointWarning, load_setup_state, setup_state
 from optbench.engine.distributed.common import RankContext
 from optbench.engine.distributed.failures import restart_count
 
 
-def trainer_state(trainer: Any) -> dict[str, Any]:
-    """What a rank's next epoch depends on (tensors, dicts, lists and numbers only)."""
-    setup = trainer.setup
-    state: dict[str, Any] = {"rng": torch.get_rng_state(), "step_generator": setup.generator.get_state(),
-                             "clock": getattr(trainer, "clock", 0),
-                             "components": {key: c.state_dict() for key, c in iter_state(setup.components)}}
-    if setup.optimizer is not None:  # ddp ranks and the server hold the weights that are trained
-        state |= {"model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
-                  "schedule": setup.controller.state_dict() if setup.controller is not None else None,
-                  "scaler": setup.step.scaler.state_dict() if setup.step.scaler is not None else None}
-    members = getattr(trainer, "members", None)
-    if members is not None:  # the parameter server
-        state["server"] = {"version": trainer.version, "updates": trainer.updates,
-                           "update_seconds": trainer.update_seconds, "staleness": list(trainer.staleness),
-                           "epochs": trainer.epochs, "pushes": {str(k): v for k, v in members.pushes.items()}}
-    return state
+def trainer_state(trainer: Any, device: torch.device) -> dict[str, Any]:
+    """What a rank's next epoch depends on: its run's state (the single engine's
+    :func:`~optbench.engine.checkpoint.setup_state`) and the trainer's progress (its ``progress_state()``:
+    the step clock; on the server its version and statistics)."""
+    return {"setup": setup_state(trainer.setup, device), "progress": trainer.progress_state()}
 
 
-def load_trainer_state(trainer: Any, state: dict[str, Any]) -> None:
+def load_trainer_state(trainer: Any, state: dict[str, Any], device: torch.device) -> None:
     """Put a freshly built rank back into ``state`` (from :func:`trainer_state`)."""
-    setup = trainer.setup
-    torch.set_rng_state(state["rng"])
-    setup.generator.set_state(state["step_generator"])
-    if hasattr(trainer, "clock"):
-        trainer.clock = int(state["clock"])
-    for key, c in iter_state(setup.components):
-        c.load_state_dict(state["components"][key])
-    if setup.optimizer is not None:
-        setup.model.load_state_dict(state["model"])
-        setup.optimizer.load_state_dict(state["optimizer"])
-        if setup.controller is not None:
-            setup.controller.load_state_dict(state["schedule"])
-        if setup.step.scaler is not None and state["scaler"] is not None:
-            setup.step.scaler.load_state_dict(state["scaler"])
-    if "server" in state:
-        server = state["server"]
-        trainer.version, trainer.updates = int(server["version"]), int(server["updates"])
-        trainer.update_seconds, trainer.staleness = float(server["update_seconds"]), list(server["staleness"])
-        trainer.epochs = int(server["epochs"])
-        trainer.members.pushes = {int(k): int(v) for k, v in server["pushes"].items()}
-        trainer.flat.params_into(trainer.weights)
+    load_setup_state(trainer.setup, state["setup"], device)
+    trainer.load_progress_state(state["progress"])
 
 
 @dataclasses.dataclass
@@ -100,7 +70,7 @@ class RankCheckpoint:
 
     def save(self, epoch: int, trainer: Any, loop: LoopState) -> None:
         """Write this rank's state after ``epoch`` (atomically)."""
-        self.checkpointer.save({"epoch": epoch, "trainer": trainer_state(trainer),
+        self.checkpointer.save({"epoch": epoch, "trainer": trainer_state(trainer, self.ctx.device),
                                 "loop": {"epochs": [dataclasses.asdict(e) for e in loop.epochs],
                                          "global_steps": loop.global_steps, "train_seconds": loop.train_seconds,
                                          "stop_reasons": loop.stop_reasons,
@@ -124,7 +94,7 @@ class RankCheckpoint:
             return 0
         if state is None:
             return 0
-        load_trainer_state(trainer, state["trainer"])
+        load_trainer_state(trainer, state["trainer"], self.ctx.device)
         saved = state["loop"]
         loop.epochs[:] = [EpochRecord(**e) for e in saved["epochs"]]
         loop.global_steps, loop.train_seconds = int(saved["global_steps"]), float(saved["train_seconds"])

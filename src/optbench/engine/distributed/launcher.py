@@ -293,12 +293,8 @@ def run_distributed(config: DistributedConfig) -> DistributedRun:
 
     def read(out_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
         summary = json.loads((out_dir / "result.json").read_text(encoding="utf-8"))
-        state = torch.load(out_dir / "state.pt", weights_only=True) if config.keep_state else None
-        return summary, state
-
-    def read_with_exits(out_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-        summary, state = read(out_dir)
         add_exits(summary, json.loads((out_dir / "lost.json").read_text(encoding="utf-8")))
+        state = torch.load(out_dir / "state.pt", weights_only=True) if config.keep_state else None
         return summary, state
 
     tolerant = config.parsed_mode.survives_worker_loss
@@ -310,7 +306,7 @@ def run_distributed(config: DistributedConfig) -> DistributedRun:
         for attempt in range(config.max_restarts + 1):
             try:
                 summary, state = spawn_job(_train_target, (config,), config.world_size, timeout=config.timeout,
-                                           comm_timeout=config.comm_timeout, read=read_with_exits,
+                                           comm_timeout=config.comm_timeout, read=read,
                                            role=_role(config), tolerate=lambda rank: tolerant and rank > 0,
                                            env={"TORCHELASTIC_RESTART_COUNT": str(attempt)})
                 break

@@ -31,6 +31,7 @@ arrival order and never polls. Protocols:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -238,6 +239,20 @@ class PsServer(UpdateSide):
         """Train metrics of the epoch averaged over every pushed batch (from the push headers)."""
         return self.metrics.averages(self.sums)
 
+    def progress_state(self) -> dict[str, Any]:
+        """Version, update statistics, staleness and gradients received (for a checkpoint; :mod:`.elastic`)."""
+        return {"version": self.version, "updates": self.updates, "update_seconds": self.update_seconds,
+                "staleness": list(self.staleness), "epochs": self.epochs,
+                "pushes": {str(k): v for k, v in self.members.pushes.items()}}
+
+    def load_progress_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`progress_state` and refresh the weights message from the restored model."""
+        self.version, self.updates = int(state["version"]), int(state["updates"])
+        self.update_seconds, self.staleness = float(state["update_seconds"]), list(state["staleness"])
+        self.epochs = int(state["epochs"])
+        self.members.pushes = {int(k): int(v) for k, v in state["pushes"].items()}
+        self.flat.params_into(self.weights)
+
     def server_stats(self) -> tuple[list[int], dict]:
         """Staleness of every applied gradient and ``{"updates", "update_seconds", "gradients_received",
         "gradients_planned", "lost_workers"}`` (planned: every worker's gradient of every epoch served;
@@ -306,6 +321,14 @@ class PsWorker:
                 wait_seconds=min(wait, received - requested), step_seconds=computed - requested + extra))
             requested = computed
             self.clock += 1
+
+    def progress_state(self) -> dict[str, int]:
+        """The step clock (for a checkpoint; :mod:`.elastic`)."""
+        return {"clock": self.clock}
+
+    def load_progress_state(self, state: dict[str, int]) -> None:
+        """Restore :meth:`progress_state`."""
+        self.clock = int(state["clock"])
 
     def epoch_metrics(self) -> None:
         """Workers report their metrics in the push headers; the server has them."""

@@ -38,8 +38,8 @@ from optbench.engine.distributed.common import (
     sync,
 )
 from optbench.engine.distributed.config import DistributedConfig, distributed_run_id
-from optbench.engine.distributed.elastic import RankCheckpoint
-from optbench.engine.distributed.failures import Collective, restart_count
+from optbench.engine.distributed.elastic import LoopState, RankCheckpoint, elastic_record
+from optbench.engine.distributed.failures import restart_count
 from optbench.engine.distributed.records import staleness_histogram, steps_to_columns
 
 
@@ -58,17 +58,10 @@ def make_trainer(ctx: RankContext) -> Any:
     return PsServer(ctx) if ctx.is_server else PsWorker(ctx)
 
 
-def coordination_for(ctx: RankContext, trainer: Any) -> Any:
-    """The epoch protocol of the mode: point-to-point with the remaining workers in the server modes
-    (:class:`~.failures.PeerToPeer`, survives a lost worker), collectives otherwise."""
-    return trainer.coordination if ctx.mode.has_server else Collective()
-
-
 def _train(ctx: RankContext, trainer: Any, run_id: str) -> dict[str, Any]:
     """The epoch loop; returns rank 0's epochs, status and error (empty lists elsewhere). With a
     checkpoint directory, every rank resumes from and saves its per-epoch checkpoint (:mod:`.elastic`)."""
     from optbench.engine.data import ordered_batches
-    from optbench.engine.distributed.elastic import LoopState, elastic_record
     from optbench.engine.loop import EVAL_BATCH_SIZE, evaluate
 
     config = ctx.config
@@ -76,7 +69,7 @@ def _train(ctx: RankContext, trainer: Any, run_id: str) -> dict[str, Any]:
     status, error, go_on = "finished", None, True
     every_rank = ctx.mode.kind in ("ddp", "fsdp") and trainer.setup.needs_epoch_end
     n_train = len(ctx.data.train)
-    coordination = coordination_for(ctx, trainer)
+    coordination = trainer.coordination  # point-to-point in the server modes, else collectives
     checkpoint = RankCheckpoint(ctx, run_id) if config.checkpoint_dir is not None else None
     first = 1 + (checkpoint.resume(trainer, loop) if checkpoint is not None else 0)
     elastic = elastic_record(first - 1, ctx.steps_per_epoch) if checkpoint is not None else None
@@ -191,7 +184,7 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
                                     config.kill_worker)
         summary = _train(ctx, trainer, run_id)
         staleness, server = trainer.server_stats()
-        coordination = coordination_for(ctx, trainer)
+        coordination = trainer.coordination  # point-to-point in the server modes, else collectives
         gathered = coordination.gather(ctx, {"rank": rank, "worker": ctx.worker,
                                              "steps": steps_to_columns(trainer.steps)})
         coordination.finish(ctx)
@@ -222,4 +215,4 @@ def run_rank(rank: int, world_size: int, config: DistributedConfig, *, local_ran
             dist.destroy_process_group()
 
 
-__all__ = ["coordination_for", "make_trainer", "run_rank"]
+__all__ = ["attempt_store", "make_trainer", "run_rank"]
